@@ -92,7 +92,7 @@ class Emission:
     Events leave only when the step that emitted them succeeds.
     """
 
-    __slots__ = ("event", "payload", "only", "excluded")
+    __slots__ = ("event", "excluded", "only", "payload")
 
     def __init__(self, event: str, payload: Any) -> None:
         self.event = event
@@ -127,7 +127,7 @@ class Context:
     ``user_id`` is the user's primary key as a string, ``None`` when anonymous.
     """
 
-    __slots__ = ("actor", "actor_id", "client_id", "clients", "user_id", "claims", "user", "method", "emissions")
+    __slots__ = ("actor", "actor_id", "claims", "client_id", "clients", "emissions", "method", "user", "user_id")
 
     def __init__(
         self,
@@ -202,9 +202,7 @@ def _build_spec(cls: type[Actor]) -> ActorSpec:
         try:
             state_model()
         except Exception as exc:
-            problems.append(
-                ("zocket.E002", f"{cls.__qualname__}.State cannot be built from its defaults: {exc}")
-            )
+            problems.append(("zocket.E002", f"{cls.__qualname__}.State cannot be built from its defaults: {exc}"))
     spec = ActorSpec(name=name, cls=cls, state_model=state_model, problems=problems)
 
     for attr, fn in inspect.getmembers(cls, inspect.isfunction):

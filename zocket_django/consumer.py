@@ -10,6 +10,7 @@ which manages connections itself).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -51,10 +52,8 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         self.scope = scope
         self.base_send = send
         self.present: dict[str, tuple[ActorSpec, str]] = {}
-        try:
+        with contextlib.suppress(StopConsumer):
             await await_many_dispatch([receive], self.dispatch)
-        except StopConsumer:
-            pass
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' dispatch would call close_old_connections in a thread here.
@@ -96,7 +95,9 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             await self.send(text_data=protocol.error(Code.BAD_REQUEST, "frame is not valid JSON"))
             return
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            await self.send(text_data=protocol.error(Code.BAD_REQUEST, "frame must be a JSON object with a string type"))
+            await self.send(
+                text_data=protocol.error(Code.BAD_REQUEST, "frame must be a JSON object with a string type")
+            )
             return
         handler = self._frame_handlers.get(message["type"])
         if handler is None:
@@ -164,9 +165,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         if spec is None:
             raise Refusal(Code.UNKNOWN_ACTOR, f"unknown actor {actor[:64]!r}")
         if not actor_id or len(actor_id) > zocket_settings().MAX_ACTOR_ID_LENGTH:
-            raise Refusal(
-                Code.BAD_REQUEST, f"actorId must be 1 to {zocket_settings().MAX_ACTOR_ID_LENGTH} characters"
-            )
+            raise Refusal(Code.BAD_REQUEST, f"actorId must be 1 to {zocket_settings().MAX_ACTOR_ID_LENGTH} characters")
         return spec, actor_id
 
     @staticmethod

@@ -10,6 +10,7 @@ back on the same channel, so they stay in order with the patches before them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -64,10 +65,8 @@ class Node:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-            except (asyncio.CancelledError, Exception):
-                pass
         for group in list(self._joined):
             await self.layer.group_discard(group, self.channel)
         self._joined.clear()
@@ -272,4 +271,3 @@ def forget_node(node: Node) -> None:
     for loop, n in list(_nodes.items()):
         if n is node:
             del _nodes[loop]
-

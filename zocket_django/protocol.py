@@ -35,9 +35,16 @@ def encode(message: dict[str, Any]) -> str:
     return _encoder.encode(message)
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_decoder = json.JSONDecoder(parse_constant=_no_constants)
+
+
 def decode(text: str) -> Any:
-    """Parse one frame; raises ``ValueError`` on anything that is not JSON."""
-    return json.loads(text)
+    """Parse one frame; raises ``ValueError`` on anything that is not strict JSON (no NaN)."""
+    return _decoder.decode(text)
 
 
 def welcome(client_id: str) -> str:
@@ -63,15 +70,11 @@ def error(code: Code, message: str, ref: dict[str, Any] | None = None) -> str:
 
 
 def state_snapshot(actor: str, actor_id: str, state: Any, version: int) -> str:
-    return encode(
-        {"type": "state:snapshot", "actor": actor, "actorId": actor_id, "state": state, "version": version}
-    )
+    return encode({"type": "state:snapshot", "actor": actor, "actorId": actor_id, "state": state, "version": version})
 
 
 def state_patch(actor: str, actor_id: str, patches: list[dict[str, Any]], version: int) -> str:
-    return encode(
-        {"type": "state:patch", "actor": actor, "actorId": actor_id, "patches": patches, "version": version}
-    )
+    return encode({"type": "state:patch", "actor": actor, "actorId": actor_id, "patches": patches, "version": version})
 
 
 def event(actor: str, actor_id: str, name: str, payload: Any) -> str:

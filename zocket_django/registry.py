@@ -39,9 +39,7 @@ class Registry:
         """Every (check id, message) found in the declarations."""
         found = [p for spec in self._specs.values() for p in spec.problems]
         for name, first, second in self.duplicates:
-            found.append(
-                ("zocket.E001", f"actor name {name!r} is used by both {_path(first)} and {_path(second)}")
-            )
+            found.append(("zocket.E001", f"actor name {name!r} is used by both {_path(first)} and {_path(second)}"))
         return found
 
     def ensure_valid(self) -> None:

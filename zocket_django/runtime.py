@@ -137,7 +137,9 @@ class Instance:
             self.version += 1
             self.dump = new
             frame = protocol.state_patch(self.spec.name, self.actor_id, patches, self.version)
-            await node.group_send(self.group, {"type": "zocket.deliver", "group": self.group, "kind": STATE, "frame": frame})
+            await node.group_send(
+                self.group, {"type": "zocket.deliver", "group": self.group, "kind": STATE, "frame": frame}
+            )
         for message, targets in events:
             if targets is None:
                 await node.group_send(self.group, message)
@@ -170,7 +172,9 @@ class Instance:
         try:
             await self.run(ctx, lambda: self.runtime.invoke(fn, is_async, self.actor, ctx, {}))
         except Exception:
-            log.exception("%s.%s raised; its changes were rolled back", self.spec.name, hook, extra=self.log_context(hook=hook))
+            log.exception(
+                "%s.%s raised; its changes were rolled back", self.spec.name, hook, extra=self.log_context(hook=hook)
+            )
 
     # -- presence ------------------------------------------------------------
 
@@ -273,7 +277,9 @@ class Runtime:
 
     # -- requests ----------------------------------------------------------------
 
-    def call(self, spec: ActorSpec, actor_id: str, caller: Caller, method: MethodSpec, args: BaseModel, rpc_id: str) -> None:
+    def call(
+        self, spec: ActorSpec, actor_id: str, caller: Caller, method: MethodSpec, args: BaseModel, rpc_id: str
+    ) -> None:
         """Queue a validated call; its ``rpc:result`` goes to ``caller.reply_to``."""
         inst = self.instance(spec, actor_id)
         deadline = time.monotonic() + zocket_settings().CALL_TIMEOUT
@@ -322,7 +328,8 @@ class Runtime:
         if answer and STATE in kinds:
             frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version)
             await self.node.send(
-                caller.reply_to, {"type": "zocket.snapshot", "client": caller.client_id, "group": inst.group, "frame": frame}
+                caller.reply_to,
+                {"type": "zocket.snapshot", "client": caller.client_id, "group": inst.group, "frame": frame},
             )
 
     def unsubscribe(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:
