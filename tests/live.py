@@ -6,6 +6,7 @@ Only loopback addresses; every wait is bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -201,15 +202,15 @@ class LiveClient:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._reader.done():
                     raise TimeoutError(f"no matching frame; last frames: {self.frames[-5:]}")
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), remaining)
-                except TimeoutError:
-                    pass
 
     async def call(self, actor: str, actor_id: str, method: str, timeout: float = 15.0, **input: Any) -> Any:
         self._ids += 1
         rpc_id = f"r{self._ids}"
-        await self.send({"type": "rpc", "id": rpc_id, "actor": actor, "actorId": actor_id, "method": method, "input": input})
+        await self.send(
+            {"type": "rpc", "id": rpc_id, "actor": actor, "actorId": actor_id, "method": method, "input": input}
+        )
         frame = await self.wait_for(lambda f: f.get("type") == "rpc:result" and f.get("id") == rpc_id, timeout)
         if "error" in frame:
             raise RpcError(frame)

@@ -5,7 +5,7 @@ import itertools
 
 import pytest
 
-from tests.live import LiveClient, PrivateRedis, Worker, cluster_env, migrate, require_redis
+from tests.live import LiveClient, Worker, cluster_env, migrate, require_redis
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -30,7 +30,10 @@ async def test_a_thousand_increments_from_both_workers_are_serialized(pair):
         assert (await w.subscribe_state("counter", "thousand"))["version"] == 0
 
     async def fire(client, n):
-        return [await asyncio.gather(*(client.call("counter", "thousand", "increment") for _ in range(25))) for _ in range(n)]
+        return [
+            await asyncio.gather(*(client.call("counter", "thousand", "increment") for _ in range(25)))
+            for _ in range(n)
+        ]
 
     results = await asyncio.gather(*(fire(c, 5) for c in callers))  # 8 clients x 125 calls
     flat = sorted(itertools.chain.from_iterable(itertools.chain.from_iterable(results)))
