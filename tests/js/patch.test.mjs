@@ -110,6 +110,8 @@ test("paths through __proto__, constructor or prototype are refused", () => {
   ]) {
     rejects({ a: {} }, ops);
   }
+  rejects({ a: {} }, [{ op: "add", path: "/__proto__", value: { polluted: true } }]);
+  rejects({ a: {} }, [{ op: "add", path: "/a/constructor", value: { prototype: {} } }]);
   assert.equal({}.polluted, undefined);
   assert.equal(Object.prototype.polluted, undefined);
 });
