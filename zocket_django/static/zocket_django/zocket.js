@@ -1,7 +1,8 @@
 /**
  * zocket.js: the browser client of zocket-django. A dependency-free ES module
- * speaking the Zocket wire protocol (see PROTOCOL.md); it also runs in Node
- * when given a WebSocket class (`createClient({url, WebSocket: require("ws")})`).
+ * speaking the Zocket wire protocol (see PROTOCOL.md); it also runs in Node 20
+ * when given a WebSocket class (`import WebSocket from "ws"`, then
+ * `createClient({ url, WebSocket })`).
  *
  *   import { createClient } from "/static/zocket_django/zocket.js";
  *   const client = createClient({ url: "wss://example.com/ws/" });
@@ -303,8 +304,14 @@ export function createClient(options) {
       }
     }
   }
-  // Adds a listener to `set` (as a fresh wrapper, so one function may be added twice) and returns
-  // its unsubscribe function, which works once and calls `onEmpty` when the set becomes empty.
+  /**
+   * Adds a listener to `set` (as a fresh wrapper, so one function may be added twice) and returns
+   * its unsubscribe function, which works once and calls `onEmpty` when the set becomes empty.
+   * @param {Set<Function>} set
+   * @param {Function} cb
+   * @param {() => void} [onEmpty]
+   * @param {(...args: any[]) => void} [wrapper] what goes into the set; by default it calls `cb`
+   */
   function listen(set, cb, onEmpty, wrapper = (v) => cb(v)) {
     if (typeof cb !== "function") throw new TypeError("zocket: a listener must be a function");
     set.add(wrapper);
