@@ -14,7 +14,8 @@ class Message(BaseModel):
 
 class ChatState(BaseModel):
     messages: list[Message] = []
-    online: list[str] = []
+    online: list[str] = []  # client ids of the connections in the room
+    names: dict[str, str] = {}  # client id -> who: the username, or the client id for a guest
 
 
 class Chat(Actor):
@@ -33,7 +34,9 @@ class Chat(Actor):
     async def on_connect(self, ctx) -> None:
         if ctx.client_id not in self.state.online:
             self.state.online.append(ctx.client_id)
+        self.state.names[ctx.client_id] = ctx.claims.get("username") or ctx.client_id
 
     async def on_disconnect(self, ctx) -> None:
         if ctx.client_id in self.state.online:
             self.state.online.remove(ctx.client_id)
+        self.state.names.pop(ctx.client_id, None)
