@@ -17,11 +17,20 @@ class WatchedSocket extends WebSocket {
 
 export const client = createClient({ url, WebSocket: WatchedSocket });
 
-// The header's connection indicator: connecting, connected, reconnecting, offline or closed.
+// The header's connection indicator: connecting, connected, reconnecting, offline or closed,
+// and a line under the header while the connection is down.
 const badge = document.getElementById("connection");
+const banner = document.getElementById("connection-lost");
+const lost = {
+  reconnecting: "Connection lost. Reconnecting… what you see is the last state the server sent.",
+  offline: "You are offline. The page reconnects by itself when the network is back.",
+  closed: "Disconnected. Reload the page to connect again.",
+};
 function show(status) {
   badge.dataset.status = status;
   badge.querySelector(".label").textContent = status;
+  banner.textContent = lost[status] ?? "";
+  banner.hidden = !lost[status];
 }
 show(client.connection.status);
 client.connection.subscribe(show);
