@@ -10,11 +10,12 @@ from tests.live import LiveClient, Worker, cluster_env, migrate, require_redis
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
+@pytest.fixture(scope="module", params=["core", "pubsub"])
+def pair(request, tmp_path_factory):
+    """Two workers on channels-redis: its list-based layer, then its pub/sub layer."""
     redis_url = require_redis()
     tmp = tmp_path_factory.mktemp("pair")
-    env = cluster_env(tmp, redis_url, LEASE_TTL=2.0)
+    env = {**cluster_env(tmp, redis_url, LEASE_TTL=2.0), "CHANNEL_LAYER": request.param}
     migrate(env)
     workers = [Worker(env, tmp, "a").start(), Worker(env, tmp, "b").start()]
     yield workers
