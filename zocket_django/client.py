@@ -48,6 +48,7 @@ __all__ = [
     "ConnectionStatus",
     "EventStream",
     "LiveState",
+    "NamedActor",
     "ZocketClient",
     "ZocketConnectionError",
     "ZocketError",
@@ -309,6 +310,9 @@ class ZocketClient:
             # the protocol-level keepalive cannot; don't run both by default.
             "ping_interval": None if heartbeat_interval else 20,
             "close_timeout": 2.0,
+            "open_timeout": None,  # connect_timeout bounds the whole attempt
+            # Snapshots of big states must fit (websockets' default is 1 MiB).
+            "max_size": 16 * 2**20,
             "additional_headers": dict(headers) if headers else None,
             "origin": origin,
             **(connect_kwargs or {}),
@@ -493,7 +497,7 @@ class ZocketClient:
     async def _open(self) -> _Connection:
         """Open a socket and read up to the ``welcome`` frame."""
         async with asyncio.timeout(self.connect_timeout):
-            ws = await ws_connect(self.url, open_timeout=None, **self._connect_kwargs)
+            ws = await ws_connect(self.url, **self._connect_kwargs)
             try:
                 client_id = await self._await_welcome(ws)
             except BaseException:
@@ -744,25 +748,26 @@ class ZocketClient:
     ) -> Any:
         if timeout is _UNSET:
             timeout = self.rpc_timeout
+        rid = f"r{next(self._ids)}"
         frame: dict[str, Any] = {
             "type": "rpc",
+            "id": rid,
             "actor": actor,
             "actorId": actor_id,
             "method": method,
         }
         if input is not _UNSET:
             frame["input"] = input
-        _dumps(frame)  # fail fast, in the caller, on input that is not JSON
+        raw = _dumps(frame)  # in the caller: input that is not JSON fails here
         loop = asyncio.get_running_loop()
         deadline = asyncio.timeout(timeout)
         try:
             async with deadline:
                 conn = await self._wait_connected()
-                rid = f"r{next(self._ids)}"
                 fut: asyncio.Future[Any] = loop.create_future()
                 conn.pending[rid] = (fut, method)
                 try:
-                    conn.send({**frame, "id": rid})
+                    conn.outbox.put_nowait(raw)
                     return await fut
                 finally:
                     conn.pending.pop(rid, None)
@@ -963,7 +968,8 @@ class ActorHandle:
         """An async iterator of ``event`` payloads, subscribed from this call on.
 
         Leaving the loop (or ``aclose()``, or ``async with``) unsubscribes; the
-        iteration ends when the client closes. When more than ``max_queue``
+        iteration ends when the client closes. Events are not replayed: those
+        emitted while the socket was down are lost. When more than ``max_queue``
         payloads are waiting the oldest are dropped (and logged).
         """
         stream = EventStream(self, event, max_queue)
@@ -1005,7 +1011,16 @@ class EventStream:
         self._wakeup = asyncio.Event()
         self._ended = False
         self._dropped = 0
-        self._unsubscribe: Unsubscribe | None = handle.on(event, self._push)
+        # The listener holds the stream weakly so that dropping the stream
+        # (e.g. `break` out of `async for`) lets __del__ unsubscribe.
+        stream_ref = weakref.ref(self)
+
+        def push(payload: Any) -> None:
+            stream = stream_ref()
+            if stream is not None:
+                stream._push(payload)
+
+        self._unsubscribe: Unsubscribe | None = handle.on(event, push)
 
     def _push(self, payload: Any) -> None:
         if len(self._items) >= self._max:
