@@ -1,0 +1,14 @@
+"""ASGI entry point: ``daphne demo_project.asgi:application``."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_project.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+
+from zocket_django.routing import zocket_websocket  # noqa: E402
+
+application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": zocket_websocket("ws/")})

@@ -1,0 +1,93 @@
+"""Actors are found in actors.py; broken declarations fail loudly at startup."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from pydantic import BaseModel
+
+from zocket_django import Actor, method
+from zocket_django.registry import Registry, registry
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, settings: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"DJANGO_SETTINGS_MODULE": settings, "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_actors_modules_are_discovered():
+    assert {"counter", "chat", "lab"} <= {spec.name for spec in registry.specs()}
+    assert registry.problems() == []
+
+
+def test_check_reports_each_broken_declaration_with_its_id():
+    proc = run("manage.py", "check", settings="tests.broken_settings")
+    assert proc.returncode == 1
+    for code, words in [
+        ("zocket.E001", "'counter' is used by both"),
+        ("zocket.E002", "NoDefaults.State cannot be built from its defaults"),
+        ("zocket.E003", "BadParams.connect"),
+        ("zocket.E004", "event 'ping' has no payload schema"),
+    ]:
+        assert any(code in line and words in line for line in proc.stderr.splitlines()), (code, proc.stderr)
+
+
+def test_the_asgi_application_refuses_to_start_with_broken_actors():
+    proc = run("-c", "import demo_project.asgi", settings="tests.broken_settings")
+    assert proc.returncode != 0
+    assert "ImproperlyConfigured" in proc.stderr and "zocket.E002" in proc.stderr
+
+
+def test_a_healthy_project_passes_check():
+    proc = run("manage.py", "check", settings="tests.settings")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_ensure_valid_lists_problems():
+    broken = Registry()
+
+    class Empty(BaseModel):
+        x: int
+
+    class Bad(Actor):
+        name = "bad_for_registry_test"
+        State = Empty
+
+    registry._specs.pop("bad_for_registry_test")  # keep the project's registry clean
+    broken.register(Bad)
+    with pytest.raises(ImproperlyConfigured, match=r"zocket\.E002"):
+        broken.ensure_valid()
+
+
+def test_method_signatures_become_input_models():
+    class S(BaseModel):
+        n: int = 0
+
+    class Sig(Actor):
+        name = "signature_test"
+        State = S
+
+        @method
+        async def plain(self, ctx, a: int, b: str = "x") -> int:
+            return a
+
+        @method(name="renamed")
+        def sync_one(self, ctx) -> None:
+            pass
+
+    registry._specs.pop("signature_test")
+    plain = Sig.spec.methods["plain"]
+    assert plain.is_async and plain.takes_input
+    assert plain.input_model.model_validate({"a": 1}).b == "x"
+    assert set(Sig.spec.methods) == {"plain", "renamed"}
+    assert not Sig.spec.methods["renamed"].is_async

@@ -1,0 +1,87 @@
+"""apply(old, diff(old, new)) == new, for any JSON documents and any state mutations."""
+
+import copy
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from zocket_django.patches import apply, diff
+
+scalars = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8)
+)
+keys = st.text(max_size=6) | st.sampled_from(["", "~", "/", "a/b", "~1", "0", "-"])
+documents = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(keys, inner, max_size=6),
+    max_leaves=40,
+)
+
+
+@given(documents, documents)
+@settings(max_examples=400)
+def test_diff_then_apply_gives_the_new_document(old, new):
+    original = copy.deepcopy(old)
+    patches = diff(old, new)
+    assert apply(old, patches) == new
+    assert old == original  # neither diff nor apply touches the input
+
+
+@given(documents)
+def test_equal_documents_need_no_patch(doc):
+    assert diff(doc, copy.deepcopy(doc)) == []
+
+
+class Row(BaseModel):
+    name: str = ""
+    tags: list[str] = []
+
+
+class Board(BaseModel):
+    rows: list[Row] = []
+    meta: dict[str, int] = {}
+    title: str = ""
+
+
+mutations = st.lists(
+    st.one_of(
+        st.tuples(st.just("append"), st.text(max_size=5)),
+        st.tuples(st.just("insert"), st.integers(0, 10), st.text(max_size=5)),
+        st.tuples(st.just("pop"), st.integers(0, 10)),
+        st.tuples(st.just("tag"), st.integers(0, 10), st.text(max_size=3)),
+        st.tuples(st.just("meta"), st.text(max_size=3), st.integers()),
+        st.tuples(st.just("unmeta"), st.text(max_size=3)),
+        st.tuples(st.just("title"), st.text(max_size=5)),
+    ),
+    max_size=12,
+)
+
+
+def mutate(board: Board, ops) -> None:
+    for op, *args in ops:
+        if op == "append":
+            board.rows.append(Row(name=args[0]))
+        elif op == "insert":
+            board.rows.insert(args[0], Row(name=args[1]))
+        elif op == "pop" and board.rows:
+            board.rows.pop(args[0] % len(board.rows))
+        elif op == "tag" and board.rows:
+            board.rows[args[0] % len(board.rows)].tags.append(args[1])
+        elif op == "meta":
+            board.meta[args[0]] = args[1]
+        elif op == "unmeta":
+            board.meta.pop(args[0], None)
+        elif op == "title":
+            board.title = args[0]
+
+
+@given(mutations, mutations)
+@settings(max_examples=300)
+def test_state_mutations_round_trip_through_patches(setup, change):
+    board = Board()
+    mutate(board, setup)
+    old = board.model_dump(mode="json")
+    mutate(board, change)
+    new = board.model_dump(mode="json")
+    assert apply(old, diff(old, new)) == new

@@ -1,0 +1,115 @@
+"""Actors written to exercise the runtime's rules in tests."""
+
+import asyncio
+import threading
+import time
+
+from django.contrib.auth.models import User
+from pydantic import BaseModel
+
+from zocket_django import Actor, ZocketError, method
+
+
+class Item(BaseModel):
+    text: str
+    done: bool = False
+
+
+class LabState(BaseModel):
+    items: list[Item] = []
+    log: list[str] = []
+    value: int = 0
+
+
+class Note(BaseModel):
+    text: str
+
+
+class Lab(Actor):
+    """Everything a test needs: failing, slow, sync and emitting handlers."""
+
+    name = "lab"
+    State = LabState
+    events = {"note": Note, "count": int}
+
+    @method
+    async def add_item(self, ctx, text: str) -> Item:
+        item = Item(text=text)
+        self.state.items.append(item)
+        return item
+
+    @method
+    async def fail_after_change(self, ctx) -> None:
+        self.state.value += 100
+        self.state.items.append(Item(text="never"))
+        ctx.emit("note", Note(text="never"))
+        raise RuntimeError("secret internals")
+
+    @method
+    async def refuse(self, ctx, why: str) -> None:
+        self.state.value += 1
+        raise ZocketError(why, code="not_today")
+
+    @method
+    async def bad_event(self, ctx) -> None:
+        self.state.value += 1
+        ctx.emit("note", {"wrong": "shape"})
+
+    @method
+    async def notify(self, ctx, text: str, to: list[str] | None = None, skip: list[str] | None = None) -> None:
+        emission = ctx.emit("note", Note(text=text))
+        if to is not None:
+            emission.to(to)
+        if skip is not None:
+            emission.except_(skip)
+
+    @method
+    async def noop(self, ctx) -> int:
+        return self.state.value
+
+    @method
+    async def slow(self, ctx, seconds: float) -> str:
+        self.state.log.append("start")
+        await asyncio.sleep(seconds)
+        self.state.log.append("end")
+        return "done"
+
+    @method
+    def sync_count_users(self, ctx) -> int:
+        # A plain def runs in a worker thread: the ORM is allowed here.
+        self.state.value = User.objects.count()
+        return self.state.value
+
+    @method
+    def sync_overlap(self, ctx, seconds: float) -> int:
+        """Records how many sync handlers of *this* instance run at once."""
+        key = self.id
+        with _lock:
+            _running[key] = _running.get(key, 0) + 1
+            _peak[key] = max(_peak.get(key, 0), _running[key])
+            _peak["__all__"] = max(_peak.get("__all__", 0), sum(_running.values()))
+        time.sleep(seconds)
+        with _lock:
+            _running[key] -= 1
+        return _peak[key]
+
+    @method
+    async def whoami(self, ctx) -> dict:
+        return {
+            "client_id": ctx.client_id,
+            "user_id": ctx.user_id,
+            "claims": ctx.claims,
+            "clients": sorted(ctx.clients),
+        }
+
+    async def on_activate(self, ctx) -> None:
+        self.state.log.append("activated")
+
+    async def on_deactivate(self, ctx) -> None:
+        DEACTIVATED.append(self.id)
+
+
+DEACTIVATED: list[str] = []
+_lock = threading.Lock()
+_running: dict[str, int] = {}
+_peak: dict[str, int] = {}

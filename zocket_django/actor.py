@@ -1,0 +1,241 @@
+"""What a user writes: ``Actor`` subclasses with a state model, methods and events.
+
+Declaring a concrete subclass (one with ``name`` and ``State``) registers it, as
+defining a model registers it with Django. Problems in a declaration are
+collected, not raised, so that ``manage.py check`` can report all of them; the
+routing helper refuses to start while any remain.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+
+from pydantic import BaseModel
+
+from . import schema
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+HOOKS = ("on_activate", "on_deactivate", "on_connect", "on_disconnect")
+
+
+@dataclass(frozen=True, slots=True)
+class MethodOptions:
+    """What ``@method(...)`` was given; stored on the function until the class is built."""
+
+    name: str | None = None
+
+
+@overload
+def method(fn: F, /) -> F: ...
+@overload
+def method(*, name: str | None = None) -> Callable[[F], F]: ...
+def method(fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
+    """Mark an actor function as callable over the wire.
+
+    Its parameters after ``ctx`` are its input (validated before it runs), its
+    return annotation types its result. ``async def`` runs on the event loop;
+    a plain ``def`` runs in a worker thread (so it may use the ORM). Either way
+    an instance runs one call at a time.
+    """
+    options = MethodOptions(name=name)
+
+    def mark(f: F) -> F:
+        f.__zocket_method__ = options  # type: ignore[attr-defined]
+        return f
+
+    return mark(fn) if fn is not None else mark
+
+
+@dataclass(slots=True)
+class MethodSpec:
+    """One wire method, with its validators built once at class creation."""
+
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+    input_model: type[BaseModel]
+    result: schema.Payload | None
+    takes_input: bool
+
+    def serialize_result(self, value: Any) -> Any:
+        if self.result is None:
+            return schema.dump_untyped(value)
+        return self.result.dump(value)
+
+
+@dataclass(slots=True)
+class ActorSpec:
+    """Everything the runtime needs to know about an actor class."""
+
+    name: str
+    cls: type[Actor]
+    state_model: type[BaseModel]
+    methods: dict[str, MethodSpec] = field(default_factory=dict)
+    events: dict[str, schema.Payload] = field(default_factory=dict)
+    hooks: dict[str, tuple[Callable[..., Any], bool]] = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (check id, message)
+
+    def initial_state(self) -> BaseModel:
+        return self.state_model()
+
+
+class Emission:
+    """An event on its way out: broadcast unless narrowed with ``to``/``except_``.
+
+    Events leave only when the step that emitted them succeeds.
+    """
+
+    __slots__ = ("event", "excluded", "only", "payload")
+
+    def __init__(self, event: str, payload: Any) -> None:
+        self.event = event
+        self.payload = payload
+        self.only: frozenset[str] | None = None
+        self.excluded: frozenset[str] | None = None
+
+    def broadcast(self) -> Emission:
+        """To every event subscriber of the instance (the default)."""
+        self.only = self.excluded = None
+        return self
+
+    def to(self, client_ids: str | Iterable[str]) -> Emission:
+        """Only to these clients, among the event subscribers."""
+        self.only, self.excluded = _ids(client_ids), None
+        return self
+
+    def except_(self, client_ids: str | Iterable[str]) -> Emission:
+        """To every event subscriber but these clients."""
+        self.only, self.excluded = None, _ids(client_ids)
+        return self
+
+
+def _ids(client_ids: str | Iterable[str]) -> frozenset[str]:
+    return frozenset([client_ids]) if isinstance(client_ids, str) else frozenset(client_ids)
+
+
+class Context:
+    """Who is asking, and the way to emit events, for one queued step.
+
+    ``client_id`` is ``None`` for ``on_activate``/``on_deactivate``.
+    ``user_id`` is the user's primary key as a string, ``None`` when anonymous.
+    """
+
+    __slots__ = ("actor", "actor_id", "claims", "client_id", "clients", "emissions", "method", "user", "user_id")
+
+    def __init__(
+        self,
+        *,
+        actor: str,
+        actor_id: str,
+        client_id: str | None = None,
+        clients: frozenset[str] = frozenset(),
+        user_id: str | None = None,
+        claims: dict[str, Any] | None = None,
+        user: AbstractBaseUser | AnonymousUser | None = None,
+        method: str | None = None,
+    ) -> None:
+        self.actor = actor
+        self.actor_id = actor_id
+        self.client_id = client_id
+        self.clients = clients
+        self.user_id = user_id
+        self.claims = claims if claims is not None else {}
+        self.user = user
+        self.method = method
+        self.emissions: list[Emission] = []
+
+    def emit(self, event: str, payload: Any = None) -> Emission:
+        """Queue ``event``; it is sent after the step succeeds, broadcast by default."""
+        emission = Emission(event, payload)
+        self.emissions.append(emission)
+        return emission
+
+
+class Actor:
+    """Base class of every actor.
+
+    Subclasses set ``name`` (the wire name), ``State`` (a pydantic model whose
+    defaults are the initial state) and ``events`` (event name → payload type),
+    decorate methods with ``@method``, and may define the hooks
+    ``on_activate(ctx)``, ``on_deactivate(ctx)``, ``on_connect(ctx)`` and
+    ``on_disconnect(ctx)`` (sync or async). One instance exists per actor id
+    while it is hot; ``self.state`` is its live state.
+    """
+
+    name: ClassVar[str]
+    State: ClassVar[type[BaseModel]]
+    events: ClassVar[dict[str, Any]] = {}
+    spec: ClassVar[ActorSpec]
+
+    def __init__(self, actor_id: str, state: BaseModel) -> None:
+        self.id = actor_id
+        self.state = state
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            return  # an abstract base: it shares code, it is not served
+        cls.spec = _build_spec(cls)
+        from .registry import registry
+
+        registry.register(cls)
+
+
+def _build_spec(cls: type[Actor]) -> ActorSpec:
+    problems: list[tuple[str, str]] = []
+    name = cls.__dict__.get("name")
+    if not isinstance(name, str) or not name:
+        problems.append(("zocket.E006", f"{cls.__qualname__}.name must be a non-empty string"))
+        name = str(name)
+    state_model = getattr(cls, "State", None)
+    if not (isinstance(state_model, type) and issubclass(state_model, BaseModel)):
+        problems.append(("zocket.E005", f"{cls.__qualname__}.State must be a pydantic BaseModel subclass"))
+        state_model = BaseModel
+    else:
+        try:
+            state_model()
+        except Exception as exc:
+            problems.append(("zocket.E002", f"{cls.__qualname__}.State cannot be built from its defaults: {exc}"))
+    spec = ActorSpec(name=name, cls=cls, state_model=state_model, problems=problems)
+
+    for attr, fn in inspect.getmembers(cls, inspect.isfunction):
+        options: MethodOptions | None = getattr(fn, "__zocket_method__", None)
+        if options is None:
+            continue
+        wire_name = options.name or attr
+        try:
+            model = schema.input_model(fn, f"{cls.__name__}_{wire_name}_input")
+            result = schema.result_payload(fn)
+        except schema.SchemaProblem as exc:
+            problems.append(("zocket.E003", f"{cls.__qualname__}.{attr}: {exc}"))
+            continue
+        spec.methods[wire_name] = MethodSpec(
+            name=wire_name,
+            fn=fn,
+            is_async=inspect.iscoroutinefunction(fn),
+            input_model=model,
+            result=result,
+            takes_input=bool(model.model_fields),
+        )
+
+    for event_name, annotation in (cls.events or {}).items():
+        if annotation is None:
+            problems.append(("zocket.E004", f"{cls.__qualname__}: event {event_name!r} has no payload schema"))
+            continue
+        try:
+            spec.events[event_name] = schema.payload(annotation, f"event {event_name!r}")
+        except schema.SchemaProblem as exc:
+            problems.append(("zocket.E004", f"{cls.__qualname__}: {exc}"))
+
+    for hook in HOOKS:
+        fn = getattr(cls, hook, None)
+        if fn is not None:
+            spec.hooks[hook] = (fn, inspect.iscoroutinefunction(fn))
+    return spec

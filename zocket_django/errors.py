@@ -1,0 +1,22 @@
+"""Exceptions a handler may raise to answer the caller with its own message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .protocol import Code
+
+
+class ZocketError(Exception):
+    """Raise from a handler to refuse a call with a message the client may see.
+
+    Any other exception answers ``handler_error`` with a generic message (the
+    traceback goes to the ``zocket_django`` logger). Either way the call changes
+    nothing: state is rolled back and no event is sent.
+    """
+
+    def __init__(self, message: str, *, code: str = Code.HANDLER_ERROR, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.details = details

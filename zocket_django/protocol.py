@@ -1,0 +1,85 @@
+"""The wire format of PROTOCOL.md: error codes, frame builders and JSON encoding.
+
+Frames are encoded here, once, so that a patch going to many sockets is turned
+into text a single time.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any
+
+
+class Code(StrEnum):
+    """Error codes, the ``code`` extension field of ``error`` and ``rpc:result``."""
+
+    BAD_REQUEST = "bad_request"
+    UNKNOWN_TYPE = "unknown_type"
+    UNKNOWN_ACTOR = "unknown_actor"
+    UNKNOWN_METHOD = "unknown_method"
+    INVALID_INPUT = "invalid_input"
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
+    HANDLER_ERROR = "handler_error"
+    OVERLOADED = "overloaded"
+    UNAVAILABLE = "unavailable"
+    TIMEOUT = "timeout"
+
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def encode(message: dict[str, Any]) -> str:
+    """Compact JSON text for one frame."""
+    return _encoder.encode(message)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_decoder = json.JSONDecoder(parse_constant=_no_constants)
+
+
+def decode(text: str) -> Any:
+    """Parse one frame; raises ``ValueError`` on anything that is not strict JSON (no NaN)."""
+    return _decoder.decode(text)
+
+
+def welcome(client_id: str) -> str:
+    return encode({"type": "welcome", "clientId": client_id})
+
+
+def rpc_result(rpc_id: str, result: Any) -> str:
+    return encode({"type": "rpc:result", "id": rpc_id, "result": result})
+
+
+def rpc_error(rpc_id: str, code: Code, message: str, details: Any = None) -> str:
+    frame: dict[str, Any] = {"type": "rpc:result", "id": rpc_id, "error": message, "code": code}
+    if details is not None:
+        frame["details"] = details
+    return encode(frame)
+
+
+def error(code: Code, message: str, ref: dict[str, Any] | None = None) -> str:
+    frame: dict[str, Any] = {"type": "error", "code": code, "error": message}
+    if ref:
+        frame["ref"] = ref
+    return encode(frame)
+
+
+def state_snapshot(actor: str, actor_id: str, state: Any, version: int) -> str:
+    return encode({"type": "state:snapshot", "actor": actor, "actorId": actor_id, "state": state, "version": version})
+
+
+def state_patch(actor: str, actor_id: str, patches: list[dict[str, Any]], version: int) -> str:
+    return encode({"type": "state:patch", "actor": actor, "actorId": actor_id, "patches": patches, "version": version})
+
+
+def event(actor: str, actor_id: str, name: str, payload: Any) -> str:
+    return encode({"type": "event", "actor": actor, "actorId": actor_id, "event": name, "payload": payload})
+
+
+def pong(ping_id: Any) -> str:
+    return encode({"type": "pong", "id": ping_id} if ping_id is not None else {"type": "pong"})

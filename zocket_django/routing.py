@@ -1,0 +1,52 @@
+"""What a project routes: the consumer at a path, behind auth and origin checks."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import ParseResult
+
+from channels.auth import AuthMiddlewareStack
+from channels.security.websocket import OriginValidator
+from django.conf import settings
+from django.urls import path as url_path
+
+from .conf import zocket_settings
+from .consumer import ZocketConsumer
+from .registry import registry
+
+
+class ZocketOriginValidator(OriginValidator):
+    """Channels' origin check against ``ALLOWED_HOSTS`` plus ``ZOCKET["ALLOWED_ORIGINS"]``.
+
+    A socket without ``Origin`` is no cross-site risk (browsers always send
+    one), so it is let in unless ``ALLOW_MISSING_ORIGIN`` is off.
+    """
+
+    def __init__(self, application: Any) -> None:
+        hosts = list(settings.ALLOWED_HOSTS)
+        if settings.DEBUG and not hosts:
+            hosts = ["localhost", "127.0.0.1", "[::1]"]  # as Django's own DEBUG default
+        super().__init__(application, hosts + list(zocket_settings().ALLOWED_ORIGINS))
+
+    def valid_origin(self, parsed_origin: ParseResult | None) -> bool:
+        if parsed_origin is None and zocket_settings().ALLOW_MISSING_ORIGIN:
+            return True
+        return super().valid_origin(parsed_origin)
+
+
+def zocket_urlpatterns(path: str = "ws/") -> list[Any]:
+    """URL patterns serving every actor at ``path``. Refuses to start on broken actors."""
+    registry.ensure_valid()
+    return [url_path(path, ZocketConsumer.as_asgi())]
+
+
+def zocket_websocket(path: str = "ws/") -> Any:
+    """The ``"websocket"`` application for ``ProtocolTypeRouter``.
+
+    Sessions and users come from Channels' ``AuthMiddlewareStack``; the
+    ``Origin`` header must match ``ALLOWED_HOSTS`` (cross-site WebSocket
+    hijacking is closed by default).
+    """
+    from channels.routing import URLRouter
+
+    return ZocketOriginValidator(AuthMiddlewareStack(URLRouter(zocket_urlpatterns(path))))

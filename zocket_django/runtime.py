@@ -1,0 +1,367 @@
+"""Hot actor instances: one FIFO queue each, steps that commit or roll back.
+
+Every method call and lifecycle hook of an instance is a *step* in its queue;
+steps run one at a time, different instances run concurrently. A step that
+changes the state bumps the version and publishes one ``state:patch`` to the
+instance's channel-layer group; a step that raises leaves the state exactly as
+it was and publishes nothing. Answers go back to the caller's node over the
+channel layer too, after the patch, so a subscribed caller always sees the
+patch before its own ``rpc:result``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Set
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from channels.db import DatabaseSyncToAsync
+from pydantic import BaseModel
+
+from . import protocol, signals
+from .actor import Actor, ActorSpec, Context, Emission, MethodSpec
+from .conf import zocket_settings
+from .errors import ZocketError
+from .patches import diff
+from .protocol import Code
+
+if TYPE_CHECKING:
+    from .node import Node
+
+log = logging.getLogger("zocket_django")
+
+STATE, EVENTS = "state", "event"
+
+
+@dataclass(slots=True)
+class Caller:
+    """Who sent a request, and which node channel gets the answer."""
+
+    client_id: str
+    reply_to: str
+    user_id: str | None = None
+    claims: dict[str, Any] = field(default_factory=dict)
+    user: Any = None
+
+
+@dataclass(slots=True)
+class Presence:
+    """A connection known to an instance: where it lives and what it reads."""
+
+    caller: Caller
+    subs: set[str] = field(default_factory=set)
+
+
+class Instance:
+    """One hot actor instance and its queue."""
+
+    def __init__(self, runtime: Runtime, spec: ActorSpec, actor_id: str, group: str) -> None:
+        self.runtime = runtime
+        self.spec = spec
+        self.actor_id = actor_id
+        self.group = group
+        self.actor: Actor = spec.cls(actor_id, spec.initial_state())
+        self.dump: Any = self.actor.state.model_dump(mode="json")
+        self.version = 0
+        self.clients: dict[str, Presence] = {}
+        self.queue: deque[Callable[[], Awaitable[None]]] = deque()
+        self.busy = False
+        self.active = True
+        self.activated_at = time.time()
+        self.last_activity = time.monotonic()
+        self.closed = asyncio.get_running_loop().create_future()
+
+    # -- the queue ---------------------------------------------------------
+
+    def enqueue(self, step: Callable[[], Awaitable[None]]) -> None:
+        self.queue.append(step)
+        if not self.busy:
+            self.busy = True
+            asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self.queue:
+                step = self.queue.popleft()
+                try:
+                    await step()
+                except Exception:
+                    log.exception("zocket step failed", extra=self.log_context())
+                self.last_activity = time.monotonic()
+        finally:
+            self.busy = False
+
+    def log_context(self, **more: Any) -> dict[str, Any]:
+        return {"zocket": {"actor": self.spec.name, "actor_id": self.actor_id, **more}}
+
+    # -- running one handler -------------------------------------------------
+
+    def context(self, caller: Caller | None, method: str | None = None) -> Context:
+        return Context(
+            actor=self.spec.name,
+            actor_id=self.actor_id,
+            client_id=caller.client_id if caller else None,
+            clients=self.clients.keys(),
+            user_id=caller.user_id if caller else None,
+            claims=caller.claims if caller else None,
+            user=caller.user if caller else None,
+            method=method,
+        )
+
+    async def run(
+        self,
+        ctx: Context,
+        invoke: Callable[[], Awaitable[Any]],
+        serialize: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        """Run ``invoke`` as one step: commit state and events if it returns, roll back if it raises."""
+        old = self.dump
+        try:
+            value = await invoke()
+            result = serialize(value) if serialize is not None else None
+            events = [self._event_message(e) for e in ctx.emissions]
+            state = self.actor.state
+            if not isinstance(state, self.spec.state_model):
+                raise TypeError(f"{self.spec.name}.state must stay a {self.spec.state_model.__name__}")
+            new = state.model_dump(mode="json")
+            patches = diff(old, new)
+        except BaseException:
+            self.actor.state = self.spec.state_model.model_validate(old)
+            raise
+        node = self.runtime.node
+        if patches:
+            self.version += 1
+            self.dump = new
+            frame = protocol.state_patch(self.spec.name, self.actor_id, patches, self.version)
+            await node.group_send(
+                self.group, {"type": "zocket.deliver", "group": self.group, "kind": STATE, "frame": frame}
+            )
+        for message, targets in events:
+            if targets is None:
+                await node.group_send(self.group, message)
+            else:
+                for channel in targets:
+                    await node.send(channel, message)
+        return result
+
+    def _event_message(self, emission: Emission) -> tuple[dict[str, Any], set[str] | None]:
+        schema = self.spec.events.get(emission.event)
+        if schema is None:
+            raise ValueError(f"{self.spec.name} declares no event {emission.event!r}")
+        frame = protocol.event(self.spec.name, self.actor_id, emission.event, schema.dump(emission.payload))
+        message: dict[str, Any] = {"type": "zocket.deliver", "group": self.group, "kind": EVENTS, "frame": frame}
+        if emission.excluded:
+            message["except"] = sorted(emission.excluded)
+        if emission.only is None:
+            return message, None
+        message["only"] = sorted(emission.only)
+        # Narrowed events go straight to the nodes holding those clients.
+        targets = {self.clients[c].caller.reply_to for c in emission.only if c in self.clients}
+        return message, targets
+
+    async def run_hook(self, hook: str, caller: Caller | None = None) -> None:
+        entry = self.spec.hooks.get(hook)
+        if entry is None:
+            return
+        fn, is_async = entry
+        ctx = self.context(caller)
+        try:
+            await self.run(ctx, lambda: self.runtime.invoke(fn, is_async, self.actor, ctx, {}))
+        except Exception:
+            log.exception(
+                "%s.%s raised; its changes were rolled back", self.spec.name, hook, extra=self.log_context(hook=hook)
+            )
+
+    # -- presence ------------------------------------------------------------
+
+    async def join(self, caller: Caller) -> Presence:
+        """Know ``caller`` from now on; its first arrival runs ``on_connect``."""
+        presence = self.clients.get(caller.client_id)
+        if presence is None:
+            presence = self.clients[caller.client_id] = Presence(caller)
+            await self.run_hook("on_connect", caller)
+        return presence
+
+    async def part(self, client_id: str) -> None:
+        presence = self.clients.pop(client_id, None)
+        if presence is not None:
+            await self.run_hook("on_disconnect", presence.caller)
+
+    def info(self) -> dict[str, Any]:
+        """What operators see of this instance (admin, manager)."""
+        subs = [p.subs for p in self.clients.values()]
+        return {
+            "actor": self.spec.name,
+            "actor_id": self.actor_id,
+            "version": self.version,
+            "clients": len(self.clients),
+            "state_subscribers": sum(STATE in s for s in subs),
+            "event_subscribers": sum(EVENTS in s for s in subs),
+            "queued": len(self.queue),
+            "activated_at": self.activated_at,
+            "idle_seconds": time.monotonic() - self.last_activity,
+        }
+
+
+class Runtime:
+    """The instances this process owns, and the operations the consumer asks of them."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.instances: dict[tuple[str, str], Instance] = {}
+        self._closing: dict[tuple[str, str], Instance] = {}
+        self._sync_handlers: dict[Callable[..., Any], DatabaseSyncToAsync] = {}
+
+    # -- activation ------------------------------------------------------------
+
+    def instance(self, spec: ActorSpec, actor_id: str) -> Instance:
+        """The hot instance, activated (``on_activate`` queued first) if it was not."""
+        key = (spec.name, actor_id)
+        inst = self.instances.get(key)
+        if inst is None:
+            inst = self.instances[key] = Instance(self, spec, actor_id, self.node.group_name(spec.name, actor_id))
+            inst.enqueue(lambda: self._activate(inst, self._closing.get(key)))
+        return inst
+
+    async def _activate(self, inst: Instance, predecessor: Instance | None) -> None:
+        if predecessor is not None:  # it must be gone (and saved) before we start
+            await asyncio.shield(predecessor.closed)
+        await inst.run_hook("on_activate")
+        # Subscribers of an earlier incarnation (a destroyed instance, a dead
+        # worker) get the state afresh and announce themselves again.
+        frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version)
+        await self.node.group_send(
+            inst.group, {"type": "zocket.deliver", "group": inst.group, "kind": STATE, "frame": frame, "announce": True}
+        )
+        await signals.actor_activated.asend(inst.spec.cls, actor_id=inst.actor_id, instance=inst.actor)
+
+    async def deactivate(self, name: str, actor_id: str) -> bool:
+        """Run ``on_deactivate`` after the queued steps, then forget the instance."""
+        key = (name, actor_id)
+        inst = self.instances.pop(key, None)
+        if inst is None:
+            return False
+        inst.active = False
+        self._closing[key] = inst
+        inst.enqueue(lambda: self._deactivate(inst))
+        try:
+            await asyncio.shield(inst.closed)
+        finally:
+            if self._closing.get(key) is inst:
+                del self._closing[key]
+        return True
+
+    async def _deactivate(self, inst: Instance) -> None:
+        try:
+            await inst.run_hook("on_deactivate")
+            await signals.actor_deactivated.asend(inst.spec.cls, actor_id=inst.actor_id, instance=inst.actor)
+        finally:
+            if not inst.closed.done():
+                inst.closed.set_result(None)
+
+    async def deactivate_all(self) -> int:
+        keys = list(self.instances)
+        await asyncio.gather(*(self.deactivate(*k) for k in keys))
+        return len(keys)
+
+    async def deactivate_idle(self) -> None:
+        idle_for = zocket_settings().IDLE_TIMEOUT
+        now = time.monotonic()
+        for key, inst in list(self.instances.items()):
+            if not inst.clients and not inst.busy and now - inst.last_activity >= idle_for:
+                await self.deactivate(*key)
+
+    # -- requests ----------------------------------------------------------------
+
+    def call(
+        self, spec: ActorSpec, actor_id: str, caller: Caller, method: MethodSpec, args: BaseModel, rpc_id: str
+    ) -> None:
+        """Queue a validated call; its ``rpc:result`` goes to ``caller.reply_to``."""
+        inst = self.instance(spec, actor_id)
+        deadline = time.monotonic() + zocket_settings().CALL_TIMEOUT
+        inst.enqueue(lambda: self._call(inst, caller, method, args, rpc_id, deadline))
+
+    async def _call(
+        self, inst: Instance, caller: Caller, method: MethodSpec, args: BaseModel, rpc_id: str, deadline: float
+    ) -> None:
+        await inst.join(caller)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            frame = protocol.rpc_error(rpc_id, Code.TIMEOUT, f"{method.name} timed out in the queue")
+        else:
+            ctx = inst.context(caller, method.name)
+            kwargs = {name: getattr(args, name) for name in method.input_model.model_fields}
+            started = time.monotonic()
+            try:
+                invoke = lambda: self.invoke(method.fn, method.is_async, inst.actor, ctx, kwargs)  # noqa: E731
+                timed = (lambda: asyncio.wait_for(invoke(), remaining)) if method.is_async else invoke
+                result = await inst.run(ctx, timed, method.serialize_result)
+                if not method.is_async and time.monotonic() - started > remaining:
+                    raise TimeoutError  # a thread cannot be interrupted; it is undone instead
+                frame = protocol.rpc_result(rpc_id, result)
+            except TimeoutError:
+                frame = protocol.rpc_error(rpc_id, Code.TIMEOUT, f"{method.name} took longer than its timeout")
+            except ZocketError as exc:
+                frame = protocol.rpc_error(rpc_id, exc.code, exc.message, exc.details)
+            except Exception:
+                log.exception(
+                    "%s.%s raised; its changes were rolled back",
+                    inst.spec.name,
+                    method.name,
+                    extra=inst.log_context(method=method.name, client=caller.client_id, user=caller.user_id),
+                )
+                frame = protocol.rpc_error(rpc_id, Code.HANDLER_ERROR, f"{method.name} failed")
+        await self.node.send(caller.reply_to, {"type": "zocket.reply", "client": caller.client_id, "frame": frame})
+
+    def subscribe(self, spec: ActorSpec, actor_id: str, caller: Caller, kinds: Set[str], *, answer: bool) -> None:
+        """Add subscriptions; with ``answer`` and ``state`` among them, send a snapshot back."""
+        inst = self.instance(spec, actor_id)
+        inst.enqueue(lambda: self._subscribe(inst, caller, kinds, answer))
+
+    async def _subscribe(self, inst: Instance, caller: Caller, kinds: Set[str], answer: bool) -> None:
+        presence = await inst.join(caller)
+        presence.subs.update(kinds)
+        if answer and STATE in kinds:
+            frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version)
+            await self.node.send(
+                caller.reply_to,
+                {"type": "zocket.snapshot", "client": caller.client_id, "group": inst.group, "frame": frame},
+            )
+
+    def unsubscribe(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:
+        """Drop one subscription; a connection that drops its last one leaves."""
+        inst = self.instances.get((spec.name, actor_id))
+        if inst is not None:
+            inst.enqueue(lambda: self._unsubscribe(inst, client_id, kind))
+
+    async def _unsubscribe(self, inst: Instance, client_id: str, kind: str) -> None:
+        presence = inst.clients.get(client_id)
+        if presence is not None and kind in presence.subs:
+            presence.subs.discard(kind)
+            if not presence.subs:
+                await inst.part(client_id)
+
+    def leave(self, spec: ActorSpec, actor_id: str, client_id: str) -> None:
+        """The connection closed: ``on_disconnect`` runs in the queue."""
+        inst = self.instances.get((spec.name, actor_id))
+        if inst is not None:
+            inst.enqueue(lambda: inst.part(client_id))
+
+    # -- invoking user code ----------------------------------------------------------
+
+    def invoke(
+        self, fn: Callable[..., Any], is_async: bool, actor: Actor, ctx: Context, kwargs: dict[str, Any]
+    ) -> Awaitable[Any]:
+        """Call a handler: coroutines on the loop, plain functions in a worker thread."""
+        if is_async:
+            return fn(actor, ctx, **kwargs)
+        runner = self._sync_handlers.get(fn)
+        if runner is None:
+            # Not thread-sensitive: instances run their sync handlers in parallel,
+            # each instance still one at a time (its queue waits for the thread).
+            runner = self._sync_handlers[fn] = DatabaseSyncToAsync(fn, thread_sensitive=False)
+        return runner(actor, ctx, **kwargs)
