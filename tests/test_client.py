@@ -51,9 +51,7 @@ class FakeServer:
     def __init__(self) -> None:
         self.server: Server | None = None
         self.port = 0
-        self.received: asyncio.Queue[tuple[ServerConnection, dict[str, Any]]] = (
-            asyncio.Queue()
-        )
+        self.received: asyncio.Queue[tuple[ServerConnection, dict[str, Any]]] = asyncio.Queue()
         self.connections: list[ServerConnection] = []
         self.state_subs: set[ServerConnection] = set()
         self.event_subs: set[ServerConnection] = set()
@@ -69,9 +67,7 @@ class FakeServer:
         return f"ws://127.0.0.1:{self.port}/ws/"
 
     async def start(self) -> None:
-        self.server = await serve(
-            self._handler, "127.0.0.1", self.port, process_request=self._process_request
-        )
+        self.server = await serve(self._handler, "127.0.0.1", self.port, process_request=self._process_request)
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -127,9 +123,7 @@ class FakeServer:
         rid, method, data = msg["id"], msg["method"], msg.get("input")
 
         async def result(value: Any) -> None:
-            await ws.send(
-                json.dumps({"type": "rpc:result", "id": rid, "result": value})
-            )
+            await ws.send(json.dumps({"type": "rpc:result", "id": rid, "result": value}))
 
         async def error(code: str, text: str, details: Any = None) -> None:
             frame = {"type": "rpc:result", "id": rid, "error": text, "code": code}
@@ -143,9 +137,7 @@ class FakeServer:
         elif method == "add":
             amount = data.get("amount") if isinstance(data, dict) else None
             if not isinstance(amount, int):
-                await error(
-                    "invalid_input", "Invalid input for add", [{"loc": ["amount"]}]
-                )
+                await error("invalid_input", "Invalid input for add", [{"loc": ["amount"]}])
                 return
             await self.set_count(self.count + amount)
             await result(self.count)
@@ -310,7 +302,7 @@ async def test_connect_timeout_while_retrying() -> None:
     url = srv.url
     await srv.stop()
     c = make_client(url, connect_timeout=0.3)
-    with pytest.raises(ZocketConnectionError, match="within 0.3s"):
+    with pytest.raises(ZocketConnectionError, match=r"within 0\.3s"):
         await c.connect()
     assert c.closed
 
@@ -453,9 +445,7 @@ async def test_private_attributes_are_not_rpcs(client: ZocketClient) -> None:
 # ---------------------------------------------------------------------------
 
 
-async def test_event_subscription_is_lazy_and_reference_counted(
-    server: FakeServer, client: ZocketClient
-) -> None:
+async def test_event_subscription_is_lazy_and_reference_counted(server: FakeServer, client: ZocketClient) -> None:
     counter = client.actor("counter", "main")
     await roundtrip(client)
     server.drain()
@@ -491,9 +481,7 @@ async def test_event_subscription_is_lazy_and_reference_counted(
     }
 
 
-async def test_async_and_failing_event_callbacks(
-    client: ZocketClient, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_async_and_failing_event_callbacks(client: ZocketClient, caplog: pytest.LogCaptureFixture) -> None:
     counter = client.actor("counter", "main")
     got = asyncio.Event()
 
@@ -566,9 +554,7 @@ async def test_event_stream_ends_when_client_closes(server: FakeServer) -> None:
 # ---------------------------------------------------------------------------
 
 
-async def test_state_snapshot_and_patches(
-    server: FakeServer, client: ZocketClient
-) -> None:
+async def test_state_snapshot_and_patches(server: FakeServer, client: ZocketClient) -> None:
     counter = client.actor("counter", "main")
     assert counter.state.get() is None
     seen: list[Any] = []
@@ -607,9 +593,7 @@ async def test_version_gap_resyncs(server: FakeServer, client: ZocketClient) -> 
 
     # The server "loses" version 2: the client must not apply version 3.
     server.count, server.version = 10, 3
-    await server.broadcast(
-        server.patch([{"op": "replace", "path": "/count", "value": 10}])
-    )
+    await server.broadcast(server.patch([{"op": "replace", "path": "/count", "value": 10}]))
     resync = await server.expect("state:sub")
     assert resync["actor"] == "counter"
     # The fake answered the resync with a snapshot of version 3.
@@ -619,26 +603,20 @@ async def test_version_gap_resyncs(server: FakeServer, client: ZocketClient) -> 
     assert (counter.state.get(), counter.state.version) == ({"count": 11}, 4)
 
 
-async def test_old_or_repeated_version_resyncs(
-    server: FakeServer, client: ZocketClient
-) -> None:
+async def test_old_or_repeated_version_resyncs(server: FakeServer, client: ZocketClient) -> None:
     counter = client.actor("counter", "main")
     counter.state.subscribe()
     await server.expect("state:sub")
     await counter.increment()
     await server.expect("rpc")
     # A failover restarted the instance at version 1: anything but last+1 resyncs.
-    await server.broadcast(
-        server.patch([{"op": "replace", "path": "/count", "value": 99}], version=1)
-    )
+    await server.broadcast(server.patch([{"op": "replace", "path": "/count", "value": 99}], version=1))
     await server.expect("state:sub")
     await wait_until(lambda: counter.state.get() is not None)
     assert counter.state.get() == {"count": 1}
 
 
-async def test_gap_drops_state_until_snapshot(
-    server: FakeServer, client: ZocketClient
-) -> None:
+async def test_gap_drops_state_until_snapshot(server: FakeServer, client: ZocketClient) -> None:
     counter = client.actor("counter", "main")
     counter.state.subscribe()
     await server.expect("state:sub")
@@ -652,14 +630,10 @@ async def test_gap_drops_state_until_snapshot(
             await original(ws, msg)
 
     server._respond = no_snapshot  # type: ignore[method-assign]
-    await server.broadcast(
-        server.patch([{"op": "replace", "path": "/count", "value": 5}], version=5)
-    )
+    await server.broadcast(server.patch([{"op": "replace", "path": "/count", "value": 5}], version=5))
     await server.expect("state:sub")
     assert counter.state.get() is None and counter.state.version is None
-    await server.broadcast(
-        server.patch([{"op": "replace", "path": "/count", "value": 6}], version=6)
-    )
+    await server.broadcast(server.patch([{"op": "replace", "path": "/count", "value": 6}], version=6))
     await roundtrip(client)
     assert counter.state.get() is None  # patches are ignored until a snapshot
     assert [m["type"] for m in server.drain()] == ["rpc"]  # and no second state:sub
@@ -668,9 +642,7 @@ async def test_gap_drops_state_until_snapshot(
     assert counter.state.get() == {"count": 6}
 
 
-async def test_unsolicited_snapshot_replaces_state(
-    server: FakeServer, client: ZocketClient
-) -> None:
+async def test_unsolicited_snapshot_replaces_state(server: FakeServer, client: ZocketClient) -> None:
     counter = client.actor("counter", "main")
     seen: list[Any] = []
     counter.state.subscribe(seen.append)
@@ -678,9 +650,7 @@ async def test_unsolicited_snapshot_replaces_state(
     await server.broadcast(server.snapshot(state={"count": 42}, version=17))
     await wait_until(lambda: counter.state.version == 17)
     assert counter.state.get() == {"count": 42}
-    await server.broadcast(
-        server.patch([{"op": "add", "path": "/extra", "value": [1]}], version=18)
-    )
+    await server.broadcast(server.patch([{"op": "add", "path": "/extra", "value": [1]}], version=18))
     await wait_until(lambda: counter.state.version == 18)
     assert counter.state.get() == {"count": 42, "extra": [1]}
     assert seen[-2:] == [{"count": 42}, {"count": 42, "extra": [1]}]
@@ -704,9 +674,7 @@ async def test_unsolicited_snapshot_replaces_state(
     ],
     ids=lambda ops: json.dumps(ops)[:40],
 )
-async def test_bad_or_unsafe_patch_resyncs(
-    server: FakeServer, client: ZocketClient, ops: Any
-) -> None:
+async def test_bad_or_unsafe_patch_resyncs(server: FakeServer, client: ZocketClient, ops: Any) -> None:
     counter = client.actor("counter", "main")
     counter.state.subscribe()
     await server.expect("state:sub")
@@ -719,9 +687,7 @@ async def test_bad_or_unsafe_patch_resyncs(
     assert "__proto__" not in json.dumps(counter.state.get())
 
 
-async def test_unversioned_server_applies_patches_in_order(
-    server: FakeServer, client: ZocketClient
-) -> None:
+async def test_unversioned_server_applies_patches_in_order(server: FakeServer, client: ZocketClient) -> None:
     server.versioned = False  # e.g. Zocket's own TypeScript server
     counter = client.actor("counter", "main")
     counter.state.subscribe()
@@ -755,9 +721,7 @@ async def test_wait_for(server: FakeServer, client: ZocketClient) -> None:
         await counter.state.wait_for(lambda s: 1 / 0, timeout=1)
 
 
-async def test_refused_state_subscription_fails_wait_for(
-    server: FakeServer, client: ZocketClient
-) -> None:
+async def test_refused_state_subscription_fails_wait_for(server: FakeServer, client: ZocketClient) -> None:
     ghost = client.actor("ghost", "1")
     errors: list[ZocketRpcError] = []
     client.on_error(errors.append)
@@ -777,9 +741,7 @@ async def test_refused_state_subscription_fails_wait_for(
     assert [e.code for e in errors] == ["unknown_actor"]
 
 
-async def test_error_frame_with_rpc_ref_fails_the_call(
-    server: FakeServer, client: ZocketClient
-) -> None:
+async def test_error_frame_with_rpc_ref_fails_the_call(server: FakeServer, client: ZocketClient) -> None:
     counter = client.actor("counter", "main")
     call = asyncio.create_task(counter.call("slow"))
     rpc = await server.expect("rpc")
@@ -871,9 +833,7 @@ async def test_invalid_frames_are_logged_and_ignored(
 
 
 async def test_heartbeat_keeps_a_healthy_connection(server: FakeServer) -> None:
-    async with make_client(
-        server.url, heartbeat_interval=0.05, heartbeat_timeout=0.5
-    ) as c:
+    async with make_client(server.url, heartbeat_interval=0.05, heartbeat_timeout=0.5) as c:
         ping = await server.expect("ping")
         assert isinstance(ping.get("id"), str)
         await asyncio.sleep(0.3)
@@ -910,11 +870,7 @@ async def test_reconnect_restores_subscriptions_and_fails_pending_calls(
         await counter.add(amount=4)
         await wait_until(lambda: counter.state.get() == {"count": 4})
         pending = asyncio.create_task(counter.call("slow"))
-        await wait_until(
-            lambda: any(
-                m["type"] == "rpc" and m["method"] == "slow" for m in server.drain()
-            )
-        )
+        await wait_until(lambda: any(m["type"] == "rpc" and m["method"] == "slow" for m in server.drain()))
 
         await server.restart(downtime=0.1)
         with pytest.raises(ZocketRpcDisconnected) as info:
@@ -993,12 +949,7 @@ async def test_close_fails_pending_calls(server: FakeServer) -> None:
 async def test_client_module_does_not_import_django() -> None:
     source = Path(__file__).resolve().parents[1] / "zocket_django" / "client.py"
     tree = ast.parse(source.read_text())
-    imported = {
-        alias.name
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import)
-        for alias in node.names
-    } | {
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names} | {
         node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
     }
     assert not {name for name in imported if name.split(".")[0] == "django"}

@@ -255,11 +255,7 @@ class _Connection:
     def fail_pending(self, reason: str) -> None:
         for rid, (fut, method) in list(self.pending.items()):
             if not fut.done():
-                fut.set_exception(
-                    ZocketRpcDisconnected(
-                        "disconnected", reason, method=method, ref=rid
-                    )
-                )
+                fut.set_exception(ZocketRpcDisconnected("disconnected", reason, method=method, ref=rid))
         self.pending.clear()
         for fut in self.pongs.values():
             if not fut.done():
@@ -367,17 +363,13 @@ class ZocketClient:
         if self._closed:
             raise ZocketConnectionError(self._close_reason or "client is closed")
         if self._supervisor is None:
-            self._supervisor = asyncio.create_task(
-                self._run(), name=f"zocket-client {self.url}"
-            )
+            self._supervisor = asyncio.create_task(self._run(), name=f"zocket-client {self.url}")
         try:
             async with asyncio.timeout(self.connect_timeout):
                 await self._wait_connected()
         except TimeoutError:
             await self.close()
-            raise ZocketConnectionError(
-                f"could not connect to {self.url} within {self.connect_timeout}s"
-            ) from None
+            raise ZocketConnectionError(f"could not connect to {self.url} within {self.connect_timeout}s") from None
         except ZocketConnectionError:
             await self.close()
             raise
@@ -409,9 +401,7 @@ class ZocketClient:
         """
         name = actor if isinstance(actor, str) else getattr(actor, "name", None)
         if not isinstance(name, str) or not name:
-            raise TypeError(
-                "actor must be a name or a class with a non-empty 'name' attribute"
-            )
+            raise TypeError("actor must be a name or a class with a non-empty 'name' attribute")
         if not isinstance(actor_id, str):
             raise TypeError("actor_id must be a string")
         key = (name, actor_id)
@@ -445,11 +435,7 @@ class ZocketClient:
         """Connect, serve, and reconnect with backoff until closed or given up."""
         attempt = 0
         while not self._closed:
-            self._set_status(
-                ConnectionStatus.RECONNECTING
-                if self._ever_connected
-                else ConnectionStatus.CONNECTING
-            )
+            self._set_status(ConnectionStatus.RECONNECTING if self._ever_connected else ConnectionStatus.CONNECTING)
             try:
                 conn = await self._open()
             except (OSError, WebSocketException, ValueError) as exc:
@@ -463,14 +449,8 @@ class ZocketClient:
                     exc,
                 )
                 limit = self.backoff.max_attempts
-                if (
-                    fatal
-                    or not self.reconnect
-                    or (limit is not None and attempt >= limit)
-                ):
-                    self._shutdown(
-                        f"could not connect to {self.url} after {attempt} attempt(s): {exc}"
-                    )
+                if fatal or not self.reconnect or (limit is not None and attempt >= limit):
+                    self._shutdown(f"could not connect to {self.url} after {attempt} attempt(s): {exc}")
                     return
                 await asyncio.sleep(self.backoff.delay(attempt - 1))
                 continue
@@ -517,9 +497,7 @@ class ZocketClient:
                 client_id = msg.get("clientId")
                 if isinstance(client_id, str):
                     return client_id
-            logger.warning(
-                "ignoring frame received before a valid welcome: %.200r", raw
-            )
+            logger.warning("ignoring frame received before a valid welcome: %.200r", raw)
 
     async def _serve(self, conn: _Connection) -> None:
         """Run one connection until it dies; then fail what cannot survive it."""
@@ -533,9 +511,7 @@ class ZocketClient:
             asyncio.create_task(self._writer(conn)),
         ]
         if self.heartbeat_interval:
-            tasks.append(
-                asyncio.create_task(self._heartbeat(conn, self.heartbeat_interval))
-            )
+            tasks.append(asyncio.create_task(self._heartbeat(conn, self.heartbeat_interval)))
         reason = "connection lost"
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -680,11 +656,7 @@ class ZocketClient:
         if ping_id is None:
             futs = list(conn.pongs.values())
         else:
-            futs = (
-                [conn.pongs[ping_id]]
-                if isinstance(ping_id, str) and ping_id in conn.pongs
-                else []
-            )
+            futs = [conn.pongs[ping_id]] if isinstance(ping_id, str) and ping_id in conn.pongs else []
         for fut in futs:
             if not fut.done():
                 fut.set_result(None)
@@ -710,20 +682,14 @@ class ZocketClient:
                 ref.get("actor", msg.get("actor")),
                 ref.get("actorId", msg.get("actorId")),
             )
-            if (
-                ref.get("type") == "state:sub"
-                and isinstance(actor, str)
-                and isinstance(actor_id, str)
-            ):
+            if ref.get("type") == "state:sub" and isinstance(actor, str) and isinstance(actor_id, str):
                 handle = self._handles.get((actor, actor_id))
                 if handle is not None:
                     handle.state._on_error(err)
         for callback in list(self._error_listeners.values()):
             self._invoke(callback, err, "error")
 
-    _HANDLERS: Final[
-        dict[str, Callable[[ZocketClient, _Connection, dict[str, Any]], None]]
-    ] = {
+    _HANDLERS: Final[dict[str, Callable[[ZocketClient, _Connection, dict[str, Any]], None]]] = {
         "welcome": _on_welcome,
         "rpc:result": _on_rpc_result,
         "event": _on_event,
@@ -744,7 +710,7 @@ class ZocketClient:
         actor_id: str,
         method: str,
         input: Any,
-        timeout: float | None | _Unset,
+        timeout: float | _Unset | None,
     ) -> Any:
         if timeout is _UNSET:
             timeout = self.rpc_timeout
@@ -782,9 +748,7 @@ class ZocketClient:
         except ZocketRpcError:
             raise
         except ZocketConnectionError as exc:
-            raise ZocketRpcDisconnected(
-                "disconnected", str(exc), method=method
-            ) from None
+            raise ZocketRpcDisconnected("disconnected", str(exc), method=method) from None
 
     async def _wait_connected(self) -> _Connection:
         while True:
@@ -828,9 +792,7 @@ class ZocketClient:
             handle._shutdown(self._close_reason)
         self._set_status(ConnectionStatus.DISCONNECTED)
 
-    def _add_listener(
-        self, listeners: dict[int, Callback], callback: Callback
-    ) -> Unsubscribe:
+    def _add_listener(self, listeners: dict[int, Callback], callback: Callback) -> Unsubscribe:
         token = next(self._tokens)
         listeners[token] = callback
 
@@ -907,7 +869,7 @@ class ActorHandle:
         input: Any = _UNSET,
         /,
         *,
-        timeout: float | None | _Unset = _UNSET,
+        timeout: float | _Unset | None = _UNSET,
         **kwargs: Any,
     ) -> Any:
         """Call ``method`` and return its result; raises :class:`ZocketRpcError`.
@@ -918,9 +880,7 @@ class ActorHandle:
         """
         if kwargs:
             if input is not _UNSET:
-                raise TypeError(
-                    "pass the input either positionally or as keywords, not both"
-                )
+                raise TypeError("pass the input either positionally or as keywords, not both")
             input = kwargs
         return await self._client._call(self._name, self._id, method, input, timeout)
 
@@ -1139,7 +1099,7 @@ class LiveState:
     async def wait_for(
         self,
         predicate: Callable[[Any], bool] | None = None,
-        timeout: float | None | _Unset = _UNSET,
+        timeout: float | _Unset | None = _UNSET,
     ) -> Any:
         """Wait until the live state satisfies ``predicate`` (any state if None); return it.
 
@@ -1161,7 +1121,7 @@ class LiveState:
             try:
                 if check(state):
                     fut.set_result(state)
-            except Exception as exc:  # noqa: BLE001 - handed to the waiter
+            except Exception as exc:  # handed to the waiter
                 fut.set_exception(exc)
 
         self._waiters.add(fut)
