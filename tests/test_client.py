@@ -61,6 +61,7 @@ class FakeServer:
         self.version = 0
         self.versioned = True
         self.reject_status: int | None = None
+        self.close_after_welcome = False
 
     @property
     def url(self) -> str:
@@ -93,6 +94,9 @@ class FakeServer:
         client_id = f"client-{len(self.connections)}"
         self.client_ids[ws] = client_id
         await ws.send(json.dumps({"type": "welcome", "clientId": client_id}))
+        if self.close_after_welcome:
+            await ws.close(1011, "flapping")
+            return
         try:
             async for raw in ws:
                 msg = json.loads(raw)
@@ -922,12 +926,22 @@ async def test_gives_up_after_max_attempts(server: FakeServer) -> None:
     await c.close()
 
 
+async def test_a_flapping_server_counts_as_failed_attempts(server: FakeServer) -> None:
+    server.close_after_welcome = True
+    c = make_client(server.url, max_attempts=3)
+    await c.connect()  # the welcome arrived: connected, if briefly
+    await wait_until(lambda: c.closed, timeout=3)
+    assert len(server.connections) == 3
+    assert c.close_reason == "connection dropped 3 time(s) in a row"
+
+
 async def test_no_reconnect_when_disabled(server: FakeServer) -> None:
     c = make_client(server.url, reconnect=False)
     await c.connect()
     await server.stop()
     await wait_until(lambda: c.closed)
     assert c.status is ConnectionStatus.DISCONNECTED
+    assert c.close_reason == "connection lost"
     await c.close()
 
 

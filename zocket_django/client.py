@@ -343,6 +343,11 @@ class ZocketClient:
         return self._closed
 
     @property
+    def close_reason(self) -> str | None:
+        """Why the client closed (``client closed``, or why it gave up)."""
+        return self._close_reason
+
+    @property
     def client_id(self) -> str | None:
         """The id from the current connection's ``welcome`` (None while disconnected)."""
         return self._conn.client_id if self._conn else None
@@ -432,8 +437,14 @@ class ZocketClient:
             self._shutdown("internal client error (see log)")
 
     async def _connection_loop(self) -> None:
-        """Connect, serve, and reconnect with backoff until closed or given up."""
+        """Connect, serve, and reconnect with backoff until closed or given up.
+
+        A connection that dies within ``_STABLE_AFTER`` seconds counts as a
+        failed attempt, so a server that accepts and drops at once is retried
+        with growing delays (and given up on) like one that refuses.
+        """
         attempt = 0
+        loop = asyncio.get_running_loop()
         while not self._closed:
             self._set_status(ConnectionStatus.RECONNECTING if self._ever_connected else ConnectionStatus.CONNECTING)
             try:
@@ -448,21 +459,29 @@ class ZocketClient:
                     self.url,
                     exc,
                 )
-                limit = self.backoff.max_attempts
-                if fatal or not self.reconnect or (limit is not None and attempt >= limit):
+                if fatal or self._out_of_attempts(attempt):
                     self._shutdown(f"could not connect to {self.url} after {attempt} attempt(s): {exc}")
                     return
                 await asyncio.sleep(self.backoff.delay(attempt - 1))
                 continue
-            attempt = 0
+            opened_at = loop.time()
             await self._serve(conn)
             if self._closed:
                 return
-            if not self.reconnect:
-                self._shutdown("connection lost")
+            attempt = 0 if loop.time() - opened_at >= self._STABLE_AFTER else attempt + 1
+            if self._out_of_attempts(attempt):
+                self._shutdown(
+                    "connection lost" if not self.reconnect else f"connection dropped {attempt} time(s) in a row"
+                )
                 return
             self._set_status(ConnectionStatus.RECONNECTING)
-            await asyncio.sleep(self.backoff.delay(0))
+            await asyncio.sleep(self.backoff.delay(attempt))
+
+    _STABLE_AFTER: Final = 5.0
+
+    def _out_of_attempts(self, attempt: int) -> bool:
+        limit = self.backoff.max_attempts
+        return not self.reconnect or (limit is not None and attempt >= limit)
 
     @staticmethod
     def _is_fatal(exc: Exception) -> bool:
