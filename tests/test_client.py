@@ -309,6 +309,7 @@ async def test_connect_timeout_while_retrying() -> None:
     with pytest.raises(ZocketConnectionError, match=r"within 0\.3s"):
         await c.connect()
     assert c.closed
+    assert c.close_reason is not None and "within 0.3s" in c.close_reason
 
 
 async def test_http_refusal_is_not_retried(server: FakeServer) -> None:
@@ -779,6 +780,7 @@ async def test_invalid_frames_are_logged_and_ignored(
     await wait_until(lambda: counter.state.version == 0)
     garbage: list[Any] = [
         "not json",
+        "[" * 100_000,  # too deep for json: RecursionError, not ValueError
         "[1, 2]",
         "null",
         '"text"',
@@ -908,6 +910,26 @@ async def test_state_is_dropped_while_disconnected(server: FakeServer) -> None:
         await wait_until(lambda: c.status is ConnectionStatus.RECONNECTING)
         assert counter.state.get() is None
         await wait_until(lambda: counter.state.get() == {"count": 0})
+
+
+async def test_a_client_bug_costs_the_socket_not_the_client(
+    server: FakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with make_client(server.url) as c:
+        dispatch = c._dispatch
+
+        def buggy(conn: Any, raw: str | bytes) -> None:
+            if raw == '{"type":"boom"}':
+                raise RuntimeError("bug in the client")
+            dispatch(conn, raw)
+
+        c._dispatch = buggy  # type: ignore[method-assign]
+        with caplog.at_level(logging.ERROR, logger=CLIENT_LOGGER):
+            await server.send_all('{"type":"boom"}')
+            await wait_until(lambda: len(server.connections) == 2)
+        assert "bug in the client" in caplog.text
+        assert await c.actor("counter", "main").increment() == 1
+        assert c.client_id == "client-2"
 
 
 async def test_gives_up_after_max_attempts(server: FakeServer) -> None:

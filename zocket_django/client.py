@@ -373,8 +373,9 @@ class ZocketClient:
             async with asyncio.timeout(self.connect_timeout):
                 await self._wait_connected()
         except TimeoutError:
+            self._close_reason = f"could not connect to {self.url} within {self.connect_timeout}s"
             await self.close()
-            raise ZocketConnectionError(f"could not connect to {self.url} within {self.connect_timeout}s") from None
+            raise ZocketConnectionError(self._close_reason) from None
         except ZocketConnectionError:
             await self.close()
             raise
@@ -510,7 +511,7 @@ class ZocketClient:
             raw = await ws.recv()
             try:
                 msg = json.loads(raw)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RecursionError):
                 msg = None
             if isinstance(msg, dict) and msg.get("type") == "welcome":
                 client_id = msg.get("clientId")
@@ -535,7 +536,13 @@ class ZocketClient:
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                if not task.cancelled() and isinstance(task.result(), str):
+                if task.cancelled():
+                    continue
+                if (exc := task.exception()) is not None:
+                    # A bug must cost this socket, not the client: reconnect.
+                    logger.error("zocket connection task failed", exc_info=exc)
+                    reason = f"internal error: {exc!r}"
+                else:
                     reason = task.result()
         finally:
             for task in tasks:
@@ -598,7 +605,7 @@ class ZocketClient:
             return
         try:
             msg = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             logger.warning("ignoring frame that is not JSON: %.200r", raw)
             return
         if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
