@@ -1025,7 +1025,7 @@ class EventStream:
         self._ended = True
         self._wakeup.set()
 
-    def __aiter__(self) -> EventStream:
+    def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> Any:
@@ -1151,11 +1151,9 @@ class LiveState:
                 fut.set_exception(exc)
 
         self._waiters.add(fut)
-        unsubscribe = self.subscribe(on_state)
+        unsubscribe = self.subscribe(on_state)  # checks a known state at once
         deadline = asyncio.timeout(timeout)
         try:
-            if self._has_data:
-                on_state(self._data)
             async with deadline:
                 return await fut
         except TimeoutError:
