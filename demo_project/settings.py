@@ -86,6 +86,7 @@ if os.environ.get("REDIS_URL"):
                 # socket_timeout None: redis-py's 5 s read timeout equals the
                 # layer's blocking wait and would close idle sockets (DESIGN.md).
                 "hosts": [{"address": os.environ["REDIS_URL"], "socket_timeout": None}],
+                "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "asgi"),
                 "capacity": 1000,
             },
         }

@@ -118,7 +118,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             await self.send(text_data=protocol.rpc_error(rpc_id, refusal.code, refusal.message, refusal.details))
             return
         self._touch(spec, actor_id)
-        self.node.runtime.call(spec, actor_id, self.caller, method, args, rpc_id)
+        await self.node.call(spec, actor_id, self.caller, method, args, message.get("input"), rpc_id)
 
     async def _subscribe(self, message: dict[str, Any], kind: str) -> None:
         try:
@@ -128,7 +128,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.node.subscribe(self, spec.name, actor_id, kind)
         self._touch(spec, actor_id)
-        self.node.runtime.subscribe(spec, actor_id, self.caller, {kind}, answer=True)
+        await self.node.request_subscription(spec, actor_id, self.caller, kind)
 
     async def _unsubscribe(self, message: dict[str, Any], kind: str) -> None:
         try:
@@ -137,7 +137,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             await self._error(refusal.code, refusal.message, message)
             return
         await self.node.unsubscribe(self, spec.name, actor_id, kind)
-        self.node.runtime.unsubscribe(spec, actor_id, self.client_id, kind)
+        await self.node.request_unsubscription(spec, actor_id, self.client_id, kind)
 
     async def _state_sub(self, message: dict[str, Any]) -> None:
         await self._subscribe(message, STATE)
