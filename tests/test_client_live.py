@@ -52,11 +52,14 @@ def free_port() -> int:
 class Daphne:
     """One daphne process serving the demo; restartable on the same port."""
 
-    def __init__(self, log_path: Path, database_url: str = "sqlite:///:memory:") -> None:
+    def __init__(
+        self, log_path: Path, database_url: str = "sqlite:///:memory:", extra_env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = log_path
         self.database_url = database_url
+        self.extra_env = extra_env or {}
 
     @property
     def url(self) -> str:
@@ -65,6 +68,7 @@ class Daphne:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DJANGO_SETTINGS_MODULE")}
         env.update(DJANGO_SETTINGS_MODULE="demo_project.settings", DATABASE_URL=self.database_url)
+        env.update(self.extra_env)
         return env
 
     def manage(self, *args: str) -> str:
@@ -331,3 +335,66 @@ async def test_session_cookie_identifies_the_user(demo_with_login: tuple[Daphne,
     async with make_client(server.url) as anonymous:
         sent = await anonymous.actor("chat", room).send(text="anon")
         assert sent["user"] == anonymous.client_id
+
+
+def redis_available() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture
+def redis_workers(tmp_path: Path) -> Iterator[tuple[Daphne, Daphne]]:
+    """Two demo workers sharing the Redis at 127.0.0.1:6379 (a private key prefix)."""
+    if not redis_available():
+        message = "Redis is not available at 127.0.0.1:6379"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + "; CI=true requires it")
+        pytest.skip(message)
+    env = {"REDIS_URL": "redis://127.0.0.1:6379/0", "CHANNEL_LAYER_PREFIX": f"pyclient-{uuid.uuid4().hex[:8]}"}
+    workers = (Daphne(tmp_path / "w1.log", extra_env=env), Daphne(tmp_path / "w2.log", extra_env=env))
+    try:
+        for worker in workers:
+            worker.start()
+        yield workers
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+async def test_two_workers_one_state_and_failover(redis_workers: tuple[Daphne, Daphne]) -> None:
+    w1, w2 = redis_workers
+    actor_id = fresh_id()
+    async with make_client(w1.url) as alice, make_client(w2.url, max_attempts=1) as bob:
+        theirs = bob.actor("counter", actor_id)
+        assert await theirs.increment() == 1  # the instance is now hot on bob's worker
+        mine = alice.actor("counter", actor_id)
+        versions: list[int | None] = []
+        mine.state.subscribe(lambda _state: versions.append(mine.state.version))
+        await mine.state.wait_for(timeout=10)
+        results = await asyncio.gather(*(theirs.add(amount=1) for _ in range(49)))
+        assert sorted(results) == list(range(2, 51))  # one instance, one call at a time
+        await mine.state.wait_for(lambda s: s["count"] == 50, timeout=10)
+        assert versions == list(range(1, 51))  # patches crossed workers without a gap
+
+        w2.stop(crash=True)
+        # The owner is gone: once its lease expires the instance comes back on
+        # alice's worker (fresh without persistence: count 0, version 0).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while True:
+            try:
+                final = await mine.add(amount=1)
+                break
+            except ZocketRpcError as err:
+                assert err.code in ("unavailable", "timeout"), err
+                assert loop.time() < deadline, "no failover within 30 s"
+                await asyncio.sleep(0.2)
+        assert final in (1, 51)
+        assert await mine.state.wait_for(lambda s: s["count"] == final, timeout=10) == {"count": final}
+        assert mine.state.get() == {"count": final}  # no stale state after failover
+        async with asyncio.timeout(10):
+            while not bob.closed:
+                await asyncio.sleep(0.05)
