@@ -122,7 +122,15 @@ class Node:
     # -- sending -----------------------------------------------------------------
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
-        """Send to one channel, waiting out a full channel for a bounded time."""
+        """Send to one node: this one directly, another through the layer.
+
+        A full channel or an unreachable Redis is retried for a bounded time;
+        after that the message is dropped and logged (the requester's own
+        deadline then answers ``unavailable``).
+        """
+        if channel == self.channel:
+            await self._handle(message)
+            return
         deadline = time.monotonic() + SEND_RETRY_SECONDS
         delay = 0.001
         while True:
@@ -130,15 +138,29 @@ class Node:
                 await self.layer.send(channel, message)
                 return
             except ChannelFull:
-                if time.monotonic() >= deadline:
-                    log.error("zocket: channel %s stayed full; a %s was dropped", channel, message.get("type"))
-                    return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.1)
+                problem = "stayed full"
+            except Exception as exc:  # Redis restarting, network
+                problem = f"is unreachable ({exc.__class__.__name__})"
+            if time.monotonic() >= deadline:
+                log.error("zocket: channel %s %s; a %s was dropped", channel, problem, message.get("type"))
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
-    async def group_send(self, group: str, message: dict[str, Any]) -> None:
-        """Send to every node with subscribers; a full node loses it (versions show it)."""
-        await self.layer.group_send(group, message)
+    async def publish(self, group: str, message: dict[str, Any]) -> None:
+        """Deliver to this node's subscribers at once, and to other nodes through the layer.
+
+        Local delivery skips the layer entirely (with the in-memory layer
+        there is no other node). Other nodes get one message each; one that
+        cannot take it loses it, and the version gap that follows makes its
+        clients resync.
+        """
+        await self._deliver(message)
+        if self.cluster.distributed:
+            try:
+                await self.layer.group_send(group, {**message, "origin": self.channel})
+            except Exception:
+                log.warning("zocket: could not publish to %s; subscribers elsewhere will resync", group, exc_info=True)
 
     # -- routing requests to the owner ----------------------------------------------
 
@@ -374,7 +396,8 @@ class Node:
     async def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "zocket.deliver":
-            await self._deliver(message)
+            if message.get("origin") != self.channel:  # our own were delivered directly
+                await self._deliver(message)
         elif kind == "zocket.reply":
             if self._settle(message):
                 consumer = self.consumers.get(message["client"])

@@ -165,12 +165,12 @@ class Instance:
             self.version += 1
             self.dump = new
             frame = protocol.state_patch(self.spec.name, self.actor_id, patches, self.version)
-            await node.group_send(
+            await node.publish(
                 self.group, {"type": "zocket.deliver", "group": self.group, "kind": STATE, "frame": frame}
             )
         for message, targets in events:
             if targets is None:
-                await node.group_send(self.group, message)
+                await node.publish(self.group, message)
             else:
                 for channel in targets:
                     await node.send(channel, message)
@@ -262,7 +262,7 @@ class Runtime:
         # Subscribers of an earlier incarnation (a destroyed instance, a dead
         # worker) get the state afresh and announce themselves again.
         frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version)
-        await self.node.group_send(
+        await self.node.publish(
             inst.group,
             {
                 "type": "zocket.deliver",
