@@ -210,7 +210,7 @@ async def test_refused_subscription_reaches_on_error(client: ZocketClient) -> No
         while not errors:
             await asyncio.sleep(0.01)
     assert errors[0].code == "unknown_actor"
-    assert errors[0].ref == {"type": "state:sub"}
+    assert errors[0].ref == {"type": "state:sub", "actor": "nope", "actorId": "1"}
     unsubscribe()
 
 
