@@ -10,11 +10,12 @@ from tests.live import LiveClient, Worker, cluster_env, migrate, require_redis
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
+@pytest.fixture(scope="module", params=["core", "pubsub"])
+def pair(request, tmp_path_factory):
+    """Two workers on channels-redis: its list-based layer, then its pub/sub layer."""
     redis_url = require_redis()
     tmp = tmp_path_factory.mktemp("pair")
-    env = cluster_env(tmp, redis_url, LEASE_TTL=2.0)
+    env = {**cluster_env(tmp, redis_url, LEASE_TTL=2.0), "CHANNEL_LAYER": request.param}
     migrate(env)
     workers = [Worker(env, tmp, "a").start(), Worker(env, tmp, "b").start()]
     yield workers
@@ -84,3 +85,21 @@ async def test_emit_to_reaches_a_client_on_the_other_worker(pair):
     assert event["actor"] == "lab"
     for c in (sender, target, other):
         await c.close()
+
+
+async def test_an_idle_redis_backed_socket_stays_open_past_a_minute(tmp_path):
+    """redis-py 8's 5 s read timeout once closed idle Redis-backed sockets with 1011 (DESIGN.md)."""
+    env = {**cluster_env(tmp_path, require_redis()), "CHANNEL_LAYER": "core"}
+    migrate(env)
+    worker = Worker(env, tmp_path, "idle").start()
+    try:
+        client = await LiveClient.connect(worker.url)
+        await client.subscribe_state("counter", "idle")
+        await asyncio.sleep(65)
+        assert await client.call("counter", "idle", "increment") == 1
+        patch = await client.wait_for(lambda f: f.get("type") == "state:patch")
+        assert patch["version"] == 1
+        assert "TimeoutError" not in worker.log()
+        await client.close()
+    finally:
+        worker.stop()

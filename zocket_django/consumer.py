@@ -198,7 +198,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             self.present[group] = (spec, actor_id)
 
     async def _error(self, code: Code, text: str, message: dict[str, Any]) -> None:
-        ref = {k: message[k] for k in ("type", "id") if isinstance(message.get(k), str | int)}
+        ref = {k: message[k] for k in ("type", "id", "actor", "actorId") if isinstance(message.get(k), str | int)}
         await self.send(text_data=protocol.error(code, text, ref))
 
     _frame_handlers = {

@@ -43,8 +43,12 @@ log = logging.getLogger("zocket_django")
 #: Marks a state subscription whose snapshot has not reached the socket yet.
 PENDING_STATE = "state?"
 
-#: How long a direct send keeps retrying a full channel before giving up.
+#: How long a message for another node waits for an unreachable Redis before it is dropped.
 SEND_RETRY_SECONDS = 5.0
+#: How long it waits for a full channel (a stuck node must not hold up the others).
+FULL_RETRY_SECONDS = 0.5
+#: Messages for other nodes that may wait in the outbox; beyond, senders wait.
+OUTBOX_SIZE = 10000
 #: How many times a forwarded request may be passed on to yet another worker.
 MAX_HOPS = 3
 
@@ -76,6 +80,7 @@ class Node:
         self._joined: dict[str, float] = {}
         self._membership = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._outbox: asyncio.Queue[tuple[str | None, str | None, dict[str, Any]]] = asyncio.Queue(OUTBOX_SIZE)
         self._tickets = 0
         self.pending: dict[int, Pending] = {}
         self.described = describe_worker()
@@ -86,7 +91,11 @@ class Node:
         self.channel = await self.layer.new_channel(prefix="zocket")
         await self.cluster.start()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._receive_loop()), loop.create_task(self._housekeeping())]
+        self._tasks = [
+            loop.create_task(self._receive_loop()),
+            loop.create_task(self._housekeeping()),
+            loop.create_task(self._send_outbox()),
+        ]
         self.ready.set_result(None)
 
     def describe(self) -> dict[str, Any]:
@@ -122,45 +131,53 @@ class Node:
     # -- sending -----------------------------------------------------------------
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
-        """Send to one node: this one directly, another through the layer.
-
-        A full channel or an unreachable Redis is retried for a bounded time;
-        after that the message is dropped and logged (the requester's own
-        deadline then answers ``unavailable``).
-        """
+        """Send to one node: this one directly, another through the outbox."""
         if channel == self.channel:
             await self._handle(message)
-            return
-        deadline = time.monotonic() + SEND_RETRY_SECONDS
-        delay = 0.001
-        while True:
-            try:
-                await self.layer.send(channel, message)
-                return
-            except ChannelFull:
-                problem = "stayed full"
-            except Exception as exc:  # Redis restarting, network
-                problem = f"is unreachable ({exc.__class__.__name__})"
-            if time.monotonic() >= deadline:
-                log.error("zocket: channel %s %s; a %s was dropped", channel, problem, message.get("type"))
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.2)
+        else:
+            await self._outbox.put((channel, None, message))
 
     async def publish(self, group: str, message: dict[str, Any]) -> None:
-        """Deliver to this node's subscribers at once, and to other nodes through the layer.
+        """Deliver to this node's subscribers at once, and to other nodes through the outbox.
 
-        Local delivery skips the layer entirely (with the in-memory layer
-        there is no other node). Other nodes get one message each; one that
-        cannot take it loses it, and the version gap that follows makes its
-        clients resync.
+        Local delivery skips the layer entirely (with the in-memory layer there
+        is no other node). Other nodes get one message each; one that cannot
+        take it loses it, and the version gap that follows makes its clients
+        resync.
         """
         await self._deliver(message)
         if self.cluster.distributed:
-            try:
-                await self.layer.group_send(group, {**message, "origin": self.channel})
-            except Exception:
-                log.warning("zocket: could not publish to %s; subscribers elsewhere will resync", group, exc_info=True)
+            await self._outbox.put((None, group, {**message, "origin": self.channel}))
+
+    async def _send_outbox(self) -> None:
+        """Hand messages for other nodes to the layer in order, off the actors' queues.
+
+        One task keeps them in order (a patch before the answer that follows
+        it), and a step never waits for a Redis round trip. A full channel is
+        retried briefly, an unreachable Redis for longer; then the message is
+        dropped and logged (the requester's deadline answers ``unavailable``).
+        """
+        while True:
+            channel, group, message = await self._outbox.get()
+            delay, started = 0.001, time.monotonic()
+            while True:
+                try:
+                    if group is not None:
+                        await self.layer.group_send(group, message)
+                    else:
+                        await self.layer.send(channel, message)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except ChannelFull:
+                    problem, patience = "stayed full", FULL_RETRY_SECONDS
+                except Exception as exc:  # Redis restarting, network
+                    problem, patience = f"is unreachable ({exc.__class__.__name__})", SEND_RETRY_SECONDS
+                if time.monotonic() - started >= patience:
+                    log.error("zocket: %s %s; a %s was dropped", channel or group, problem, message.get("type"))
+                    break
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.2)
 
     # -- routing requests to the owner ----------------------------------------------
 
