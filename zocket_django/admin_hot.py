@@ -57,13 +57,11 @@ COLUMNS = [
     ("actor_id", "Id"),
     ("worker", "Worker"),
     ("clients", "Clients"),
-    ("state_subscribers", "State subscribers"),
-    ("event_subscribers", "Event subscribers"),
     ("queued", "Queued"),
     ("version", "Version"),
     ("activated_at", "Activated"),
-    ("last_activity", "Last activity"),
-    ("persist", "Persistence"),
+    ("last_activity", "Last active"),
+    ("persist", "Persists"),
 ]
 SORT_KEYS = {key for key, _ in COLUMNS}
 DEFAULT_ORDER = "actor"
@@ -225,6 +223,7 @@ class HotActorAdmin(admin.ModelAdmin):
                         "worker": labels.get(info.get("worker"), report.label),
                         "worker_channel": report.channel,
                         "activated": when(info["activated_at"]),
+                        "activated_text": ago(now - info["activated_at"]),
                         "last_activity_text": ago(now - info["last_activity"]),
                         "key": key_of(info["actor"], info["actor_id"]),
                     }
@@ -425,7 +424,7 @@ class HotActorAdmin(admin.ModelAdmin):
             details=details,
             shown=self._present(details) if details else None,
             live_url=self._url("live", quote(actor), quote(actor_id)),
-            action_urls=[(ACTION_TEXT[a]["title"], self._url(a, quote(actor), quote(actor_id))) for a in ACTIONS],
+            action_urls=[(a, ACTION_TEXT[a]["title"], self._url(a, quote(actor), quote(actor_id))) for a in ACTIONS],
         )
         return TemplateResponse(request, self.detail_template, context)
 

@@ -59,17 +59,17 @@
                     gone.hidden = true;
                     show(main, data);
                     if (live) {
-                        live.textContent = `(live, version ${data.version}, ${new Date().toLocaleTimeString()})`;
+                        live.textContent = `Version ${data.version}, live: updated at ${new Date().toLocaleTimeString()}.`;
                     }
                 } else {
                     gone.hidden = false;
                     if (live) {
-                        live.textContent = data.problem ? `(${data.problem})` : '(not hot: last known state)';
+                        live.textContent = data.problem || 'Not hot any more: the last state seen.';
                     }
                 }
             } catch (error) {
                 if (live) {
-                    live.textContent = `(not updating: ${error.message})`;
+                    live.textContent = `Not updating: ${error.message}.`;
                 }
             }
             timer = setTimeout(poll, PERIOD_MS);
