@@ -276,3 +276,45 @@ def test_without_asgi_the_pages_say_there_is_no_node():
     assert page.status_code == 200
     assert "not served by the ASGI server that runs the actors" in page.content.decode()
     assert client.get(INVENTORY).json()["problem"].startswith("This page is not served")
+
+
+# -- helpers for other admin pages --------------------------------------------------------------------
+
+
+async def test_hot_instances_for_links_from_other_pages(connect):
+    from zocket_django.admin_hot import hot_instances
+
+    await activate_some(connect)
+    assert await sync_to_async(hot_instances)() == {("chat", "lobby"), ("counter", "one"), ("counter", "two")}
+
+
+def test_hot_instances_without_a_node_is_none():
+    from zocket_django.admin_hot import hot_instances
+
+    assert hot_instances() is None
+
+
+@pytest.mark.parametrize(
+    ("declared", "shown"),
+    [
+        (None, None),
+        (False, None),
+        ("none", None),
+        ("write_through", "write_through"),
+        ("on_deactivate", "on_deactivate"),
+    ],
+)
+def test_persistence_mode_is_read_defensively(declared, shown):
+    import enum
+    from types import SimpleNamespace
+
+    from zocket_django.ops import persistence_mode
+
+    def instance(value):
+        return SimpleNamespace(spec=SimpleNamespace(cls=type("A", (), {"persist": value})))
+
+    assert persistence_mode(instance(declared)) == shown
+    assert persistence_mode(SimpleNamespace(spec=SimpleNamespace(cls=object))) is None
+    if isinstance(declared, str):
+        mode = enum.Enum("Mode", {"X": declared})
+        assert persistence_mode(instance(mode.X)) == shown

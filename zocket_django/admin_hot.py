@@ -91,6 +91,18 @@ def hot_actor_url(actor: str, actor_id: str, site: admin.AdminSite = admin.site)
     return reverse(f"{site.name}:zocket_django_hotactor_detail", args=(quote(actor), quote(actor_id)))
 
 
+def hot_instances(timeout: float = OPS_TIMEOUT) -> set[tuple[str, str]] | None:
+    """``(actor, id)`` of every instance hot on a worker that answered; ``None`` when there is no node to ask.
+
+    For admin pages that want to link to live instances (one inventory per page, not per row).
+    """
+    try:
+        reports = on_node(lambda node: node.ops.inventory(timeout), timeout + 2)
+    except (NodeUnavailable, Silent):
+        return None
+    return {(i["actor"], i["actor_id"]) for r in reports for i in r.instances}
+
+
 def on_node(work: Callable[[Node], Awaitable[T]], timeout: float) -> T:
     """Run ``work(node)`` on the event loop of the server that serves this request; wait at most ``timeout``.
 
@@ -353,7 +365,7 @@ class HotActorAdmin(admin.ModelAdmin):
         async def work(node: Node) -> dict[str, Any] | None:
             details = await node.ops.inspect(actor, actor_id, self.ops_timeout)
             if details is not None:
-                workers = await node.cluster.workers()
+                workers = await node.ops.workers(max_age=5.0)  # for labels only; polled every second
                 details["worker_label"] = worker_label(workers.get(details["worker"]), details["worker"])
                 for client in details["clients_detail"]:
                     client["worker_label"] = worker_label(workers.get(client["worker"]), client["worker"])
@@ -527,4 +539,4 @@ def _sortable(value: Any) -> tuple[int, Any]:
     return (2, str(value).lower())
 
 
-__all__ = ["HotActorAdmin", "NodeUnavailable", "hot_actor_url", "on_node"]
+__all__ = ["HotActorAdmin", "NodeUnavailable", "hot_actor_url", "hot_instances", "on_node"]

@@ -66,11 +66,12 @@ def worker_label(described: dict[str, Any] | None, channel: str) -> str:
 
 
 def persistence_mode(inst: Instance) -> str | None:
-    """The actor's persistence mode, read defensively (``None``: not persisted)."""
+    """The actor's persistence mode as text, read defensively (``None``: not persisted)."""
     mode = getattr(inst.spec.cls, "persist", None)
     if mode is None or mode is False:
         return None
-    return str(getattr(mode, "value", mode))
+    text = str(getattr(mode, "value", mode))
+    return None if text.lower() in ("", "none", "false") else text
 
 
 def describe_instance(inst: Instance, channel: str) -> dict[str, Any]:
@@ -114,13 +115,22 @@ class Operations:
         self._tickets = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._serving: set[asyncio.Task[None]] = set()
+        self._workers: tuple[float, dict[str, dict[str, Any]]] = (0.0, {})
+
+    async def workers(self, max_age: float = 0.0) -> dict[str, dict[str, Any]]:
+        """Live workers by channel, this one included; ``max_age`` allows a recent answer (labels)."""
+        fetched, known = self._workers
+        if max_age <= 0 or time.monotonic() - fetched > max_age:
+            known = dict(await self.node.cluster.workers())
+            known.setdefault(self.node.channel, self.node.describe())
+            self._workers = (time.monotonic(), known)
+        return known
 
     # -- asking ------------------------------------------------------------------
 
     async def inventory(self, timeout: float = OPS_TIMEOUT) -> list[WorkerReport]:
         """Every live worker's hot instances; workers that stay silent are reported so."""
-        workers = dict(await self.node.cluster.workers())
-        workers.setdefault(self.node.channel, self.node.describe())
+        workers = await self.workers()
 
         async def one(channel: str, described: dict[str, Any]) -> WorkerReport:
             try:
