@@ -19,7 +19,7 @@ def pair(tmp_path_factory):
     redis_url = require_redis()
     tmp = tmp_path_factory.mktemp("admin-pair")
     # Liveness keys outlive a stopped worker by several seconds: long enough to see it stay silent.
-    env = cluster_env(tmp, redis_url, LEASE_TTL=10.0)
+    env = cluster_env(tmp, redis_url, LEASE_TTL=20.0)
     migrate(env)
     create_staff(env, "ops")
     workers = [Worker(env, tmp, "a").start(), Worker(env, tmp, "b").start()]
