@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("zocket_django")
 
 STATE, EVENTS = "state", "event"
+#: Steps each instance remembers for operators (the admin's "recent activity").
+RECENT_STEPS = 20
 
 
 @dataclass(slots=True)
@@ -99,6 +101,8 @@ class Instance:
         self.lost = False  # another worker took it over: answer nothing from here
         self.activated_at = time.time()
         self.last_activity = time.monotonic()
+        #: (time, method or hook, client id, "ok" or the error, version after) of the last steps.
+        self.recent: deque[tuple[float, str, str | None, str, int]] = deque(maxlen=RECENT_STEPS)
         self.closed = asyncio.get_running_loop().create_future()
 
     # -- the queue ---------------------------------------------------------
@@ -143,6 +147,7 @@ class Instance:
         ctx: Context,
         invoke: Callable[[], Awaitable[Any]],
         serialize: Callable[[Any], Any] | None = None,
+        label: str | None = None,
     ) -> Any:
         """Run ``invoke`` as one step: commit state and events if it returns, roll back if it raises."""
         if self.lost:
@@ -157,8 +162,10 @@ class Instance:
                 raise TypeError(f"{self.spec.name}.state must stay a {self.spec.state_model.__name__}")
             new = state.model_dump(mode="json")
             patches = diff(old, new)
-        except BaseException:
+        except BaseException as exc:
             self.actor.state = self.spec.state_model.model_validate(old)
+            outcome = getattr(exc, "code", None) or exc.__class__.__name__
+            self.recent.append((time.time(), label or ctx.method or "?", ctx.client_id, outcome, self.version))
             raise
         node = self.runtime.node
         if patches:
@@ -168,6 +175,7 @@ class Instance:
             await node.publish(
                 self.group, {"type": "zocket.deliver", "group": self.group, "kind": STATE, "frame": frame}
             )
+        self.recent.append((time.time(), label or ctx.method or "?", ctx.client_id, "ok", self.version))
         for message, targets in events:
             if targets is None:
                 await node.publish(self.group, message)
@@ -198,7 +206,7 @@ class Instance:
         fn, is_async = entry
         ctx = self.context(caller)
         try:
-            await self.run(ctx, lambda: self.runtime.invoke(fn, is_async, self.actor, ctx, {}))
+            await self.run(ctx, lambda: self.runtime.invoke(fn, is_async, self.actor, ctx, {}), label=hook)
         except Exception:
             log.exception(
                 "%s.%s raised; its changes were rolled back", self.spec.name, hook, extra=self.log_context(hook=hook)

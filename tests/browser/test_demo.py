@@ -190,7 +190,7 @@ async def test_home_page_shows_live_values_and_links(browser, demo, windows):
     page = await windows.open(demo, "/")
     await expect(page.locator("#count")).to_have_text(re.compile(r"^\d+$"))
     await expect(page.locator("#items")).to_have_text(re.compile(r"^\d+$"))
-    for link in ["/counter/", "/chat/", "/board/", "/admin/", "/admin/zocket_django/"]:
+    for link in ["/counter/", "/chat/", "/board/", "/admin/", "/admin/zocket_django/hotactor/"]:
         assert await page.locator(f'a[href="{link}"]').count() >= 1, link
     await screenshot(page, "home")
     admin = await windows.browser.new_page()
