@@ -27,7 +27,15 @@ def _in_thread(fn):
 
     async def run(*args, **kwargs):
         call = functools.partial(fn, *args, **kwargs)
-        return await sync_to_async(persistence._with_connection_hygiene, thread_sensitive=False)(call)
+        for attempt in range(50):
+            try:
+                return await sync_to_async(persistence._with_connection_hygiene, thread_sensitive=False)(call)
+            except OperationalError as exc:
+                # The test database is SQLite's shared-cache memory database, whose
+                # table locks do not wait: retry while the runtime's thread writes.
+                if "locked" not in str(exc) or attempt == 49:
+                    raise
+                await asyncio.sleep(0.01)
 
     return run
 
