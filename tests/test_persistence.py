@@ -23,19 +23,15 @@ from zocket_django.registry import registry
 
 
 def _in_thread(fn):
-    """Run ``fn`` in a pool thread (its own connection), closing what it opened."""
+    """Run ``fn`` off the loop as the runtime does: on PostgreSQL in a pool thread with a
+    connection of its own (so it sees only committed rows); on SQLite in the one thread
+    the runtime's saves use (the test database is SQLite's shared-cache memory database,
+    whose table locks do not wait, so reads and writes must not overlap)."""
 
     async def run(*args, **kwargs):
         call = functools.partial(fn, *args, **kwargs)
-        for attempt in range(50):
-            try:
-                return await sync_to_async(persistence._with_connection_hygiene, thread_sensitive=False)(call)
-            except OperationalError as exc:
-                # The test database is SQLite's shared-cache memory database, whose
-                # table locks do not wait: retry while the runtime's thread writes.
-                if "locked" not in str(exc) or attempt == 49:
-                    raise
-                await asyncio.sleep(0.01)
+        sqlite = connection.vendor == "sqlite"
+        return await sync_to_async(persistence._with_connection_hygiene, thread_sensitive=sqlite)(call)
 
     return run
 
