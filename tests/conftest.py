@@ -29,6 +29,18 @@ def pytest_collection_modifyitems(config, items):
             )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_worker_connections(django_db_setup, django_db_blocker):
+    """Django's async ORM (``acreate``...) leaves a connection open in its worker thread:
+    close it before the test database is dropped (PostgreSQL waits 5 s for it otherwise)."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
+
+
 @pytest.fixture(autouse=True)
 def _database(transactional_db):
     """Every test may touch the database: durable actors (the demo's counter and chat) save through the ORM.

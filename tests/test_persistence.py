@@ -31,7 +31,7 @@ def _in_thread(fn):
     async def run(*args, **kwargs):
         call = functools.partial(fn, *args, **kwargs)
         sqlite = connection.vendor == "sqlite"
-        return await sync_to_async(persistence._with_connection_hygiene, thread_sensitive=sqlite)(call)
+        return await sync_to_async(persistence.close_connections_around, thread_sensitive=sqlite)(call)
 
     return run
 
@@ -401,3 +401,13 @@ async def test_postgresql_saves_of_different_instances_run_in_parallel(connect, 
     client = await connect()
     assert await asyncio.gather(*(client.call("ledger", f"p{i}", "add", amount=i) for i in range(3))) == [0, 1, 2]
     assert peak >= 2
+
+
+def test_actor_ids_must_fit_the_snapshot_table(settings):
+    from django.core import checks
+
+    settings.ZOCKET = {"MAX_ACTOR_ID_LENGTH": 300}
+    errors = [e for e in checks.run_checks(tags=["zocket"]) if e.id == "zocket.E012"]
+    assert len(errors) == 1 and "at most 255 characters" in errors[0].msg
+    settings.ZOCKET = {"MAX_ACTOR_ID_LENGTH": 255}
+    assert not [e for e in checks.run_checks(tags=["zocket"]) if e.id == "zocket.E012"]

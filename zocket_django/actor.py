@@ -263,6 +263,8 @@ def _persistence_options(cls: type[Actor], spec: ActorSpec) -> None:
     except ValueError:
         choices = ", ".join(f"Persist.{p.name}" for p in Persist)
         spec.problems.append(("zocket.E007", f"{where}.persist must be one of {choices}, not {cls.persist!r}"))
+    if spec.persist != Persist.NONE and len(spec.name) > 100:
+        spec.problems.append(("zocket.E007", f"{where}.name must be at most 100 characters to be saved"))
     every = cls.checkpoint_every
     if every is not None:
         if isinstance(every, bool) or not isinstance(every, int | float) or every <= 0:

@@ -107,15 +107,17 @@ def delete_snapshot(actor: str, actor_id: str) -> bool:
     return deleted > 0
 
 
-def _with_connection_hygiene(fn: Callable[..., T], *args: Any) -> T:
-    # What Django does around a request: drop connections that broke or
-    # outlived CONN_MAX_AGE. Done here, inside the worker's context, because
-    # channels' DatabaseSyncToAsync does it outside that context with
-    # asgiref >= 3.10 and so never sees the connection the work used (it would
-    # stay open forever, and a broken one would stay broken).
+def close_connections_around(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``fn`` as Django calls a view: dropping connections that broke or outlived ``CONN_MAX_AGE``.
+
+    For worker threads. channels' ``DatabaseSyncToAsync`` means to do this,
+    but with asgiref 3.13 (the version here) it runs outside the context the
+    work runs in, sees no connection, and closes nothing: the connection would
+    stay open for good, and one that broke (a database restart) would stay broken.
+    """
     close_old_connections()
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     finally:
         close_old_connections()
 
@@ -130,7 +132,7 @@ async def in_db_thread(fn: Callable[..., T], *args: Any) -> T:
     from .models import Snapshot
 
     sqlite = connections[router.db_for_write(Snapshot)].vendor == "sqlite"
-    return await sync_to_async(_with_connection_hygiene, thread_sensitive=sqlite)(fn, *args)
+    return await sync_to_async(close_connections_around, thread_sensitive=sqlite)(fn, *args)
 
 
 # -- one instance's link to its snapshot ---------------------------------------------

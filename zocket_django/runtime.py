@@ -12,6 +12,7 @@ patch before its own ``rpc:result``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -19,7 +20,7 @@ from collections.abc import Awaitable, Callable, Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from channels.db import DatabaseSyncToAsync
+from asgiref.sync import sync_to_async
 from pydantic import BaseModel
 
 from . import persistence, protocol, signals
@@ -219,7 +220,7 @@ class Runtime:
         self.node = node
         self.instances: dict[tuple[str, str], Instance] = {}
         self._closing: dict[tuple[str, str], Instance] = {}
-        self._sync_handlers: dict[Callable[..., Any], DatabaseSyncToAsync] = {}
+        self._sync_handlers: dict[Callable[..., Any], Callable[..., Awaitable[Any]]] = {}
 
     # -- activation ------------------------------------------------------------
 
@@ -405,5 +406,8 @@ class Runtime:
         if runner is None:
             # Not thread-sensitive: instances run their sync handlers in parallel,
             # each instance still one at a time (its queue waits for the thread).
-            runner = self._sync_handlers[fn] = DatabaseSyncToAsync(fn, thread_sensitive=False)
+            # Connections are closed inside the worker's context (persistence.close_connections_around).
+            runner = self._sync_handlers[fn] = sync_to_async(
+                functools.partial(persistence.close_connections_around, fn), thread_sensitive=False
+            )
         return runner(actor, ctx, **kwargs)
