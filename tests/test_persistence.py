@@ -79,6 +79,18 @@ async def test_deactivate_saves_and_the_next_activation_restores_state_and_versi
     assert patch["version"] == 4  # versions go on from the snapshot's
 
 
+async def test_a_new_incarnation_waits_for_its_predecessor_to_be_saved(connect):
+    client = await connect()
+    await client.call("journal", "race", "write", line="before")
+    closing = asyncio.ensure_future(hot_actors.deactivate("journal", "race"))
+    await asyncio.sleep(0)  # the instance is out of the hot set, its save still queued
+    assert hot_actors.count() == 0
+    # The call activates a new incarnation at once; it restores only after the old one saved.
+    assert await client.call("journal", "race", "write", line="after") == 3
+    assert await closing is True
+    assert hot_actors.get("journal", "race").state.lines == ["before", "closed", "after"]
+
+
 async def test_on_activate_runs_after_the_restore(connect):
     client = await connect()
     assert await client.call("ledger", "l", "add", amount=5) == 5
