@@ -250,6 +250,19 @@ async def test_a_database_error_on_save_undoes_the_step(connect, refusing_trigge
 # -- restoring what no longer fits ----------------------------------------------------------
 
 
+async def test_a_stale_owner_never_overwrites_a_newer_snapshot(connect):
+    """Another worker saved meanwhile (this one's lease lapsed): the write is refused, the instance let go."""
+    client = await connect()
+    assert await client.call("counter", "fenced", "add", amount=2) == 2
+    await put("counter", "fenced", {"count": 40}, 7)  # the other owner's later save
+    refused = await client.call_raw("counter", "fenced", "increment")
+    assert refused["code"] == "unavailable"
+    assert await row("counter", "fenced") == {"state": {"count": 40}, "version": 7, "schema_version": 1}
+    assert hot_actors.get("counter", "fenced") is None
+    assert await client.call("counter", "fenced", "increment") == 41  # restored from the newer snapshot
+    assert (await row("counter", "fenced"))["version"] == 8
+
+
 async def test_an_old_snapshot_goes_through_upgrade_state(connect):
     await put("profile", "ada", {"first": "Ada", "last": "Lovelace"}, version=7, schema_version=1)
     client = await connect()

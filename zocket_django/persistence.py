@@ -88,16 +88,41 @@ def load_snapshot(actor: str, actor_id: str) -> tuple[Any, int, int] | None:
     )
 
 
-def save_snapshot(actor: str, actor_id: str, state: Any, version: int, schema_version: int) -> None:
-    """Insert or update the snapshot in one statement (committed when it returns)."""
+class SnapshotConflict(Exception):
+    """The saved snapshot is not the one this instance last read or wrote.
+
+    Another worker took the instance over (a lease that expired while this
+    one stalled) and saved since: writing now would lose its changes.
+    """
+
+
+def save_snapshot(
+    actor: str, actor_id: str, state: Any, version: int, schema_version: int, expected: int | None
+) -> None:
+    """Write the snapshot if the stored one is still at ``expected`` (``None``: there is none).
+
+    The condition fences off a stale owner; it costs nothing more than the
+    write itself (one UPDATE, or one INSERT for a new instance).
+    """
+    from django.db import IntegrityError, transaction
+    from django.utils import timezone
+
     from .models import Snapshot
 
-    Snapshot.objects.bulk_create(
-        [Snapshot(actor=actor, actor_id=actor_id, state=state, version=version, schema_version=schema_version)],
-        update_conflicts=True,
-        unique_fields=["actor", "actor_id"],
-        update_fields=["state", "version", "schema_version", "updated_at"],
+    if expected is None:
+        try:
+            with transaction.atomic():
+                Snapshot.objects.create(
+                    actor=actor, actor_id=actor_id, state=state, version=version, schema_version=schema_version
+                )
+        except IntegrityError:
+            raise SnapshotConflict(f"{actor}/{actor_id} was saved by someone else meanwhile") from None
+        return
+    updated = Snapshot.objects.filter(actor=actor, actor_id=actor_id, version=expected).update(
+        state=state, version=version, schema_version=schema_version, updated_at=timezone.now()
     )
+    if not updated:
+        raise SnapshotConflict(f"{actor}/{actor_id} is no longer at version {expected} in the database")
 
 
 def delete_snapshot(actor: str, actor_id: str) -> bool:
@@ -272,6 +297,10 @@ class SnapshotStore(Store):
         """Write-through: the step's new state must be committed before anyone hears of it."""
         try:
             await self._save(dump, version)
+        except SnapshotConflict as exc:
+            log.error("zocket: %s; this worker lets the instance go", exc, extra=self.inst.log_context())
+            self.inst.runtime.drop(self.spec.name, self.inst.actor_id)
+            raise ZocketError("this actor moved to another worker; nothing changed", code=Code.UNAVAILABLE) from exc
         except Exception as exc:
             log.exception(
                 "zocket: could not save %s at version %d; the step was undone",
@@ -284,7 +313,15 @@ class SnapshotStore(Store):
     async def _save(self, dump: Any, version: int) -> None:
         if not self.loaded:  # never write over a snapshot we could not read
             raise RuntimeError(f"{self._name()} was not restored; refusing to save it")
-        await in_db_thread(save_snapshot, self.spec.name, self.inst.actor_id, dump, version, self.spec.schema_version)
+        await in_db_thread(
+            save_snapshot,
+            self.spec.name,
+            self.inst.actor_id,
+            dump,
+            version,
+            self.spec.schema_version,
+            self.saved_version,
+        )
         self.saved_version = version
         self.upgraded = False
 
