@@ -121,7 +121,7 @@ async def test_inventory_lists_every_instance_with_its_counts(connect, viewer):
     assert lobby["event_subscribers"] == 1
     assert lobby["queued"] == 0
     assert lobby["worker"] == worker["channel"]
-    assert lobby["persist"] is None
+    assert lobby["persist"] == "on_deactivate"  # the demo chat saves when it deactivates
     assert lobby["version"] >= 3  # a joined, b joined, b sent
     assert found["counter", "one"]["clients"] == 1 and found["counter", "one"]["state_subscribers"] == 0
     assert found["counter", "two"]["version"] == 2
@@ -172,7 +172,7 @@ async def test_live_json_follows_the_state(connect, viewer):
     assert second["version"] == 3 and '"count": 16' in second["state"]
     assert second["recent"][0][1] == "add" and second["recent"][0][3] == "ok"
     fields = {key: value for key, _, value in second["fields"]}
-    assert fields["clients"] == "1" and fields["persist"] == "none"
+    assert fields["clients"] == "1" and fields["persist"] == "write_through"  # the demo counter
 
 
 async def test_failed_steps_show_in_recent_activity(connect, viewer):

@@ -188,7 +188,7 @@ async def test_manager_lists_and_deactivates(connect):
     assert await hot_actors.deactivate("counter", "b") is True
     assert await hot_actors.deactivate("counter", "b") is False
     assert hot_actors.count() == 1
-    assert await client.call("counter", "b", "increment") == 1  # a fresh incarnation
+    assert await client.call("counter", "b", "increment") == 2  # a new incarnation, restored (write-through)
 
 
 async def test_a_destroyed_instance_sends_its_subscribers_a_fresh_snapshot(connect):

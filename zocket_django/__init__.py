@@ -6,6 +6,7 @@ The public API is what this module exports; everything else is private.
 from .actor import Actor, Context, Emission, method
 from .errors import ZocketError
 from .manager import hot_actors
+from .persistence import Persist
 from .protocol import Code
 from .signals import actor_activated, actor_deactivated
 
@@ -14,6 +15,7 @@ __all__ = [
     "Code",
     "Context",
     "Emission",
+    "Persist",
     "ZocketError",
     "actor_activated",
     "actor_deactivated",

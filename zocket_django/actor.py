@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 from pydantic import BaseModel
 
 from . import schema
+from .persistence import Persist
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -80,6 +81,9 @@ class ActorSpec:
     methods: dict[str, MethodSpec] = field(default_factory=dict)
     events: dict[str, schema.Payload] = field(default_factory=dict)
     hooks: dict[str, tuple[Callable[..., Any], bool]] = field(default_factory=dict)
+    persist: Persist = Persist.NONE
+    checkpoint_every: float | None = None
+    schema_version: int = 1
     problems: list[tuple[str, str]] = field(default_factory=list)  # (check id, message)
 
     def initial_state(self) -> BaseModel:
@@ -167,11 +171,20 @@ class Actor:
     ``on_activate(ctx)``, ``on_deactivate(ctx)``, ``on_connect(ctx)`` and
     ``on_disconnect(ctx)`` (sync or async). One instance exists per actor id
     while it is hot; ``self.state`` is its live state.
+
+    Durable actors set ``persist`` (``Persist.ON_DEACTIVATE`` or
+    ``Persist.WRITE_THROUGH``), optionally ``checkpoint_every`` (seconds, with
+    ``ON_DEACTIVATE``) and ``schema_version``, and may define the classmethod
+    ``upgrade_state(cls, data, schema_version) -> dict`` for saved states that
+    no longer fit ``State`` (see ``zocket_django.persistence``).
     """
 
     name: ClassVar[str]
     State: ClassVar[type[BaseModel]]
     events: ClassVar[dict[str, Any]] = {}
+    persist: ClassVar[Persist] = Persist.NONE
+    checkpoint_every: ClassVar[float | None] = None
+    schema_version: ClassVar[int] = 1
     spec: ClassVar[ActorSpec]
 
     def __init__(self, actor_id: str, state: BaseModel) -> None:
@@ -204,6 +217,7 @@ def _build_spec(cls: type[Actor]) -> ActorSpec:
         except Exception as exc:
             problems.append(("zocket.E002", f"{cls.__qualname__}.State cannot be built from its defaults: {exc}"))
     spec = ActorSpec(name=name, cls=cls, state_model=state_model, problems=problems)
+    _persistence_options(cls, spec)
 
     for attr, fn in inspect.getmembers(cls, inspect.isfunction):
         options: MethodOptions | None = getattr(fn, "__zocket_method__", None)
@@ -239,3 +253,32 @@ def _build_spec(cls: type[Actor]) -> ActorSpec:
         if fn is not None:
             spec.hooks[hook] = (fn, inspect.iscoroutinefunction(fn))
     return spec
+
+
+def _persistence_options(cls: type[Actor], spec: ActorSpec) -> None:
+    """``persist``, ``checkpoint_every``, ``schema_version`` and ``upgrade_state``, checked."""
+    where = cls.__qualname__
+    try:
+        spec.persist = Persist(cls.persist)
+    except ValueError:
+        choices = ", ".join(f"Persist.{p.name}" for p in Persist)
+        spec.problems.append(("zocket.E007", f"{where}.persist must be one of {choices}, not {cls.persist!r}"))
+    if spec.persist != Persist.NONE and len(spec.name) > 100:
+        spec.problems.append(("zocket.E007", f"{where}.name must be at most 100 characters to be saved"))
+    every = cls.checkpoint_every
+    if every is not None:
+        if isinstance(every, bool) or not isinstance(every, int | float) or every <= 0:
+            spec.problems.append(("zocket.E007", f"{where}.checkpoint_every must be a positive number of seconds"))
+        elif spec.persist != Persist.ON_DEACTIVATE:
+            spec.problems.append(("zocket.E007", f"{where}.checkpoint_every needs persist = Persist.ON_DEACTIVATE"))
+        else:
+            spec.checkpoint_every = float(every)
+    version = cls.schema_version
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        spec.problems.append(("zocket.E007", f"{where}.schema_version must be an integer >= 1"))
+    else:
+        spec.schema_version = version
+    upgrade = cls.__dict__.get("upgrade_state")
+    if upgrade is not None and not isinstance(upgrade, classmethod | staticmethod):
+        message = f"{where}.upgrade_state must be a classmethod (cls, data, schema_version)"
+        spec.problems.append(("zocket.E007", message))

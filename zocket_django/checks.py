@@ -3,7 +3,9 @@
 Ids: zocket.E001 duplicate actor name, E002 state not buildable from defaults,
 E003 method parameters or result not expressible as JSON, E004 event without a
 usable schema, E005 ``State`` not a pydantic model, E006 bad actor name,
-E010 no channel layer, E011 bad ``ZOCKET`` setting.
+E007 bad persistence options (``persist``, ``checkpoint_every``,
+``schema_version``, ``upgrade_state``), E010 no channel layer, E011 bad
+``ZOCKET`` setting, E012 actor ids longer than a snapshot can hold.
 """
 
 from __future__ import annotations
@@ -41,3 +43,27 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     except (ImproperlyConfigured, TypeError) as exc:
         errors.append(checks.Error(str(exc), id="zocket.E011"))
     return errors
+
+
+@checks.register("zocket")
+def check_persistence(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from .conf import zocket_settings
+    from .models import Snapshot
+    from .persistence import Persist
+
+    durable = sorted(spec.name for spec in registry.specs() if spec.persist != Persist.NONE)
+    try:
+        limit = zocket_settings().MAX_ACTOR_ID_LENGTH
+    except (ImproperlyConfigured, TypeError):
+        return []  # reported by check_settings
+    room = Snapshot._meta.get_field("actor_id").max_length
+    if durable and limit > room:
+        return [
+            checks.Error(
+                f"ZOCKET['MAX_ACTOR_ID_LENGTH'] is {limit}, but snapshots of durable actors "
+                f"({', '.join(durable)}) hold actor ids of at most {room} characters.",
+                hint=f"Lower MAX_ACTOR_ID_LENGTH to {room} or less.",
+                id="zocket.E012",
+            )
+        ]
+    return []

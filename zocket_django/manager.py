@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import persistence
 from .node import current_node
+from .registry import registry
 
 
 class HotActors:
-    """``hot_actors.count()``, ``.list()``, ``await .deactivate(name, id)``, ``await .deactivate_all()``.
+    """``hot_actors.count()``, ``.list()``, ``await .deactivate(name, id)``, ``await .destroy(name, id)``.
 
-    Deactivating runs the instance's queued steps, then ``on_deactivate``.
-    ``destroy`` and ``destroy_all`` are the same today; once state is
-    persisted, destroying also forgets the saved state.
+    Deactivating runs the instance's queued steps, then ``on_deactivate``, then
+    saves the state of a durable actor. Destroying does the same but deletes
+    the saved snapshot instead (also when the instance is not hot): the next
+    activation starts from the ``State`` defaults.
     """
 
     def _instances(self) -> dict[tuple[str, str], Any]:
@@ -31,6 +34,7 @@ class HotActors:
         return inst.actor if inst is not None else None
 
     async def deactivate(self, name: str, actor_id: str) -> bool:
+        """Deactivate (and save) one instance; ``False`` if it was not hot."""
         node = current_node()
         return node is not None and await node.runtime.deactivate(name, actor_id)
 
@@ -38,8 +42,20 @@ class HotActors:
         node = current_node()
         return await node.runtime.deactivate_all() if node is not None else 0
 
-    destroy = deactivate
-    destroy_all = deactivate_all
+    async def destroy(self, name: str, actor_id: str) -> bool:
+        """Deactivate without saving and delete the snapshot; ``False`` if there was neither."""
+        spec = registry.get(name)
+        if spec is None:
+            raise LookupError(f"unknown actor {name!r}")
+        node = current_node()
+        if node is not None:
+            return await node.runtime.destroy(spec, actor_id)
+        return await persistence.forget(spec, actor_id)
+
+    async def destroy_all(self) -> int:
+        """Destroy every hot instance (their snapshots too); snapshots of cold instances stay."""
+        node = current_node()
+        return await node.runtime.deactivate_all(destroy=True) if node is not None else 0
 
 
 hot_actors = HotActors()

@@ -1,5 +1,41 @@
-"""Models of zocket_django (they live in their own modules)."""
+"""The one table of zocket_django: the saved state of durable actor instances.
+
+``HotActor`` (in ``hotactor.py``) is an unmanaged model: it only gives the
+admin its "Hot actors" entry and permissions.
+"""
+
+from __future__ import annotations
+
+from django.db import models
 
 from .hotactor import HotActor
 
-__all__ = ["HotActor"]
+
+class Snapshot(models.Model):
+    """The last saved state of one actor instance (an actor name plus an id).
+
+    Written by ``zocket_django.persistence`` for actors with ``persist`` set;
+    read back when the instance is activated. ``version`` is the instance's
+    wire version at the time of the save, ``schema_version`` the actor's
+    ``schema_version`` that the state was written with.
+    """
+
+    actor = models.CharField(max_length=100, help_text="The actor's wire name.")
+    actor_id = models.CharField("actor id", max_length=255)
+    state = models.JSONField(help_text="The state model dumped as JSON.")
+    version = models.PositiveBigIntegerField(default=0, help_text="The instance's version when saved.")
+    schema_version = models.PositiveIntegerField(
+        default=1, help_text="The actor's schema_version the state was written with."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["actor", "actor_id"], name="zocket_snapshot_actor_id")]
+        ordering = ["actor", "actor_id"]
+        verbose_name = "actor snapshot"
+
+    def __str__(self) -> str:
+        return f"{self.actor}/{self.actor_id} v{self.version}"
+
+
+__all__ = ["HotActor", "Snapshot"]

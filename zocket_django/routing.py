@@ -10,9 +10,13 @@ from channels.security.websocket import OriginValidator
 from django.conf import settings
 from django.urls import path as url_path
 
+from . import shutdown
 from .conf import zocket_settings
 from .consumer import ZocketConsumer
 from .registry import registry
+from .shutdown import zocket_lifespan
+
+__all__ = ["ZocketOriginValidator", "zocket_lifespan", "zocket_urlpatterns", "zocket_websocket"]
 
 
 class ZocketOriginValidator(OriginValidator):
@@ -35,8 +39,13 @@ class ZocketOriginValidator(OriginValidator):
 
 
 def zocket_urlpatterns(path: str = "ws/") -> list[Any]:
-    """URL patterns serving every actor at ``path``. Refuses to start on broken actors."""
+    """URL patterns serving every actor at ``path``. Refuses to start on broken actors.
+
+    Under daphne it also arranges for a clean stop (SIGTERM, SIGINT) to
+    deactivate and save every hot instance first (``zocket_django.shutdown``).
+    """
     registry.ensure_valid()
+    shutdown.install()
     return [url_path(path, ZocketConsumer.as_asgi())]
 
 

@@ -12,6 +12,7 @@ patch before its own ``rpc:result``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -19,10 +20,10 @@ from collections.abc import Awaitable, Callable, Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from channels.db import DatabaseSyncToAsync
+from asgiref.sync import sync_to_async
 from pydantic import BaseModel
 
-from . import protocol, signals
+from . import persistence, protocol, signals
 from .actor import Actor, ActorSpec, Context, Emission, MethodSpec
 from .conf import zocket_settings
 from .errors import ZocketError
@@ -104,6 +105,9 @@ class Instance:
         #: (time, method or hook, client id, "ok" or the error, version after) of the last steps.
         self.recent: deque[tuple[float, str, str | None, str, int]] = deque(maxlen=RECENT_STEPS)
         self.closed = asyncio.get_running_loop().create_future()
+        #: Set when the activation failed: queued requests get this error, nothing runs.
+        self.failed: ZocketError | None = None
+        self.store = persistence.store_for(self)
 
     # -- the queue ---------------------------------------------------------
 
@@ -162,6 +166,8 @@ class Instance:
                 raise TypeError(f"{self.spec.name}.state must stay a {self.spec.state_model.__name__}")
             new = state.model_dump(mode="json")
             patches = diff(old, new)
+            if patches and self.store.write_through:
+                await self.store.commit(new, self.version + 1)  # raises: undone, nothing acknowledged
         except BaseException as exc:
             self.actor.state = self.spec.state_model.model_validate(old)
             outcome = getattr(exc, "code", None) or exc.__class__.__name__
@@ -250,7 +256,7 @@ class Runtime:
         self.node = node
         self.instances: dict[tuple[str, str], Instance] = {}
         self._closing: dict[tuple[str, str], Instance] = {}
-        self._sync_handlers: dict[Callable[..., Any], DatabaseSyncToAsync] = {}
+        self._sync_handlers: dict[Callable[..., Any], Callable[..., Awaitable[Any]]] = {}
 
     # -- activation ------------------------------------------------------------
 
@@ -266,6 +272,11 @@ class Runtime:
     async def _activate(self, inst: Instance, predecessor: Instance | None) -> None:
         if predecessor is not None:  # it must be gone (and saved) before we start
             await asyncio.shield(predecessor.closed)
+        try:
+            await inst.store.restore()  # the saved state and version, before on_activate
+        except ZocketError as exc:
+            self._failed(inst, exc)
+            return
         await inst.run_hook("on_activate")
         # Subscribers of an earlier incarnation (a destroyed instance, a dead
         # worker) get the state afresh and announce themselves again.
@@ -281,17 +292,28 @@ class Runtime:
                 "owner": self.node.channel,
             },
         )
+        inst.store.start()
         await signals.actor_activated.asend(inst.spec.cls, actor_id=inst.actor_id, instance=inst.actor)
 
-    async def deactivate(self, name: str, actor_id: str) -> bool:
-        """Run ``on_deactivate`` after the queued steps, then forget the instance."""
+    def _failed(self, inst: Instance, error: ZocketError) -> None:
+        """The activation failed: answer what is queued with ``error``, keep nothing hot."""
+        inst.failed = error
+        inst.active = False
+        key = (inst.spec.name, inst.actor_id)
+        if self.instances.get(key) is inst:
+            del self.instances[key]  # the next request tries again
+        if not inst.closed.done():
+            inst.closed.set_result(None)
+
+    async def deactivate(self, name: str, actor_id: str, *, destroy: bool = False) -> bool:
+        """Run ``on_deactivate`` after the queued steps, save (or with ``destroy`` delete) the state, forget it."""
         key = (name, actor_id)
         inst = self.instances.pop(key, None)
         if inst is None:
             return False
         inst.active = False
         self._closing[key] = inst
-        inst.enqueue(lambda: self._deactivate(inst))
+        inst.enqueue(lambda: self._deactivate(inst, destroy))
         try:
             await asyncio.shield(inst.closed)
         finally:
@@ -299,9 +321,12 @@ class Runtime:
                 del self._closing[key]
         return True
 
-    async def _deactivate(self, inst: Instance) -> None:
+    async def _deactivate(self, inst: Instance, destroy: bool = False) -> None:
         try:
+            if inst.failed is not None:
+                return  # never activated: nothing to run, nothing to save
             await inst.run_hook("on_deactivate")
+            await inst.store.close(destroy=destroy)
             await signals.actor_deactivated.asend(inst.spec.cls, actor_id=inst.actor_id, instance=inst.actor)
         finally:
             if not inst.closed.done():
@@ -328,10 +353,16 @@ class Runtime:
                 if presence.caller.reply_to == channel:
                     inst.enqueue(lambda inst=inst, client_id=client_id: inst.part(client_id))
 
-    async def deactivate_all(self) -> int:
+    async def deactivate_all(self, *, destroy: bool = False) -> int:
         keys = list(self.instances)
-        await asyncio.gather(*(self.deactivate(*k) for k in keys))
+        await asyncio.gather(*(self.deactivate(*k, destroy=destroy) for k in keys))
         return len(keys)
+
+    async def destroy(self, spec: ActorSpec, actor_id: str) -> bool:
+        """Deactivate without saving and delete the snapshot; ``True`` if there was anything."""
+        if await self.deactivate(spec.name, actor_id, destroy=True):
+            return True
+        return await persistence.forget(spec, actor_id)
 
     async def deactivate_idle(self) -> None:
         idle_for = zocket_settings().IDLE_TIMEOUT
@@ -367,6 +398,9 @@ class Runtime:
         deadline: float,
         ticket: int | None,
     ) -> None:
+        if inst.failed is not None:  # the activation failed: nothing runs
+            await self._reply(caller, protocol.rpc_error(rpc_id, inst.failed.code, inst.failed.message), ticket)
+            return
         await inst.join(caller)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -398,6 +432,9 @@ class Runtime:
                     extra=inst.log_context(method=method.name, client=caller.client_id, user=caller.user_id),
                 )
                 frame = protocol.rpc_error(rpc_id, Code.HANDLER_ERROR, f"{method.name} failed")
+        await self._reply(caller, frame, ticket)
+
+    async def _reply(self, caller: Caller, frame: str, ticket: int | None = None) -> None:
         reply = {"type": "zocket.reply", "client": caller.client_id, "frame": frame, "ticket": ticket}
         await self.node.send(caller.reply_to, reply)
 
@@ -418,6 +455,12 @@ class Runtime:
     async def _subscribe(
         self, inst: Instance, caller: Caller, kinds: Set[str], answer: bool, ticket: int | None
     ) -> None:
+        if inst.failed is not None:  # an error frame per refused subscription; the client may send it again
+            for kind in sorted(kinds):
+                ref = {"type": f"{kind}:sub", "actor": inst.spec.name, "actorId": inst.actor_id}
+                frame = protocol.error(inst.failed.code, inst.failed.message, ref)
+                await self._reply(caller, frame, ticket)
+            return
         presence = await inst.join(caller)
         presence.subs.update(kinds)
         if answer and STATE in kinds:
@@ -456,5 +499,8 @@ class Runtime:
         if runner is None:
             # Not thread-sensitive: instances run their sync handlers in parallel,
             # each instance still one at a time (its queue waits for the thread).
-            runner = self._sync_handlers[fn] = DatabaseSyncToAsync(fn, thread_sensitive=False)
+            # Connections are closed inside the worker's context (persistence.close_connections_around).
+            runner = self._sync_handlers[fn] = sync_to_async(
+                functools.partial(persistence.close_connections_around, fn), thread_sensitive=False
+            )
         return runner(actor, ctx, **kwargs)

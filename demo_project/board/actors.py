@@ -4,6 +4,11 @@ Its handlers are plain ``def`` functions, so they run in a worker thread and
 may use the ORM; the instance still runs one call at a time. The state is
 loaded from the ``Todo`` rows when the instance starts (after a restart, say),
 and every method writes its change through to them.
+
+An actor whose state needs no tables of its own can let zocket save it instead:
+``persist = Persist.WRITE_THROUGH`` (see the counter). The board keeps its
+items as rows because they are data in their own right: the admin lists them,
+other code may query them.
 """
 
 from typing import Annotated

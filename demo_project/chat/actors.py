@@ -1,10 +1,10 @@
-"""The demo's chat room: messages, presence, and an event per message."""
+"""The demo's chat room: messages, presence, and an event per message; saved when it goes idle or the server stops."""
 
 from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from zocket_django import Actor, method
+from zocket_django import Actor, Persist, method
 
 
 class Message(BaseModel):
@@ -22,6 +22,9 @@ class Chat(Actor):
     name = "chat"
     State = ChatState
     events = {"newMessage": Message}
+    # Saved on deactivation (idle eviction, clean shutdown): cheap per message,
+    # but a crash loses what was said since the room was last saved.
+    persist = Persist.ON_DEACTIVATE
 
     @method
     async def send(self, ctx, text: Annotated[str, Field(min_length=1, max_length=500)]) -> Message:
@@ -30,6 +33,12 @@ class Chat(Actor):
         self.state.messages.append(message)
         ctx.emit("newMessage", message)
         return message
+
+    async def on_activate(self, ctx) -> None:
+        # A saved room comes back with the presence of its last incarnation;
+        # nobody is connected to a freshly activated instance.
+        self.state.online.clear()
+        self.state.names.clear()
 
     async def on_connect(self, ctx) -> None:
         if ctx.client_id not in self.state.online:

@@ -1,8 +1,8 @@
-"""The demo's counter: the smallest useful actor."""
+"""The demo's counter: the smallest useful actor, saved on every change (write-through)."""
 
 from pydantic import BaseModel
 
-from zocket_django import Actor, method
+from zocket_django import Actor, Persist, method
 
 
 class CounterState(BaseModel):
@@ -17,6 +17,9 @@ class Counter(Actor):
     name = "counter"
     State = CounterState
     events = {"reset": ResetBy}
+    # Each change is committed before its rpc:result is sent: an acknowledged
+    # increment survives even a kill -9.
+    persist = Persist.WRITE_THROUGH
 
     @method
     async def increment(self, ctx) -> int:

@@ -210,23 +210,34 @@ async def test_restarting_the_server_reconnects_to_the_same_state(browser, windo
         await page.fill("#text", "survive a restart")
         await page.press("#text", "Enter")
         await expect(page.locator("#todos .text")).to_have_text(["survive a restart"])
-        await page.evaluate("window.sameDocument = true")
+        counter = await windows.open(worker, "/counter/")
+        await counter.fill("#amount", "5")
+        await counter.click("#add")
+        await counter.click("#increment")
+        await expect(counter.locator("#count")).to_have_text("6")
+        for p in (page, counter):
+            await p.evaluate("window.sameDocument = true")
 
-        worker.kill(signal.SIGTERM)
-        await expect(page.locator("#connection")).to_have_attribute("data-status", "reconnecting")
-        await expect(page.locator("#connection")).to_have_text("reconnecting")
-        await expect(page.locator("#connection-lost")).to_contain_text("Reconnecting")
+        worker.kill(signal.SIGTERM)  # as Ctrl-C on scripts/demo
+        for p in (page, counter):
+            await expect(p.locator("#connection")).to_have_attribute("data-status", "reconnecting")
+            await expect(p.locator("#connection")).to_have_text("reconnecting")
+            await expect(p.locator("#connection-lost")).to_contain_text("Reconnecting")
+        await expect(counter.locator("#count")).to_have_text("6")  # the last state the server sent
         await screenshot(page, "reconnecting")
 
         worker.start()  # the same port and database
-        await expect(page.locator("#connection")).to_have_attribute("data-status", "connected", timeout=30_000)
-        assert await page.evaluate("window.sameDocument") is True  # no reload happened
-        await expect(page.locator("#connection-lost")).to_be_hidden()
+        for p in (page, counter):
+            await expect(p.locator("#connection")).to_have_attribute("data-status", "connected", timeout=30_000)
+            assert await p.evaluate("window.sameDocument") is True  # no reload happened
+            await expect(p.locator("#connection-lost")).to_be_hidden()
+        # The board's rows and the counter's snapshot (Persist.WRITE_THROUGH) came back from the database.
         await expect(page.locator("#todos .text")).to_have_text(["survive a restart"])
+        await expect(counter.locator("#count")).to_have_text("6")
         await page.fill("#text", "and carry on")
         await page.press("#text", "Enter")
         await expect(page.locator("#todos .text")).to_have_text(["survive a restart", "and carry on"])
-        # TODO(lead): when the persistence branch lands (Counter persisted write-through), also
-        # assert here that /counter/ shows its value from before the restart.
+        await counter.click("#increment")
+        await expect(counter.locator("#count")).to_have_text("7")
     finally:
         worker.stop()

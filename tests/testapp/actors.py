@@ -7,7 +7,7 @@ import time
 from django.contrib.auth.models import User
 from pydantic import BaseModel
 
-from zocket_django import Actor, ZocketError, method
+from zocket_django import Actor, Persist, ZocketError, method
 
 
 class Item(BaseModel):
@@ -113,3 +113,110 @@ DEACTIVATED: list[str] = []
 _lock = threading.Lock()
 _running: dict[str, int] = {}
 _peak: dict[str, int] = {}
+
+
+# -- durable actors (tests/test_persistence.py) ----------------------------------------
+
+
+class LedgerState(BaseModel):
+    entries: list[int] = []
+    total: int = 0
+    activations: int = 0
+
+
+class Ledger(Actor):
+    """Write-through: every change is committed before its result."""
+
+    name = "ledger"
+    State = LedgerState
+    persist = Persist.WRITE_THROUGH
+
+    @method
+    async def add(self, ctx, amount: int) -> int:
+        self.state.entries.append(amount)
+        self.state.total += amount
+        return self.state.total
+
+    @method
+    async def peek(self, ctx) -> int:
+        return self.state.total
+
+    async def on_activate(self, ctx) -> None:
+        # Runs after the restore: counts incarnations across restarts.
+        self.state.activations += 1
+
+
+class JournalState(BaseModel):
+    lines: list[str] = []
+
+
+class Journal(Actor):
+    """Saved on deactivation; what on_deactivate changes is saved too."""
+
+    name = "journal"
+    State = JournalState
+    persist = Persist.ON_DEACTIVATE
+
+    @method
+    async def write(self, ctx, line: str) -> int:
+        self.state.lines.append(line)
+        return len(self.state.lines)
+
+    async def on_deactivate(self, ctx) -> None:
+        self.state.lines.append("closed")
+
+
+class Diary(Actor):
+    """Saved on deactivation and every 0.1 s while hot and changed."""
+
+    name = "diary"
+    State = JournalState
+    persist = Persist.ON_DEACTIVATE
+    checkpoint_every = 0.1
+
+    @method
+    async def write(self, ctx, line: str) -> int:
+        self.state.lines.append(line)
+        return len(self.state.lines)
+
+
+class ProfileState(BaseModel):
+    full_name: str = ""
+    tags: list[str] = []
+
+
+class Profile(Actor):
+    """Schema 2 of a state that used to be ``{"first": ..., "last": ...}``."""
+
+    name = "profile"
+    State = ProfileState
+    persist = Persist.WRITE_THROUGH
+    schema_version = 2
+
+    @classmethod
+    def upgrade_state(cls, data: dict, schema_version: int) -> dict:
+        if schema_version == 1:
+            return {"full_name": f"{data['first']} {data['last']}", "tags": data.get("tags", [])}
+        raise ValueError(f"no upgrade from schema_version {schema_version}")
+
+    @method
+    async def rename(self, ctx, full_name: str) -> str:
+        self.state.full_name = full_name
+        return full_name
+
+
+class StrictState(BaseModel):
+    count: int = 0
+
+
+class Strict(Actor):
+    """Durable, with no upgrade hook: a snapshot that does not fit is refused."""
+
+    name = "strict"
+    State = StrictState
+    persist = Persist.ON_DEACTIVATE
+
+    @method
+    async def bump(self, ctx) -> int:
+        self.state.count += 1
+        return self.state.count

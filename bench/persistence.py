@@ -1,0 +1,197 @@
+"""What write-through persistence costs per call, on SQLite and on PostgreSQL (not a test).
+
+    .venv/bin/python bench/persistence.py                # SQLite file, and PostgreSQL if it answers
+    .venv/bin/python bench/persistence.py --calls 1000 --postgres postgres://postgres@127.0.0.1:5432/test
+
+Each backend runs in a child process (settings are read once): the demo's ASGI
+application in process, one ``ZocketCommunicator`` socket, the same one-line
+method on three actors that differ only in ``persist``. *Sequential* is the
+round trip of one call at a time (latency); *parallel* is 20 instances called
+at once (throughput). PostgreSQL runs in a database of its own, created and
+dropped here, with Django's default ``CONN_MAX_AGE=0`` (a new connection for
+every save), with ``CONN_MAX_AGE=60`` (persistent per worker thread) and with
+Django's psycopg pool (``OPTIONS={"pool": True}``, when psycopg_pool is
+installed). SQLite runs with Django's defaults and with WAL journaling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+ROOT = Path(__file__).resolve().parent.parent
+PARALLEL_INSTANCES = 20
+
+
+def child(calls: int, db_settings: dict) -> dict:
+    """Runs in the child process: DATABASE_URL is set, the database exists and is empty."""
+    sys.path.insert(0, str(ROOT))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "demo_project.settings"
+    os.environ["DJANGO_DEBUG"] = "0"  # DEBUG records every query
+    from django.conf import settings
+
+    settings.DATABASES["default"].update(db_settings)
+    settings.LOGGING = {"version": 1, "disable_existing_loggers": False}
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+    from pydantic import BaseModel
+
+    from zocket_django import Actor, Persist, method
+
+    class S(BaseModel):
+        count: int = 0
+
+    class Plain(Actor):
+        name = "bench_none"
+        State = S
+
+        @method
+        async def increment(self, ctx) -> int:
+            self.state.count += 1
+            return self.state.count
+
+    class OnDeactivate(Plain):
+        name = "bench_on_deactivate"
+        persist = Persist.ON_DEACTIVATE
+
+    class WriteThrough(Plain):
+        name = "bench_write_through"
+        persist = Persist.WRITE_THROUGH
+
+    from zocket_django.testing import ZocketCommunicator, reset_actors
+
+    async def run() -> dict:
+        from demo_project.asgi import application
+
+        results: dict[str, dict] = {}
+        async with ZocketCommunicator(application, timeout=60) as client:
+            for actor in ("bench_none", "bench_on_deactivate", "bench_write_through"):
+                for _ in range(20):  # warm up: activation, connections, caches
+                    await client.call(actor, "warm", "increment")
+                times = []
+                for _ in range(calls):
+                    started = time.perf_counter()
+                    await client.call(actor, "seq", "increment")
+                    times.append(time.perf_counter() - started)
+                per_instance = max(1, calls // PARALLEL_INSTANCES)
+                for i in range(PARALLEL_INSTANCES):  # activate them first
+                    await client.call(actor, f"par{i}", "increment")
+                started = time.perf_counter()
+                await asyncio.gather(
+                    *(
+                        client.call(actor, f"par{i}", "increment")
+                        for _ in range(per_instance)
+                        for i in range(PARALLEL_INSTANCES)
+                    )
+                )
+                elapsed = time.perf_counter() - started
+                times.sort()
+                results[actor] = {
+                    "mean_ms": statistics.fmean(times) * 1000,
+                    "p50_ms": times[len(times) // 2] * 1000,
+                    "p99_ms": times[int(len(times) * 0.99) - 1] * 1000,
+                    "parallel_calls_per_s": per_instance * PARALLEL_INSTANCES / elapsed,
+                }
+        await reset_actors()
+        return results
+
+    return asyncio.run(run())
+
+
+def run_child(url: str, calls: int, db_settings: dict | None = None) -> dict:
+    env = dict(os.environ, DATABASE_URL=url)
+    args = [sys.executable, __file__, "--child", "--calls", str(calls), "--db-settings", json.dumps(db_settings or {})]
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def postgres_database(url: str, name: str, create: bool) -> str:
+    import psycopg
+
+    parsed = urlparse(url)
+    with psycopg.connect(
+        host=parsed.hostname, port=parsed.port or 5432, user=parsed.username, dbname="postgres", autocommit=True
+    ) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if create:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return urlunparse(parsed._replace(path=f"/{name}"))
+
+
+def report(title: str, results: dict) -> None:
+    base = results["bench_none"]
+    print(f"\n{title}")
+    print(f"  {'persist':<16}{'mean ms':>9}{'p50 ms':>9}{'p99 ms':>9}{'+ms/call':>10}{'parallel calls/s':>18}")
+    for actor, label in (
+        ("bench_none", "NONE"),
+        ("bench_on_deactivate", "ON_DEACTIVATE"),
+        ("bench_write_through", "WRITE_THROUGH"),
+    ):
+        r = results[actor]
+        extra = r["mean_ms"] - base["mean_ms"]
+        print(
+            f"  {label:<16}{r['mean_ms']:>9.3f}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}"
+            f"{extra:>+10.3f}{r['parallel_calls_per_s']:>18.0f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument(
+        "--postgres", default=os.environ.get("ZOCKET_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
+    )
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--db-settings", default="{}", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.calls, json.loads(args.db_settings))))
+        return
+
+    version = sys.version.split()[0]
+    print(f"{args.calls} sequential calls per actor; {PARALLEL_INSTANCES} instances in parallel; python {version}")
+    with tempfile.TemporaryDirectory() as tmp:
+        report("SQLite file, Django's defaults (rollback journal)", run_child(f"sqlite:///{tmp}/a.sqlite3", args.calls))
+        wal = {"OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;"}}
+        report("SQLite file, journal_mode=WAL", run_child(f"sqlite:///{tmp}/b.sqlite3", args.calls, wal))
+    if args.no_postgres:
+        return
+    try:
+        url = postgres_database(args.postgres, "zocket_bench", create=True)
+    except Exception as exc:
+        print(f"\nPostgreSQL skipped: {exc}")
+        return
+    variants = [("CONN_MAX_AGE=0 (Django's default)", {"CONN_MAX_AGE": 0}), ("CONN_MAX_AGE=60", {"CONN_MAX_AGE": 60})]
+    try:
+        import psycopg_pool  # noqa: F401
+
+        variants.append(("OPTIONS pool=True (psycopg_pool)", {"CONN_MAX_AGE": 0, "OPTIONS": {"pool": True}}))
+    except ImportError:
+        print("\n(psycopg_pool is not installed: the pool variant is skipped)")
+    try:
+        for title, db_settings in variants:
+            postgres_database(args.postgres, "zocket_bench", create=True)
+            report(f"PostgreSQL, {title}", run_child(url, args.calls, db_settings))
+    finally:
+        postgres_database(args.postgres, "zocket_bench", create=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,362 @@
+"""Durable actors: state snapshots through the ORM, restored on activation.
+
+An actor chooses how its state survives the process with ``persist``:
+
+``Persist.NONE`` (the default)
+    Nothing is saved; every activation starts from the ``State`` defaults.
+``Persist.ON_DEACTIVATE``
+    The state is saved when the instance is deactivated (idle eviction,
+    ``hot_actors.deactivate``, a clean shutdown) and, with
+    ``checkpoint_every = seconds``, also periodically while it is hot. A crash
+    loses the changes made since the last save.
+``Persist.WRITE_THROUGH``
+    Every step that changed the state is committed to the database before its
+    patch is published and its ``rpc:result`` sent. A save that fails undoes
+    the step (state and version) and answers ``unavailable``: an acknowledged
+    change is never lost.
+
+All database work runs in a worker thread (``sync_to_async``) from
+inside a step of the instance's own queue, so it never blocks the event loop
+and never runs out of order with the instance's calls. The runtime calls in
+at three places: ``Store.restore`` when an instance activates,
+``Store.commit`` after a step changed the state (write-through only), and
+``Store.close`` when it deactivates.
+
+A snapshot that no longer validates against the ``State`` model, or that was
+written with another ``schema_version``, goes through the actor's
+``upgrade_state(data, schema_version)`` classmethod. Without one, or when the
+upgrade fails, the activation fails loudly (logged, and callers are answered
+``unavailable``); the snapshot is never replaced by defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Callable
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections, connections, router
+from pydantic import BaseModel, ValidationError
+
+from .errors import ZocketError
+from .protocol import Code
+
+if TYPE_CHECKING:
+    from .actor import ActorSpec
+    from .runtime import Instance
+
+log = logging.getLogger("zocket_django")
+
+T = TypeVar("T")
+
+
+class Persist(StrEnum):
+    """How an actor's state survives deactivation and restarts (``Actor.persist``)."""
+
+    NONE = "none"
+    ON_DEACTIVATE = "on_deactivate"
+    WRITE_THROUGH = "write_through"
+
+
+class ActivationFailed(ZocketError):
+    """An instance could not be brought back from its snapshot.
+
+    Every request queued behind the failed activation is answered with this
+    error (``unavailable``); the instance is not kept hot, so the next request
+    tries again.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=Code.UNAVAILABLE)
+
+
+# -- the ORM, in worker threads ---------------------------------------------------
+
+
+def load_snapshot(actor: str, actor_id: str) -> tuple[Any, int, int] | None:
+    """``(state, version, schema_version)`` of the saved snapshot, or ``None``."""
+    from .models import Snapshot
+
+    return (
+        Snapshot.objects.filter(actor=actor, actor_id=actor_id)
+        .values_list("state", "version", "schema_version")
+        .first()
+    )
+
+
+class SnapshotConflict(Exception):
+    """The saved snapshot is not the one this instance last read or wrote.
+
+    Another worker took the instance over (a lease that expired while this
+    one stalled) and saved since: writing now would lose its changes.
+    """
+
+
+def save_snapshot(
+    actor: str, actor_id: str, state: Any, version: int, schema_version: int, expected: int | None
+) -> None:
+    """Write the snapshot if the stored one is still at ``expected`` (``None``: there is none).
+
+    The condition fences off a stale owner; it costs nothing more than the
+    write itself (one UPDATE, or one INSERT for a new instance).
+    """
+    from django.db import IntegrityError, transaction
+    from django.utils import timezone
+
+    from .models import Snapshot
+
+    if expected is None:
+        try:
+            with transaction.atomic():
+                Snapshot.objects.create(
+                    actor=actor, actor_id=actor_id, state=state, version=version, schema_version=schema_version
+                )
+        except IntegrityError:
+            raise SnapshotConflict(f"{actor}/{actor_id} was saved by someone else meanwhile") from None
+        return
+    updated = Snapshot.objects.filter(actor=actor, actor_id=actor_id, version=expected).update(
+        state=state, version=version, schema_version=schema_version, updated_at=timezone.now()
+    )
+    if not updated:
+        raise SnapshotConflict(f"{actor}/{actor_id} is no longer at version {expected} in the database")
+
+
+def delete_snapshot(actor: str, actor_id: str) -> bool:
+    from .models import Snapshot
+
+    deleted, _ = Snapshot.objects.filter(actor=actor, actor_id=actor_id).delete()
+    return deleted > 0
+
+
+def close_connections_around(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``fn`` as Django calls a view: dropping connections that broke or outlived ``CONN_MAX_AGE``.
+
+    For worker threads. channels' ``DatabaseSyncToAsync`` means to do this,
+    but with asgiref 3.13 (the version here) it runs outside the context the
+    work runs in, sees no connection, and closes nothing: the connection would
+    stay open for good, and one that broke (a database restart) would stay broken.
+    """
+    close_old_connections()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        close_old_connections()
+
+
+async def in_db_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn`` in a worker thread, off the event loop, with Django's connection handling.
+
+    SQLite allows one writer at a time, so its work shares Django's one
+    thread-sensitive thread instead of racing for the lock; other databases
+    use the thread pool, so that different instances save in parallel.
+    """
+    from .models import Snapshot
+
+    sqlite = connections[router.db_for_write(Snapshot)].vendor == "sqlite"
+    return await sync_to_async(close_connections_around, thread_sensitive=sqlite)(fn, *args)
+
+
+# -- one instance's link to its snapshot ---------------------------------------------
+
+
+class Store:
+    """What an instance of a non-persistent actor does with its state: nothing."""
+
+    write_through = False
+
+    async def restore(self) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    async def commit(self, dump: Any, version: int) -> None:
+        pass
+
+    async def close(self, *, destroy: bool = False) -> None:
+        pass
+
+
+NO_STORE = Store()
+
+
+def store_for(inst: Instance) -> Store:
+    """The store of a new instance, by its actor's ``persist`` mode."""
+    if inst.spec.persist == Persist.NONE:
+        return NO_STORE
+    return SnapshotStore(inst)
+
+
+class SnapshotStore(Store):
+    """An instance of a durable actor, tied to its ``Snapshot`` row."""
+
+    def __init__(self, inst: Instance) -> None:
+        self.inst = inst
+        self.spec: ActorSpec = inst.spec
+        self.write_through = self.spec.persist == Persist.WRITE_THROUGH
+        #: ``False`` until the saved state came back: nothing is ever written before.
+        self.loaded = False
+        #: The version the database holds (``None``: it holds nothing of ours yet).
+        self.saved_version: int | None = None
+        #: The restored state was upgraded and must be written back.
+        self.upgraded = False
+        self._checkpoints: asyncio.Task[None] | None = None
+
+    @property
+    def dirty(self) -> bool:
+        return self.loaded and (self.upgraded or self.inst.version != (self.saved_version or 0))
+
+    def _name(self) -> str:
+        return f"{self.spec.name}/{self.inst.actor_id}"
+
+    # -- activation -----------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Load the snapshot into the instance (state and version); raise ``ActivationFailed``."""
+        inst = self.inst
+        try:
+            row = await in_db_thread(load_snapshot, self.spec.name, inst.actor_id)
+        except Exception as exc:
+            log.exception("zocket: could not load the snapshot of %s", self._name(), extra=inst.log_context())
+            raise ActivationFailed(f"{self._name()} is unavailable: its saved state could not be loaded") from exc
+        if row is not None:
+            data, version, schema_version = row
+            state = self._validate(data, schema_version, version)
+            inst.actor.state = state
+            inst.dump = state.model_dump(mode="json")
+            inst.version = version
+            self.saved_version = version
+        self.loaded = True
+
+    def _validate(self, data: Any, schema_version: int, version: int) -> BaseModel:
+        cls, model = self.spec.cls, self.spec.state_model
+        current = self.spec.schema_version
+        problem: Exception | None = None
+        if schema_version == current:
+            try:
+                return model.model_validate(data)
+            except ValidationError as exc:
+                problem = exc
+        upgrade = getattr(cls, "upgrade_state", None)
+        why = (
+            f"it does not validate against {model.__name__}"
+            if problem is not None
+            else f"it was written with schema_version {schema_version}, not {current}"
+        )
+        if upgrade is None:
+            log.error(
+                "zocket: refused the snapshot of %s (version %d): %s, and %s has no upgrade_state%s",
+                self._name(),
+                version,
+                why,
+                cls.__qualname__,
+                f":\n{problem}" if problem is not None else "",
+                extra=self.inst.log_context(),
+            )
+            raise ActivationFailed(f"{self._name()} is unavailable: its saved state does not fit the actor any more")
+        try:
+            upgraded = upgrade(copy.deepcopy(data), schema_version)
+            state = model.model_validate(upgraded)
+        except Exception:
+            log.exception(
+                "zocket: refused the snapshot of %s (version %d): %s, and %s.upgrade_state failed",
+                self._name(),
+                version,
+                why,
+                cls.__qualname__,
+                extra=self.inst.log_context(),
+            )
+            raise ActivationFailed(f"{self._name()} is unavailable: its saved state could not be upgraded") from None
+        log.info("zocket: upgraded the snapshot of %s from schema_version %d", self._name(), schema_version)
+        self.upgraded = True
+        return state
+
+    def start(self) -> None:
+        """The instance is hot: start periodic checkpoints if the actor asked for them."""
+        every = self.spec.checkpoint_every
+        if every:
+            self._checkpoints = asyncio.get_running_loop().create_task(self._checkpoint_timer(every))
+
+    async def _checkpoint_timer(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            if self.inst.active and self.dirty:
+                self.inst.enqueue(self._checkpoint)
+
+    async def _checkpoint(self) -> None:
+        if self.inst.active and self.dirty:
+            await self._save_quietly("checkpoint")
+
+    # -- steps --------------------------------------------------------------------------
+
+    async def commit(self, dump: Any, version: int) -> None:
+        """Write-through: the step's new state must be committed before anyone hears of it."""
+        try:
+            await self._save(dump, version)
+        except SnapshotConflict as exc:
+            log.error("zocket: %s; this worker lets the instance go", exc, extra=self.inst.log_context())
+            self.inst.runtime.drop(self.spec.name, self.inst.actor_id)
+            raise ZocketError("this actor moved to another worker; nothing changed", code=Code.UNAVAILABLE) from exc
+        except Exception as exc:
+            log.exception(
+                "zocket: could not save %s at version %d; the step was undone",
+                self._name(),
+                version,
+                extra=self.inst.log_context(),
+            )
+            raise ZocketError("the change could not be saved; nothing changed", code=Code.UNAVAILABLE) from exc
+
+    async def _save(self, dump: Any, version: int) -> None:
+        if not self.loaded:  # never write over a snapshot we could not read
+            raise RuntimeError(f"{self._name()} was not restored; refusing to save it")
+        await in_db_thread(
+            save_snapshot,
+            self.spec.name,
+            self.inst.actor_id,
+            dump,
+            version,
+            self.spec.schema_version,
+            self.saved_version,
+        )
+        self.saved_version = version
+        self.upgraded = False
+
+    async def _save_quietly(self, why: str) -> None:
+        inst = self.inst
+        try:
+            await self._save(inst.dump, inst.version)
+        except Exception:
+            log.exception(
+                "zocket: the %s save of %s at version %d failed; changes since version %s are not saved",
+                why,
+                self._name(),
+                inst.version,
+                self.saved_version,
+                extra=inst.log_context(),
+            )
+
+    # -- deactivation -------------------------------------------------------------------
+
+    async def close(self, *, destroy: bool = False) -> None:
+        """Save the final state, or with ``destroy`` delete the snapshot for good."""
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            self._checkpoints = None
+        if not self.loaded:
+            return
+        if destroy:
+            await in_db_thread(delete_snapshot, self.spec.name, self.inst.actor_id)
+            self.saved_version = None
+        elif self.dirty:
+            await self._save_quietly("deactivation")
+
+
+async def forget(spec: ActorSpec, actor_id: str) -> bool:
+    """Delete the snapshot of an instance that is not hot; ``True`` if there was one."""
+    if spec.persist == Persist.NONE:
+        return False
+    return await in_db_thread(delete_snapshot, spec.name, actor_id)
