@@ -3,20 +3,28 @@
 The public API is what this module exports; everything else is private.
 """
 
+from .access import Request, Rule
 from .actor import Actor, Context, Emission, method
-from .errors import ZocketError
+from .auth import issue_token
+from .errors import AuthenticationFailed, Forbidden, Unauthenticated, ZocketError
 from .manager import hot_actors
 from .protocol import Code
 from .signals import actor_activated, actor_deactivated
 
 __all__ = [
     "Actor",
+    "AuthenticationFailed",
     "Code",
     "Context",
     "Emission",
+    "Forbidden",
+    "Request",
+    "Rule",
+    "Unauthenticated",
     "ZocketError",
     "actor_activated",
     "actor_deactivated",
     "hot_actors",
+    "issue_token",
     "method",
 ]
