@@ -246,4 +246,3 @@ async def admit(guard: Guard, request: Request) -> dict[str, Any]:
 
 def _name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
-

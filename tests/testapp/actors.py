@@ -3,9 +3,10 @@
 import asyncio
 import threading
 import time
+from typing import Annotated, Any
 
 from django.contrib.auth.models import User
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from zocket_django import Actor, Forbidden, Rule, ZocketError, method
 
@@ -223,3 +224,37 @@ class Club(Actor):
 
     async def on_connect(self, ctx) -> None:
         self.state.log.append(f"connect {ctx.role}")
+
+
+# -- hostile input (tests/test_hostile.py) ---------------------------------------------
+
+
+class Parcel(BaseModel):
+    label: Annotated[str, Field(max_length=50)]
+    weight: float
+    tags: list[str] = []
+
+
+class SinkState(BaseModel):
+    parcels: list[Parcel] = []
+    total: float = 0.0
+
+
+class Sink(Actor):
+    """Typed input of every shape, a nested model with a float, and a method that changes nothing."""
+
+    name = "sink"
+    State = SinkState
+    events = {"stored": Parcel}
+
+    @method
+    async def store(self, ctx, parcel: Parcel, count: Annotated[int, Field(ge=1, le=3)] = 1) -> int:
+        for _ in range(count):
+            self.state.parcels.append(parcel)
+            self.state.total += parcel.weight
+        ctx.emit("stored", parcel)
+        return len(self.state.parcels)
+
+    @method
+    async def echo(self, ctx, value: Any = None) -> Any:
+        return value
