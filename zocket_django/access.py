@@ -157,7 +157,7 @@ class Guard:
 
 
 def _runner(fn: Callable[..., Any]) -> tuple[Callable[..., Any], bool]:
-    call = fn.__call__ if not inspect.isroutine(fn) else None  # a callable object
+    call = type(fn).__call__ if not inspect.isroutine(fn) else None  # a callable object
     is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
     return fn, is_async
 
@@ -170,7 +170,7 @@ def compile_guard(rules: Iterable[Rule | None], middleware: Iterable[Callable[..
             continue
         login = login or rule.login_required
         perms.extend(p for p in rule.permissions if p not in perms)
-        if rule.check is not None:
+        if callable(rule.check):  # anything else is reported by the system checks
             checks.append(_runner(rule.check))
     chain = tuple(_runner(fn) for fn in middleware)
     if not (login or perms or checks or chain):

@@ -3,7 +3,8 @@
 Ids: zocket.E001 duplicate actor name, E002 state not buildable from defaults,
 E003 method parameters or result not expressible as JSON, E004 event without a
 usable schema, E005 ``State`` not a pydantic model, E006 bad actor name,
-E010 no channel layer, E011 bad ``ZOCKET`` setting.
+E007 bad access rule (or a method named like a rule attribute), E010 no
+channel layer, E011 bad ``ZOCKET`` setting.
 """
 
 from __future__ import annotations
