@@ -45,6 +45,8 @@ MAX_ID_LENGTH = 128
 MAX_REF_LENGTH = 128
 #: Close code of a connection whose credentials were refused.
 CLOSE_UNAUTHENTICATED = 4401
+#: Seconds between two warnings about one connection exceeding the rate limit.
+OVERLOAD_WARNING_INTERVAL = 10.0
 
 
 class Refusal(Exception):
@@ -88,7 +90,8 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         self._rate = float(limits.MESSAGE_RATE or 0)
         self._burst = self._tokens = float(limits.MESSAGE_BURST)
         self._stamp = time.monotonic()
-        self._throttled = False
+        self._refused = 0  # frames over the rate limit since the last warning
+        self._warned_at = -OVERLOAD_WARNING_INTERVAL
         self.subscriptions: set[tuple[str, str, str]] = set()
         self.perm_cache: dict[str, bool] = {}
         subprotocol = accepted_subprotocol(self.scope)
@@ -134,7 +137,6 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
                 await self._overloaded(text_data)
                 return
             self._tokens = tokens - 1.0 if tokens <= self._burst else self._burst - 1.0
-            self._throttled = False
         if text_data is None:
             await self.send(text_data=protocol.error(Code.BAD_REQUEST, "binary frames are not supported"))
             return
@@ -343,14 +345,24 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
 
     async def _overloaded(self, text_data: str | None) -> None:
         """A frame over the rate limit: refused, answered, and the connection goes on."""
-        if not self._throttled:
-            self._throttled = True
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._warned_at >= OVERLOAD_WARNING_INTERVAL:  # one line per interval, not one per frame
             log.warning(
-                "zocket: %s sends faster than %s frames/s; refusing the excess",
+                "zocket: %s sends faster than %s frames/s; %d frame(s) refused",
                 self.client_id,
                 self._rate,
-                extra={"zocket": {"client": self.client_id, "user": self.caller.user_id, "code": Code.OVERLOADED}},
+                self._refused,
+                extra={
+                    "zocket": {
+                        "client": self.client_id,
+                        "user": self.caller.user_id,
+                        "code": Code.OVERLOADED,
+                        "refused": self._refused,
+                    }
+                },
             )
+            self._warned_at, self._refused = now, 0
         message: Any = None
         if text_data is not None:
             with contextlib.suppress(ValueError, RecursionError):
