@@ -79,14 +79,17 @@ def _database(url: str | None) -> dict:
 DATABASES = {"default": _database(os.environ.get("DATABASE_URL"))}
 
 if os.environ.get("REDIS_URL"):
+    # CHANNEL_LAYER=pubsub selects channels-redis' pub/sub layer (see README, "Several workers").
+    _pubsub = os.environ.get("CHANNEL_LAYER") == "pubsub"
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": f"channels_redis.{'pubsub.RedisPubSubChannelLayer' if _pubsub else 'core.RedisChannelLayer'}",
             "CONFIG": {
                 # socket_timeout None: redis-py's 5 s read timeout equals the
                 # layer's blocking wait and would close idle sockets (DESIGN.md).
                 "hosts": [{"address": os.environ["REDIS_URL"], "socket_timeout": None}],
-                "capacity": 1000,
+                "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "asgi"),
+                **({} if _pubsub else {"capacity": 1000, "expiry": 60}),
             },
         }
     }

@@ -290,7 +290,7 @@ async def test_middleware_refuses(connect):
     assert (frame["code"], frame["error"]) == ("forbidden", "mallory is banned")
     await client.send_json_to({"type": "state:sub", "actor": "club", "actorId": "c"})
     frame = await client.expect("error")
-    assert (frame["code"], frame["ref"]) == ("forbidden", {"type": "state:sub"})
+    assert (frame["code"], frame["ref"]) == ("forbidden", {"type": "state:sub", "actor": "club", "actorId": "c"})
     assert hot_actors.get("club", "c") is None
 
 

@@ -46,7 +46,7 @@ async def test_max_subscriptions_per_connection(connect, settings):
     await client.subscribe_events("counter", "a")
     await client.send_json_to({"type": "state:sub", "actor": "counter", "actorId": "b"})
     frame = await client.expect("error")
-    assert (frame["code"], frame["ref"]) == ("overloaded", {"type": "state:sub"})
+    assert (frame["code"], frame["ref"]) == ("overloaded", {"type": "state:sub", "actor": "counter", "actorId": "b"})
     assert hot_actors.get("counter", "b") is None
     # A resync of a held subscription is not a new one; dropping one makes room.
     assert await client.subscribe_state("counter", "a") == ({"count": 0}, 0)
@@ -111,7 +111,7 @@ async def test_long_ids_are_not_echoed(connect):
     await client.send_json_to({"type": "rpc", "id": "i" * 129, "actor": "counter", "actorId": "x", "method": "m"})
     frame = await client.receive_json_from()
     assert frame == {"type": "error", "code": "bad_request", "error": "rpc id must be 1 to 128 characters",
-                     "ref": {"type": "rpc"}}  # fmt: skip
+                     "ref": {"type": "rpc", "actor": "counter", "actorId": "x"}}  # fmt: skip
     await client.send_json_to({"type": "ping", "id": "p" * 1000})
     assert await client.receive_json_from() == {"type": "pong"}
 

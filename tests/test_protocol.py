@@ -112,7 +112,7 @@ async def test_rpc_without_string_id_is_an_error_frame(connect):
         "type": "error",
         "code": "bad_request",
         "error": "rpc needs a string id",
-        "ref": {"type": "rpc", "id": 5},
+        "ref": {"type": "rpc", "id": 5, "actor": "counter", "actorId": "x"},
     }
 
 

@@ -41,6 +41,10 @@ class ZocketSettings:
     #: Accept sockets without an ``Origin`` header. Browsers always send one, so
     #: this lets scripts and apps in without opening cross-site hijacking.
     ALLOW_MISSING_ORIGIN: bool = True
+    #: Seconds an ownership lease lives in Redis without renewal (failover time).
+    LEASE_TTL: float = 5.0
+    #: Redis for leases when it cannot be derived from ``CHANNEL_LAYERS`` (e.g. sentinels).
+    REDIS_URL: str | None = None
     #: Regular expression an actor id must match in full; ``None`` accepts any
     #: printable text (``str.isprintable``: no control or format characters,
     #: no lone surrogates).

@@ -192,7 +192,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             await self.send(text_data=frame)
             return
         self._touch(spec, actor_id)
-        self.node.runtime.call(spec, actor_id, caller, method, args, rpc_id)
+        await self.node.call(spec, actor_id, caller, method, args, message.get("input"), rpc_id)
 
     async def _subscribe(self, message: dict[str, Any], kind: str) -> None:
         caller = self.caller
@@ -220,7 +220,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         self.subscriptions.add(key)
         await self.node.subscribe(self, spec.name, actor_id, kind)
         self._touch(spec, actor_id)
-        self.node.runtime.subscribe(spec, actor_id, caller, {kind}, answer=True)
+        await self.node.request_subscription(spec, actor_id, caller, kind)
 
     async def _unsubscribe(self, message: dict[str, Any], kind: str) -> None:
         try:
@@ -230,7 +230,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             return
         self.subscriptions.discard((spec.name, actor_id, kind))
         await self.node.unsubscribe(self, spec.name, actor_id, kind)
-        self.node.runtime.unsubscribe(spec, actor_id, self.client_id, kind)
+        await self.node.request_unsubscription(spec, actor_id, self.client_id, kind)
 
     async def _state_sub(self, message: dict[str, Any]) -> None:
         await self._subscribe(message, STATE)
@@ -388,7 +388,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
     async def _error(self, code: Code, text: str, message: dict[str, Any]) -> None:
         ref = {
             k: v
-            for k in ("type", "id")
+            for k in ("type", "id", "actor", "actorId")
             if (isinstance(v := message.get(k), str) and _echoable(v, MAX_REF_LENGTH))
             or (isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**53)
         }

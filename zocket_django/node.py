@@ -23,8 +23,17 @@ from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.core.exceptions import ImproperlyConfigured
 
+from . import protocol
+from .cluster import RedisLeases, SingleProcess, cluster_for, describe_worker
 from .conf import zocket_settings
-from .runtime import EVENTS, STATE, Runtime
+from .protocol import Code
+from .registry import registry
+from .runtime import EVENTS, STATE, Caller, Runtime
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from .actor import ActorSpec, MethodSpec
 
 if TYPE_CHECKING:
     from .consumer import ZocketConsumer
@@ -34,8 +43,28 @@ log = logging.getLogger("zocket_django")
 #: Marks a state subscription whose snapshot has not reached the socket yet.
 PENDING_STATE = "state?"
 
-#: How long a direct send keeps retrying a full channel before giving up.
+#: How long a message for another node waits for an unreachable Redis before it is dropped.
 SEND_RETRY_SECONDS = 5.0
+#: How long it waits for a full channel (a stuck node must not hold up the others).
+FULL_RETRY_SECONDS = 0.5
+#: Messages for other nodes that may wait in the outbox; beyond, senders wait.
+OUTBOX_SIZE = 10000
+#: How many times a forwarded request may be passed on to yet another worker.
+MAX_HOPS = 3
+
+
+class Pending:
+    """A request forwarded to another worker, waiting for its answer."""
+
+    __slots__ = ("client_id", "deadline", "group", "owner", "resend", "rpc_id")
+
+    def __init__(self, client_id: str, group: str, owner: str, rpc_id: str | None, deadline: float, resend: Any):
+        self.client_id = client_id
+        self.group = group
+        self.owner = owner
+        self.rpc_id = rpc_id  # None for a state subscription
+        self.deadline = deadline
+        self.resend = resend  # for subscriptions: how to ask the next owner
 
 
 class Node:
@@ -51,13 +80,27 @@ class Node:
         self._joined: dict[str, float] = {}
         self._membership = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._outbox: asyncio.Queue[tuple[str | None, str | None, dict[str, Any]]] = asyncio.Queue(OUTBOX_SIZE)
+        self._tickets = 0
+        self.pending: dict[int, Pending] = {}
+        self.described = describe_worker()
+        self.cluster: SingleProcess | RedisLeases = cluster_for(self)
         self.ready = asyncio.get_running_loop().create_future()
 
     async def start(self) -> None:
         self.channel = await self.layer.new_channel(prefix="zocket")
+        await self.cluster.start()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._receive_loop()), loop.create_task(self._housekeeping())]
+        self._tasks = [
+            loop.create_task(self._receive_loop()),
+            loop.create_task(self._housekeeping()),
+            loop.create_task(self._send_outbox()),
+        ]
         self.ready.set_result(None)
+
+    def describe(self) -> dict[str, Any]:
+        """What other workers and operators see of this one."""
+        return {**self.described, "channel": self.channel}
 
     async def stop(self) -> None:
         """Deactivate every instance and stop listening (shutdown, tests)."""
@@ -70,6 +113,7 @@ class Node:
         for group in list(self._joined):
             await self.layer.group_discard(group, self.channel)
         self._joined.clear()
+        await self.cluster.stop()
 
     # -- naming --------------------------------------------------------------
 
@@ -87,23 +131,210 @@ class Node:
     # -- sending -----------------------------------------------------------------
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
-        """Send to one channel, waiting out a full channel for a bounded time."""
-        deadline = time.monotonic() + SEND_RETRY_SECONDS
-        delay = 0.001
-        while True:
-            try:
-                await self.layer.send(channel, message)
-                return
-            except ChannelFull:
-                if time.monotonic() >= deadline:
-                    log.error("zocket: channel %s stayed full; a %s was dropped", channel, message.get("type"))
-                    return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.1)
+        """Send to one node: this one directly, another through the outbox."""
+        if channel == self.channel:
+            await self._handle(message)
+        else:
+            await self._outbox.put((channel, None, message))
 
-    async def group_send(self, group: str, message: dict[str, Any]) -> None:
-        """Send to every node with subscribers; a full node loses it (versions show it)."""
-        await self.layer.group_send(group, message)
+    async def publish(self, group: str, message: dict[str, Any]) -> None:
+        """Deliver to this node's subscribers at once, and to other nodes through the outbox.
+
+        Local delivery skips the layer entirely (with the in-memory layer there
+        is no other node). Other nodes get one message each; one that cannot
+        take it loses it, and the version gap that follows makes its clients
+        resync.
+        """
+        await self._deliver(message)
+        if self.cluster.distributed:
+            await self._outbox.put((None, group, {**message, "origin": self.channel}))
+
+    async def _send_outbox(self) -> None:
+        """Hand messages for other nodes to the layer in order, off the actors' queues.
+
+        One task keeps them in order (a patch before the answer that follows
+        it), and a step never waits for a Redis round trip. A full channel is
+        retried briefly, an unreachable Redis for longer; then the message is
+        dropped and logged (the requester's deadline answers ``unavailable``).
+        """
+        while True:
+            channel, group, message = await self._outbox.get()
+            delay, started = 0.001, time.monotonic()
+            while True:
+                try:
+                    if group is not None:
+                        await self.layer.group_send(group, message)
+                    else:
+                        await self.layer.send(channel, message)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except ChannelFull:
+                    problem, patience = "stayed full", FULL_RETRY_SECONDS
+                except Exception as exc:  # Redis restarting, network
+                    problem, patience = f"is unreachable ({exc.__class__.__name__})", SEND_RETRY_SECONDS
+                if time.monotonic() - started >= patience:
+                    log.error("zocket: %s %s; a %s was dropped", channel or group, problem, message.get("type"))
+                    break
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.2)
+
+    # -- routing requests to the owner ----------------------------------------------
+
+    async def _owner(self, spec: ActorSpec, actor_id: str, group: str, *, acquire: bool = True) -> str | None:
+        """``None`` if this worker runs the instance, else the owner's channel (``""``: nobody)."""
+        hot = (spec.name, actor_id) in self.runtime.instances
+        return await self.cluster.owner(group, hot=hot, acquire=acquire)
+
+    async def call(
+        self, spec: ActorSpec, actor_id: str, caller: Caller, method: MethodSpec, args: BaseModel, raw: Any, rpc_id: str
+    ) -> None:
+        """Run a validated call here or on the worker that owns the instance."""
+        group = self.group_name(spec.name, actor_id)
+        try:
+            owner = await self._owner(spec, actor_id, group)
+        except Exception:
+            log.exception("zocket: cannot tell who owns %s/%s", spec.name, actor_id)
+            await self._answer_unavailable(caller.client_id, rpc_id)
+            return
+        if owner is None:
+            self.runtime.call(spec, actor_id, caller, method, args, rpc_id)
+            return
+        ticket = self._track(caller.client_id, group, owner, rpc_id, None)
+        request = {"op": "call", "method": method.name, "input": raw, "rpc_id": rpc_id}
+        await self._forward(owner, spec, actor_id, caller, request, ticket)
+
+    async def request_subscription(self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str) -> None:
+        """Ask the owner to count this subscription (and send a snapshot for state)."""
+        group = self.group_name(spec.name, actor_id)
+        try:
+            owner = await self._owner(spec, actor_id, group)
+        except Exception:
+            log.exception("zocket: cannot tell who owns %s/%s", spec.name, actor_id)
+            return
+        if owner is None:
+            self.runtime.subscribe(spec, actor_id, caller, {kind}, answer=True)
+            return
+        ticket = None
+        if kind == STATE:
+
+            async def resend() -> None:
+                await self.request_subscription(spec, actor_id, caller, kind)
+
+            ticket = self._track(caller.client_id, group, owner, None, resend)
+        request = {"op": "subscribe", "kinds": [kind], "answer": True}
+        await self._forward(owner, spec, actor_id, caller, request, ticket)
+
+    async def request_unsubscription(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:
+        await self._tell(spec, actor_id, {"op": "unsubscribe", "client_id": client_id, "kind": kind})
+
+    async def request_leave(self, spec: ActorSpec, actor_id: str, client_id: str) -> None:
+        await self._tell(spec, actor_id, {"op": "leave", "client_id": client_id})
+
+    async def _tell(self, spec: ActorSpec, actor_id: str, request: dict[str, Any]) -> None:
+        """Unsubscribe or leave: never activates an instance just for that."""
+        group = self.group_name(spec.name, actor_id)
+        try:
+            owner = await self._owner(spec, actor_id, group, acquire=False)
+        except Exception:
+            log.exception("zocket: cannot tell who owns %s/%s", spec.name, actor_id)
+            return
+        if owner is None:
+            self._local_request(spec, actor_id, None, request, None)
+        elif owner:
+            await self._forward(owner, spec, actor_id, None, request, None)
+
+    async def _forward(
+        self,
+        owner: str,
+        spec: ActorSpec,
+        actor_id: str,
+        caller: Caller | None,
+        request: dict[str, Any],
+        ticket: int | None,
+        hops: int = 0,
+    ) -> None:
+        message = {
+            "type": "zocket.request",
+            "actor": spec.name,
+            "actor_id": actor_id,
+            "caller": caller.to_wire() if caller is not None else None,
+            "ticket": ticket,
+            "hops": hops,
+            **request,
+        }
+        await self.send(owner, message)
+
+    def _local_request(
+        self, spec: ActorSpec, actor_id: str, caller: Caller | None, request: dict[str, Any], ticket: int | None
+    ) -> None:
+        """Carry out a request (forwarded, or a local unsubscribe/leave) on this worker's runtime."""
+        op = request["op"]
+        if op == "call":
+            assert caller is not None
+            method = spec.methods[request["method"]]
+            args = method.input_model.model_validate(request["input"] or {})
+            self.runtime.call(spec, actor_id, caller, method, args, request["rpc_id"], ticket)
+        elif op == "subscribe":
+            assert caller is not None
+            self.runtime.subscribe(
+                spec, actor_id, caller, set(request["kinds"]), answer=request["answer"], ticket=ticket
+            )
+        elif op == "unsubscribe":
+            self.runtime.unsubscribe(spec, actor_id, request["client_id"], request["kind"])
+        elif op == "leave":
+            self.runtime.leave(spec, actor_id, request["client_id"])
+
+    async def _request(self, message: dict[str, Any]) -> None:
+        """A request forwarded by another worker: run it if we own the instance, else pass it on."""
+        spec = registry.get(message["actor"])
+        if spec is None:
+            log.error("zocket: forwarded request for unknown actor %r (workers run different code?)", message["actor"])
+            return
+        actor_id = message["actor_id"]
+        caller = Caller.from_wire(message["caller"]) if message.get("caller") else None
+        group = self.group_name(spec.name, actor_id)
+        creating = message["op"] in ("call", "subscribe")
+        owner = await self._owner(spec, actor_id, group, acquire=creating)
+        if owner is None:
+            self._local_request(spec, actor_id, caller, message, message.get("ticket"))
+        elif owner and message["hops"] < MAX_HOPS:
+            await self.send(owner, {**message, "hops": message["hops"] + 1})
+        elif creating and caller is not None:
+            log.warning("zocket: no worker would take %s/%s", spec.name, actor_id)
+
+    def _track(self, client_id: str, group: str, owner: str, rpc_id: str | None, resend: Any) -> int:
+        self._tickets += 1
+        deadline = time.monotonic() + zocket_settings().CALL_TIMEOUT + zocket_settings().LEASE_TTL
+        self.pending[self._tickets] = Pending(client_id, group, owner, rpc_id, deadline, resend)
+        return self._tickets
+
+    async def _answer_unavailable(self, client_id: str, rpc_id: str) -> None:
+        consumer = self.consumers.get(client_id)
+        if consumer is not None:
+            frame = protocol.rpc_error(rpc_id, Code.UNAVAILABLE, "the worker running this actor did not answer in time")
+            await consumer.send(text_data=frame)
+
+    async def _expire_pending(self) -> None:
+        """Fail forwarded requests whose owner died or moved; retry subscriptions."""
+        if not self.pending:
+            return
+        now = time.monotonic()
+        holders: dict[str, str | None] = {}
+        for ticket, pending in list(self.pending.items()):
+            if pending.group not in holders:
+                try:
+                    holders[pending.group] = await self.cluster.holder(pending.group)
+                except Exception:
+                    holders[pending.group] = pending.owner  # Redis is away: wait for the deadline
+            if holders[pending.group] == pending.owner and now < pending.deadline:
+                continue
+            del self.pending[ticket]
+            self.cluster.forget(pending.group)
+            if pending.rpc_id is not None:
+                await self._answer_unavailable(pending.client_id, pending.rpc_id)
+            elif pending.resend is not None and pending.client_id in self.consumers:
+                await pending.resend()
 
     # -- local sockets ---------------------------------------------------------------
 
@@ -118,7 +349,7 @@ class Node:
             members = self.local.get(group)
             if members is not None and members.pop(client_id, None) is not None and not members:
                 await self._leave_group(group)
-            self.runtime.leave(spec, actor_id, client_id)
+            await self.request_leave(spec, actor_id, client_id)
 
     async def subscribe(self, consumer: ZocketConsumer, actor: str, actor_id: str, kind: str) -> None:
         """Start delivering ``kind`` frames of the instance to this consumer.
@@ -161,8 +392,19 @@ class Node:
     # -- the mailbox --------------------------------------------------------------------
 
     async def _receive_loop(self) -> None:
+        failures = 0
         while True:
-            message = await self.layer.receive(self.channel)
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Redis restarting, a network blip: keep listening, with backoff.
+                failures += 1
+                log.warning("zocket: channel layer receive failed (%d); retrying", failures, exc_info=True)
+                await asyncio.sleep(min(0.05 * 2**failures, 2.0))
+                continue
+            failures = 0
             try:
                 await self._handle(message)
             except Exception:
@@ -171,15 +413,25 @@ class Node:
     async def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "zocket.deliver":
-            await self._deliver(message)
+            if message.get("origin") != self.channel:  # our own were delivered directly
+                await self._deliver(message)
         elif kind == "zocket.reply":
-            consumer = self.consumers.get(message["client"])
-            if consumer is not None:
-                await consumer.send(text_data=message["frame"])
+            if self._settle(message):
+                consumer = self.consumers.get(message["client"])
+                if consumer is not None:
+                    await consumer.send(text_data=message["frame"])
         elif kind == "zocket.snapshot":
-            await self._snapshot(message)
+            if self._settle(message):
+                await self._snapshot(message)
+        elif kind == "zocket.request":
+            await self._request(message)
         else:
             log.warning("zocket: unknown node message %r", kind)
+
+    def _settle(self, message: dict[str, Any]) -> bool:
+        """False for the late answer of a request already answered ``unavailable``."""
+        ticket = message.get("ticket")
+        return ticket is None or self.pending.pop(ticket, None) is not None
 
     async def _deliver(self, message: dict[str, Any]) -> None:
         group = message["group"]
@@ -198,17 +450,21 @@ class Node:
                 if consumer is not None:
                     await consumer.send(text_data=frame)
         if message.get("announce"):
-            self._announce(group, members)
+            await self._announce(group, members, message["owner"])
 
-    def _announce(self, group: str, members: dict[str, set[str]]) -> None:
-        """Tell a new incarnation of an instance who subscribes to it from here."""
-        for client_id, kinds in members.items():
+    async def _announce(self, group: str, members: dict[str, set[str]], owner: str) -> None:
+        """Tell a new incarnation of an instance (on ``owner``) who subscribes to it from here."""
+        for client_id, kinds in list(members.items()):
             consumer = self.consumers.get(client_id)
             target = consumer.present.get(group) if consumer is not None else None
             if consumer is None or target is None:
                 continue
-            wanted = {STATE if k == PENDING_STATE else k for k in kinds}
-            self.runtime.subscribe(target[0], target[1], consumer.caller, wanted, answer=False)
+            wanted = sorted({STATE if k == PENDING_STATE else k for k in kinds})
+            request = {"op": "subscribe", "kinds": wanted, "answer": False}
+            if owner == self.channel:
+                self._local_request(target[0], target[1], consumer.caller, request, None)
+            else:
+                await self._forward(owner, target[0], target[1], consumer.caller, request, None)
 
     async def _snapshot(self, message: dict[str, Any]) -> None:
         client_id = message["client"]
@@ -220,14 +476,42 @@ class Node:
         kinds.add(STATE)
         await consumer.send(text_data=message["frame"])
 
+    async def released(self, group: str) -> None:
+        """An instance deactivated here: give its lease back."""
+        try:
+            await self.cluster.release(group)
+        except Exception:
+            log.warning("zocket: could not release the lease of %s (it will expire)", group, exc_info=True)
+
+    async def restore_groups(self) -> None:
+        """Redis lost its data: join our groups again and re-announce our subscribers."""
+        for group in list(self._joined):
+            await self.layer.group_add(group, self.channel)
+            self._joined[group] = time.monotonic()
+        for group, members in list(self.local.items()):
+            for client_id, kinds in members.items():
+                consumer = self.consumers.get(client_id)
+                target = consumer.present.get(group) if consumer is not None else None
+                if consumer is None or target is None:
+                    continue
+                for kind in kinds:
+                    await self.request_subscription(
+                        target[0], target[1], consumer.caller, STATE if kind == PENDING_STATE else kind
+                    )
+
     # -- housekeeping ---------------------------------------------------------------------
 
     async def _housekeeping(self) -> None:
-        """Deactivate idle instances; renew group memberships before the layer expires them."""
+        """Idle instances, leases, dead workers, unanswered requests, group renewal."""
         while True:
             settings = zocket_settings()
-            await asyncio.sleep(max(0.05, min(settings.IDLE_TIMEOUT / 4, 5.0)))
+            period = min(settings.IDLE_TIMEOUT / 4, 5.0)
+            if self.cluster.distributed:
+                period = min(period, settings.LEASE_TTL / 3)
+            await asyncio.sleep(max(0.05, period))
             try:
+                await self.cluster.tick()
+                await self._expire_pending()
                 await self.runtime.deactivate_idle()
                 renew_after = getattr(self.layer, "group_expiry", 86400) / 2
                 now = time.monotonic()
@@ -235,6 +519,8 @@ class Node:
                     if now - joined > renew_after:
                         await self.layer.group_add(group, self.channel)
                         self._joined[group] = now
+            except asyncio.CancelledError:
+                raise
             except Exception:
                 log.exception("zocket: housekeeping failed")
 

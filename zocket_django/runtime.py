@@ -54,6 +54,38 @@ class Caller:
     user: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def to_wire(self) -> dict[str, Any]:
+        """JSON form for a request forwarded to another worker (the user object stays here)."""
+        return {
+            "client_id": self.client_id,
+            "reply_to": self.reply_to,
+            "user_id": self.user_id,
+            "claims": self.claims,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Caller:
+        return cls(
+            data["client_id"],
+            data["reply_to"],
+            data.get("user_id"),
+            data.get("claims") or {},
+            _lazy_user(data.get("user_id")),
+            data.get("extra") or {},
+        )
+
+
+def _lazy_user(user_id: str | None) -> Any:
+    """The user of a forwarded call, loaded on first use (from sync code: it queries)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import AnonymousUser
+    from django.utils.functional import SimpleLazyObject
+
+    if user_id is None:
+        return AnonymousUser()
+    return SimpleLazyObject(lambda: get_user_model()._default_manager.get(pk=user_id))
+
 
 @dataclass(slots=True)
 class Presence:
@@ -78,6 +110,7 @@ class Instance:
         self.queue: deque[Callable[[], Awaitable[None]]] = deque()
         self.busy = False
         self.active = True
+        self.lost = False  # another worker took it over: answer nothing from here
         self.activated_at = time.time()
         self.last_activity = time.monotonic()
         self.closed = asyncio.get_running_loop().create_future()
@@ -127,6 +160,8 @@ class Instance:
         serialize: Callable[[Any], Any] | None = None,
     ) -> Any:
         """Run ``invoke`` as one step: commit state and events if it returns, roll back if it raises."""
+        if self.lost:
+            raise ZocketError("this actor moved to another worker; try again", code=Code.UNAVAILABLE)
         old = self.dump
         try:
             value = await invoke()
@@ -147,12 +182,12 @@ class Instance:
         if patches:
             self.version += 1
             self.dump = new
-            await node.group_send(
+            await node.publish(
                 self.group, {"type": "zocket.deliver", "group": self.group, "kind": STATE, "frame": frame}
             )
         for message, targets in events:
             if targets is None:
-                await node.group_send(self.group, message)
+                await node.publish(self.group, message)
             else:
                 for channel in targets:
                     await node.send(channel, message)
@@ -245,8 +280,16 @@ class Runtime:
         # Subscribers of an earlier incarnation (a destroyed instance, a dead
         # worker) get the state afresh and announce themselves again.
         frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version)
-        await self.node.group_send(
-            inst.group, {"type": "zocket.deliver", "group": inst.group, "kind": STATE, "frame": frame, "announce": True}
+        await self.node.publish(
+            inst.group,
+            {
+                "type": "zocket.deliver",
+                "group": inst.group,
+                "kind": STATE,
+                "frame": frame,
+                "announce": True,
+                "owner": self.node.channel,
+            },
         )
         await signals.actor_activated.asend(inst.spec.cls, actor_id=inst.actor_id, instance=inst.actor)
 
@@ -273,6 +316,27 @@ class Runtime:
         finally:
             if not inst.closed.done():
                 inst.closed.set_result(None)
+            if (inst.spec.name, inst.actor_id) not in self.instances:  # no new incarnation took over here
+                await self.node.released(inst.group)
+
+    def drop(self, name: str, actor_id: str) -> None:
+        """Forget an instance another worker now owns: no hooks, nothing saved.
+
+        Steps still queued on it are answered ``unavailable``.
+        """
+        inst = self.instances.pop((name, actor_id), None)
+        if inst is not None:
+            inst.active = False
+            inst.lost = True
+            if not inst.closed.done():
+                inst.closed.set_result(None)
+
+    def part_worker(self, channel: str) -> None:
+        """Every client of a dead worker leaves every instance here (``on_disconnect``)."""
+        for inst in self.instances.values():
+            for client_id, presence in list(inst.clients.items()):
+                if presence.caller.reply_to == channel:
+                    inst.enqueue(lambda inst=inst, client_id=client_id: inst.part(client_id))
 
     async def deactivate_all(self) -> int:
         keys = list(self.instances)
@@ -289,7 +353,14 @@ class Runtime:
     # -- requests ----------------------------------------------------------------
 
     def call(
-        self, spec: ActorSpec, actor_id: str, caller: Caller, method: MethodSpec, args: BaseModel, rpc_id: str
+        self,
+        spec: ActorSpec,
+        actor_id: str,
+        caller: Caller,
+        method: MethodSpec,
+        args: BaseModel,
+        rpc_id: str,
+        ticket: int | None = None,
     ) -> None:
         """Queue a validated call; its ``rpc:result`` goes to ``caller.reply_to``.
 
@@ -305,15 +376,22 @@ class Runtime:
                 extra=inst.log_context(method=method.name, client=caller.client_id, user=caller.user_id),
             )
             frame = protocol.rpc_error(rpc_id, Code.OVERLOADED, f"{spec.name} is overloaded; try again later")
-            task = asyncio.get_running_loop().create_task(self._reply(caller, frame))
+            task = asyncio.get_running_loop().create_task(self._reply(caller, frame, ticket))
             self._replies.add(task)
             task.add_done_callback(self._replies.discard)
             return
         deadline = time.monotonic() + zocket_settings().CALL_TIMEOUT
-        inst.enqueue(lambda: self._call(inst, caller, method, args, rpc_id, deadline))
+        inst.enqueue(lambda: self._call(inst, caller, method, args, rpc_id, deadline, ticket))
 
     async def _call(
-        self, inst: Instance, caller: Caller, method: MethodSpec, args: BaseModel, rpc_id: str, deadline: float
+        self,
+        inst: Instance,
+        caller: Caller,
+        method: MethodSpec,
+        args: BaseModel,
+        rpc_id: str,
+        deadline: float,
+        ticket: int | None,
     ) -> None:
         await inst.join(caller)
         remaining = deadline - time.monotonic()
@@ -322,14 +400,19 @@ class Runtime:
         else:
             ctx = inst.context(caller, method.name)
             kwargs = {name: getattr(args, name) for name in method.input_model.model_fields}
-            started = time.monotonic()
+
+            async def timed() -> Any:
+                if method.is_async:
+                    return await asyncio.wait_for(self.invoke(method.fn, True, inst.actor, ctx, kwargs), remaining)
+                started = time.monotonic()
+                value = await self.invoke(method.fn, False, inst.actor, ctx, kwargs)
+                if time.monotonic() - started > remaining:
+                    raise TimeoutError  # a thread cannot be interrupted; its step is undone instead
+                return value
+
             try:
-                invoke = lambda: self.invoke(method.fn, method.is_async, inst.actor, ctx, kwargs)  # noqa: E731
-                timed = (lambda: asyncio.wait_for(invoke(), remaining)) if method.is_async else invoke
                 # The result is encoded inside the step, so a result that is not JSON undoes it.
                 frame = await inst.run(ctx, timed, lambda v: protocol.rpc_result(rpc_id, method.serialize_result(v)))
-                if not method.is_async and time.monotonic() - started > remaining:
-                    raise TimeoutError  # a thread cannot be interrupted; it is undone instead
             except TimeoutError:
                 frame = protocol.rpc_error(rpc_id, Code.TIMEOUT, f"{method.name} took longer than its timeout")
             except ZocketError as exc:
@@ -342,25 +425,35 @@ class Runtime:
                     extra=inst.log_context(method=method.name, client=caller.client_id, user=caller.user_id),
                 )
                 frame = protocol.rpc_error(rpc_id, Code.HANDLER_ERROR, f"{method.name} failed", debug_details(exc))
-        await self._reply(caller, frame)
+        await self._reply(caller, frame, ticket)
 
-    async def _reply(self, caller: Caller, frame: str) -> None:
-        await self.node.send(caller.reply_to, {"type": "zocket.reply", "client": caller.client_id, "frame": frame})
+    async def _reply(self, caller: Caller, frame: str, ticket: int | None) -> None:
+        reply = {"type": "zocket.reply", "client": caller.client_id, "frame": frame, "ticket": ticket}
+        await self.node.send(caller.reply_to, reply)
 
-    def subscribe(self, spec: ActorSpec, actor_id: str, caller: Caller, kinds: Set[str], *, answer: bool) -> None:
+    def subscribe(
+        self,
+        spec: ActorSpec,
+        actor_id: str,
+        caller: Caller,
+        kinds: Set[str],
+        *,
+        answer: bool,
+        ticket: int | None = None,
+    ) -> None:
         """Add subscriptions; with ``answer`` and ``state`` among them, send a snapshot back."""
         inst = self.instance(spec, actor_id)
-        inst.enqueue(lambda: self._subscribe(inst, caller, kinds, answer))
+        inst.enqueue(lambda: self._subscribe(inst, caller, kinds, answer, ticket))
 
-    async def _subscribe(self, inst: Instance, caller: Caller, kinds: Set[str], answer: bool) -> None:
+    async def _subscribe(
+        self, inst: Instance, caller: Caller, kinds: Set[str], answer: bool, ticket: int | None
+    ) -> None:
         presence = await inst.join(caller)
         presence.subs.update(kinds)
         if answer and STATE in kinds:
             frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version)
-            await self.node.send(
-                caller.reply_to,
-                {"type": "zocket.snapshot", "client": caller.client_id, "group": inst.group, "frame": frame},
-            )
+            message = {"type": "zocket.snapshot", "client": caller.client_id, "group": inst.group, "frame": frame}
+            await self.node.send(caller.reply_to, {**message, "ticket": ticket})
 
     def unsubscribe(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:
         """Drop one subscription; a connection that drops its last one leaves."""

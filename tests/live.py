@@ -1,0 +1,279 @@
+"""Real servers for tests: daphne subprocesses, a private Redis, a raw WebSocket client.
+
+Only loopback addresses; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI") == "true"
+
+
+def need(service: str, available: bool, how: str) -> None:
+    """Skip with a visible reason when a service is missing; under CI=true, fail instead."""
+    if available:
+        return
+    message = f"{service} is not available ({how})"
+    if IN_CI:
+        pytest.fail(message + "; CI=true requires it")
+    pytest.skip(message)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(port):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port} after {timeout}s")
+
+
+def require_redis() -> str:
+    need("Redis", port_open(6379), "127.0.0.1:6379")
+    return "redis://127.0.0.1:6379/0"
+
+
+class Worker:
+    """One daphne process serving the demo project (``tests.live_settings``)."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, name: str) -> None:
+        self.env = env
+        self.port = free_port()
+        self.log_path = log_dir / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/"
+
+    def start(self) -> Worker:
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.live_settings", **self.env}
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "demo_project.asgi:application"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def migrate(env: dict[str, str]) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.live_settings", **env},
+        check=True,
+        timeout=120,
+    )
+
+
+def cluster_env(tmp_path: Path, redis_url: str, **zocket: Any) -> dict[str, str]:
+    """Environment for workers sharing one Redis (a fresh key prefix) and one SQLite file.
+
+    Clients here call as fast as answers come back, so the per-connection rate
+    limit (``MESSAGE_RATE``, 100 frames/s by default) is off unless given.
+    """
+    zocket = {"MESSAGE_RATE": None, **zocket}
+    return {
+        "REDIS_URL": redis_url,
+        "CHANNEL_LAYER_PREFIX": f"t{uuid.uuid4().hex[:8]}",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "ZOCKET_JSON": json.dumps(zocket),
+    }
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, so that it can be killed and restarted."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> PrivateRedis:
+        binary = shutil.which("redis-server")
+        need("redis-server", binary is not None, "binary not on PATH")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+class RpcError(Exception):
+    def __init__(self, frame: dict[str, Any]) -> None:
+        super().__init__(f"{frame.get('code')}: {frame.get('error')}")
+        self.code = frame.get("code")
+
+
+class LiveClient:
+    """A plain WebSocket client that knows only PROTOCOL.md."""
+
+    def __init__(self, ws: Any, client_id: str) -> None:
+        self.ws = ws
+        self.client_id = client_id
+        self.frames: list[dict[str, Any]] = []
+        self._changed = asyncio.Condition()
+        self._ids = 0
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    @classmethod
+    async def connect(cls, url: str, **kwargs: Any) -> LiveClient:
+        ws = await websockets.connect(url, open_timeout=10, max_size=None, **kwargs)
+        welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert welcome["type"] == "welcome"
+        return cls(ws, welcome["clientId"])
+
+    async def _read(self) -> None:
+        try:
+            async for text in self.ws:
+                async with self._changed:
+                    self.frames.append(json.loads(text))
+                    self._changed.notify_all()
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(frame))
+
+    async def wait_for(self, predicate: Any, timeout: float = 10.0) -> dict[str, Any]:
+        """The first received frame (ever) that satisfies ``predicate``."""
+        async with self._changed:
+            deadline = time.monotonic() + timeout
+            while True:
+                for frame in self.frames:
+                    if predicate(frame):
+                        return frame
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._reader.done():
+                    raise TimeoutError(f"no matching frame; last frames: {self.frames[-5:]}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+
+    async def call(self, actor: str, actor_id: str, method: str, timeout: float = 15.0, **input: Any) -> Any:
+        self._ids += 1
+        rpc_id = f"r{self._ids}"
+        await self.send(
+            {"type": "rpc", "id": rpc_id, "actor": actor, "actorId": actor_id, "method": method, "input": input}
+        )
+        frame = await self.wait_for(lambda f: f.get("type") == "rpc:result" and f.get("id") == rpc_id, timeout)
+        if "error" in frame:
+            raise RpcError(frame)
+        return frame.get("result")
+
+    async def subscribe_state(self, actor: str, actor_id: str) -> dict[str, Any]:
+        await self.send({"type": "state:sub", "actor": actor, "actorId": actor_id})
+        return await self.wait_for(lambda f: f.get("type") == "state:snapshot" and f.get("actorId") == actor_id)
+
+    async def subscribe_events(self, actor: str, actor_id: str) -> None:
+        await self.send({"type": "event:sub", "actor": actor, "actorId": actor_id})
+        self._ids += 1
+        ping_id = f"p{self._ids}"
+        await self.send({"type": "ping", "id": ping_id})
+        await self.wait_for(lambda f: f.get("type") == "pong" and f.get("id") == ping_id)
+
+    def mirror(self, actor_id: str) -> StateMirror:
+        """This client's copy of an instance's state, rebuilt from every frame so far."""
+        mirror = StateMirror()
+        mirror.feed([f for f in self.frames if f.get("actorId") == actor_id])
+        return mirror
+
+    async def wait_state(self, actor_id: str, predicate: Any, timeout: float = 10.0) -> Any:
+        """Wait until this client's copy of the state satisfies ``predicate``; returns it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.mirror(actor_id).state
+            if state is not None and predicate(state):
+                return state
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"state of {actor_id} never matched; it is {state}")
+            await asyncio.sleep(0.02)
+
+    def of_type(self, type: str, actor_id: str | None = None) -> list[dict[str, Any]]:
+        return [f for f in self.frames if f.get("type") == type and (actor_id is None or f.get("actorId") == actor_id)]
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await asyncio.wait_for(self._reader, 5)
+
+
+class StateMirror:
+    """A client's copy of one instance's state, kept as a careful client keeps it."""
+
+    def __init__(self) -> None:
+        self.state: Any = None
+        self.version: int | None = None
+        self.gaps = 0
+
+    def feed(self, frames: list[dict[str, Any]]) -> None:
+        import jsonpatch
+
+        for f in frames:
+            if f["type"] == "state:snapshot":
+                self.state, self.version = f["state"], f["version"]
+            elif f["type"] == "state:patch":
+                if self.version is not None and f["version"] == self.version + 1:
+                    self.state = jsonpatch.apply_patch(self.state, f["patches"])
+                    self.version = f["version"]
+                else:
+                    self.gaps += 1

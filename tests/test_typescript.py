@@ -1,0 +1,708 @@
+"""Generated TypeScript types: the JSON Schema converter, ``manage.py zocket_typescript``, and
+proof with the real compiler (tsc from tests/js/node_modules) that the types catch mistakes.
+
+The tsc tests skip with a reason when node or tsc is missing (``scripts/test-js`` installs it);
+under CI=true they fail instead.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal, NotRequired, Optional, Union
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from pydantic import BaseModel, ConfigDict, Field, computed_field, create_model
+from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
+
+from tests.live import need
+from zocket_django import Actor, method
+from zocket_django.registry import registry
+from zocket_django.typescript import (
+    Converter,
+    actor_schemas,
+    doc_comment,
+    generate,
+    property_key,
+    ts_type,
+    type_name,
+    unique_type_names,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "typescript"
+STATIC = ROOT / "zocket_django" / "static" / "zocket_django"
+TSC = ROOT / "tests" / "js" / "node_modules" / ".bin" / "tsc"
+TSC_FLAGS = [
+    "--noEmit",
+    "--strict",
+    "--pretty",
+    "false",
+    "--target",
+    "es2022",
+    "--module",
+    "esnext",
+    "--moduleResolution",
+    "bundler",
+    "--lib",
+    "es2022,dom",
+    "--skipDefaultLibCheck",  # TypeScript's own lib files; zocket.d.ts and the generated file are checked
+]
+
+
+# -- the converter, construct by construct -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("schema", "expected"),
+    [
+        ({"type": "string"}, "string"),
+        ({"type": "string", "format": "date-time", "maxLength": 3}, "string"),
+        ({"type": "integer"}, "number"),
+        ({"type": "number"}, "number"),
+        ({"type": "boolean"}, "boolean"),
+        ({"type": "null"}, "null"),
+        ({}, "unknown"),
+        (True, "unknown"),
+        (False, "never"),
+        ({"title": "Only annotations", "description": "x"}, "unknown"),
+        ({"type": "weird"}, "unknown"),
+    ],
+)
+def test_scalars(schema, expected):
+    assert ts_type(schema) == expected
+
+
+def test_objects_required_and_optional():
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}, "b": {"type": "string", "default": "x"}},
+        "required": ["a"],
+    }
+    assert ts_type(schema) == '{\n  a: number;\n  /** @default "x" */\n  b?: string;\n}'
+    no_default = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}}}
+    assert ts_type({**no_default, "required": ["a"]}) == "{ a: number; b?: string }"
+    assert ts_type({"properties": {"a": {"type": "integer"}}, "required": ["a"]}) == "{ a: number }"  # no "type"
+
+
+def test_object_property_names_are_quoted_when_not_identifiers():
+    schema = {"type": "object", "properties": {"with space": {}, "$ok": {}, "_x1": {}, "1st": {}, "é": {}}}
+    lines = ts_type(schema).splitlines()[1:-1]
+    assert lines == [
+        '  "with space"?: unknown;',
+        "  $ok?: unknown;",
+        "  _x1?: unknown;",
+        '  "1st"?: unknown;',
+        '  "é"?: unknown;',
+    ]
+    assert property_key("default") == "default"  # keywords are fine as property names
+    assert property_key('say "hi"') == '"say \\"hi\\""'
+
+
+def test_long_or_documented_objects_become_blocks():
+    props = {f"field_number_{i}": {"type": "string"} for i in range(5)}
+    text = ts_type({"type": "object", "properties": props, "required": list(props)})
+    assert text.splitlines()[0] == "{" and text.splitlines()[1] == "  field_number_0: string;"
+    nested = ts_type(
+        {
+            "type": "object",
+            "properties": {
+                "outer": {"type": "object", "properties": {"inner": {"type": "integer", "description": "d"}}}
+            },
+        }
+    )
+    assert nested == "{\n  outer?: {\n    /** d */\n    inner?: number;\n  };\n}"
+
+
+@pytest.mark.parametrize(
+    ("schema", "expected"),
+    [
+        ({"type": "object"}, "Record<string, unknown>"),
+        ({"type": "object", "additionalProperties": True}, "Record<string, unknown>"),
+        ({"type": "object", "additionalProperties": {"type": "integer"}}, "Record<string, number>"),
+        ({"additionalProperties": {"type": "array", "items": {"type": "string"}}}, "Record<string, string[]>"),
+        ({"type": "object", "additionalProperties": False}, "Record<string, never>"),
+        ({"type": "object", "properties": {}, "additionalProperties": False}, "Record<string, never>"),
+        (
+            {"type": "object", "patternProperties": {"^a": {"type": "integer"}, "^b": {"type": "string"}}},
+            "Record<string, number | string>",
+        ),
+        (
+            {"type": "object", "additionalProperties": {"type": "integer"}, "propertyNames": {"enum": ["a", "b"]}},
+            'Partial<Record<"a" | "b", number>>',
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"a": {"type": "integer"}},
+                "required": ["a"],
+                "additionalProperties": True,
+            },
+            "{ a: number; [key: string]: unknown }",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"a": {"type": "integer"}},
+                "required": ["a"],
+                "additionalProperties": False,
+            },
+            "{ a: number }",
+        ),
+    ],
+)
+def test_dicts_and_additional_properties(schema, expected):
+    assert ts_type(schema) == expected
+
+
+@pytest.mark.parametrize(
+    ("schema", "expected"),
+    [
+        ({"type": "array", "items": {"type": "integer"}}, "number[]"),
+        ({"type": "array"}, "unknown[]"),
+        ({"items": {"type": "string"}}, "string[]"),
+        ({"type": "array", "items": {"anyOf": [{"type": "integer"}, {"type": "string"}]}}, "(number | string)[]"),
+        ({"type": "array", "items": {"type": "array", "items": {"type": "boolean"}}}, "boolean[][]"),
+        ({"type": "array", "items": {"type": ["string", "null"]}}, "(string | null)[]"),
+    ],
+)
+def test_arrays(schema, expected):
+    assert ts_type(schema) == expected
+
+
+@pytest.mark.parametrize(
+    ("schema", "expected"),
+    [
+        # pydantic's tuple[int, str]
+        (
+            {"type": "array", "prefixItems": [{"type": "integer"}, {"type": "string"}], "minItems": 2, "maxItems": 2},
+            "[number, string]",
+        ),
+        # tuple[()]
+        ({"type": "array", "prefixItems": [], "maxItems": 0}, "[]"),
+        # open tuple: extra elements of a type, or of any type
+        (
+            {"type": "array", "prefixItems": [{"type": "integer"}], "minItems": 1, "items": {"type": "string"}},
+            "[number, ...string[]]",
+        ),
+        ({"type": "array", "prefixItems": [{"type": "integer"}], "minItems": 1}, "[number, ...unknown[]]"),
+        ({"type": "array", "prefixItems": [{"type": "integer"}], "items": False}, "[number]"),
+        # optional trailing elements
+        (
+            {"type": "array", "prefixItems": [{"type": "integer"}, {"type": "string"}], "minItems": 1, "maxItems": 2},
+            "[number, string?]",
+        ),
+        # draft 2019 and older: items as a list
+        ({"type": "array", "items": [{"type": "integer"}], "additionalItems": False}, "[number]"),
+        # tuple[int, ...]
+        ({"type": "array", "items": {"type": "integer"}}, "number[]"),
+    ],
+)
+def test_tuples(schema, expected):
+    assert ts_type(schema) == expected
+
+
+@pytest.mark.parametrize(
+    ("schema", "expected"),
+    [
+        ({"anyOf": [{"type": "integer"}, {"type": "string"}]}, "number | string"),
+        ({"oneOf": [{"type": "integer"}, {"type": "null"}]}, "number | null"),
+        ({"anyOf": [{"type": "integer"}, {"type": "integer"}, {"type": "number"}]}, "number"),  # deduplicated
+        ({"anyOf": [{"anyOf": [{"type": "integer"}, {"type": "string"}]}, {"type": "null"}]}, "number | string | null"),
+        ({"anyOf": [{"type": "integer"}, {}]}, "unknown"),  # anything absorbs the rest
+        ({"anyOf": [{"type": "integer"}, False]}, "number"),
+        ({"anyOf": []}, "never"),
+        ({"type": ["integer", "string", "null"]}, "number | string | null"),
+        ({"allOf": [{"$ref": "#/$defs/A"}]}, "A"),
+        ({"allOf": [{"$ref": "#/$defs/A"}, {"$ref": "#/$defs/B"}]}, "A & B"),
+        (
+            {"allOf": [{"anyOf": [{"type": "integer"}, {"type": "string"}]}, {"$ref": "#/$defs/B"}]},
+            "(number | string) & B",
+        ),
+        ({"type": "array", "items": {"allOf": [{"$ref": "#/$defs/A"}, {"$ref": "#/$defs/B"}]}}, "(A & B)[]"),
+    ],
+)
+def test_unions_and_intersections(schema, expected):
+    assert ts_type(schema, {"A": "A", "B": "B"}) == expected
+
+
+@pytest.mark.parametrize(
+    ("schema", "expected"),
+    [
+        ({"enum": ["red", "green"], "type": "string"}, '"red" | "green"'),
+        ({"enum": [1, 2.5, -3, True, None]}, "1 | 2.5 | -3 | true | null"),
+        ({"enum": ['say "hi"', "line\nbreak"]}, '"say \\"hi\\"" | "line\\nbreak"'),
+        ({"const": "cat"}, '"cat"'),
+        ({"const": "cat", "type": "string"}, '"cat"'),
+        ({"const": None}, "null"),
+        ({"const": False}, "false"),
+        ({"const": [1, "a"]}, '[1, "a"]'),
+        ({"const": {"a": 1, "b c": [None]}}, '{ a: 1; "b c": [null] }'),
+        ({"const": float("inf")}, "number"),
+        ({"enum": []}, "never"),
+    ],
+)
+def test_enums_and_literals(schema, expected):
+    assert ts_type(schema) == expected
+
+
+@pytest.mark.parametrize(
+    ("schema", "expected"),
+    [
+        ({"type": "integer", "nullable": True}, "number | null"),
+        ({"anyOf": [{"type": "integer"}, {"type": "string"}], "nullable": True}, "number | string | null"),
+        ({"type": "null", "nullable": True}, "null"),
+        ({"type": "array", "items": {"type": "integer", "nullable": True}}, "(number | null)[]"),
+    ],
+)
+def test_nullable(schema, expected):
+    assert ts_type(schema) == expected
+
+
+def test_refs_name_definitions_and_unknown_refs_are_unknown():
+    refs = {"Item-Output": "ItemOutput"}
+    assert ts_type({"$ref": "#/$defs/Item-Output"}, refs) == "ItemOutput"
+    assert ts_type({"$ref": "#/$defs/Item-Output", "description": "sibling keywords are ignored"}, refs) == "ItemOutput"
+    assert ts_type({"type": "array", "items": {"$ref": "#/$defs/Item-Output"}}, refs) == "ItemOutput[]"
+    assert ts_type({"$ref": "#/$defs/Missing"}, refs) == "unknown"
+    assert ts_type({"$ref": "https://example.com/schema.json"}, refs) == "unknown"
+    assert ts_type({"$ref": "#/$defs/Item-Output", "nullable": True}, refs) == "ItemOutput | null"
+
+
+def test_type_names_are_sanitized():
+    assert type_name("Message") == "Message"
+    assert type_name("Counter_add_input") == "CounterAddInput"
+    assert type_name("Item-Input") == "ItemInput"
+    assert type_name("Page_Item_") == "PageItem"
+    assert type_name("demo_project__chat__actors__Message") == "DemoProjectChatActorsMessage"
+    assert type_name("lower case") == "LowerCase"
+    assert type_name("2fa") == "T2fa"
+    assert type_name("Café") == "Café"
+    assert type_name("---") == "Type"
+    assert type_name("Record") == "RecordType"  # used by the generated module itself
+    assert type_name("App") == "AppType"
+    assert type_name("string") == "String"
+    assert type_name("type") == "Type"
+
+
+def test_type_names_are_unique_and_deterministic():
+    names = unique_type_names(["Foo_bar", "FooBar", "Foo-bar", "Other"], taken={"Other"})
+    assert names == {"Foo-bar": "FooBar", "FooBar": "FooBar2", "Foo_bar": "FooBar3", "Other": "Other2"}
+    assert unique_type_names(reversed(list(names))) == unique_type_names(list(names))
+
+
+def test_doc_comments_are_escaped():
+    assert doc_comment(["one line"], "  ") == "  /** one line */\n"
+    assert doc_comment(["ends */ early"], "") == "/** ends *\\/ early */\n"
+    assert doc_comment(["two\n\nparagraphs\n"], "") == "/**\n * two\n *\n * paragraphs\n */\n"
+    assert doc_comment(["", "  "], "") == ""
+
+
+def test_deprecated_and_described_properties_are_documented():
+    schema = {
+        "type": "object",
+        "properties": {"old": {"type": "integer", "deprecated": True, "description": "Use new."}},
+        "required": ["old"],
+    }
+    assert ts_type(schema) == "{\n  /**\n   * Use new.\n   * @deprecated\n   */\n  old: number;\n}"
+
+
+def test_converter_indents_with_depth():
+    conv = Converter()
+    schema = {"type": "object", "properties": {"a": {"type": "integer", "description": "d"}}}
+    assert conv.type(schema, 2) == "{\n      /** d */\n      a?: number;\n    }"
+
+
+# -- schemas of real declarations --------------------------------------------------------------
+
+
+class Color(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+class Tree(BaseModel):
+    """A tree of names."""
+
+    name: str
+    children: list[Tree] = []
+
+
+class Record(BaseModel):  # a name the generated module uses itself
+    x: int
+
+
+class App(BaseModel):
+    y: int = 1
+
+
+class Cat(BaseModel):
+    kind: Literal["cat"] = "cat"
+    lives: int = 9
+
+
+class Dog(BaseModel):
+    kind: Literal["dog"] = "dog"
+    good: bool = True
+
+
+class Point(TypedDict):
+    x: float
+    y: NotRequired[float]
+
+
+class Shared(BaseModel):
+    """Used both as an input and in the state."""
+
+    label: str = "?"
+
+    @computed_field
+    @property
+    def upper(self) -> str:
+        return self.label.upper()
+
+
+class ByAlias(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    snake_case: int = Field(0, alias="camelCase")
+
+
+MessageOne = create_model("Message", a=(int, ...), __module__="one.actors")
+MessageTwo = create_model("Message", b=(str, ...), __module__="two.actors")
+
+
+class ExoticState(BaseModel):
+    tree: Tree = Tree(name="root")
+    color: Color = Color.RED
+    level: Level = Level.LOW
+    pets: list[Annotated[Union[Cat, Dog], Field(discriminator="kind")]] = []  # noqa: UP007
+    pair: tuple[int, str] = (0, "")
+    many: tuple[int, ...] = ()
+    scores: dict[str, float] = {}
+    by_color: dict[Color, int] = {}
+    anything: Any = None
+    maybe: Optional[Record] = None  # noqa: UP045
+    shared: list[Shared] = []
+    app: App = App()
+    point: Point = {"x": 0}
+    m1: MessageOne | None = None
+    m2: MessageTwo | None = None
+    hidden: int = Field(default=0, exclude=True)
+    aliased: int = Field(default=0, alias="aliasedField")  # dumped by name: the server does not use by_alias
+    by_alias: ByAlias = ByAlias()  # ... unless the model's config says so
+    described: Annotated[int, Field(description="A described */ field\nover two lines")] = 0
+
+
+@pytest.fixture(scope="module")
+def exotic():
+    """Actors with every construct and awkward names, kept out of the project's registry."""
+
+    class Exotic(Actor):
+        """Exotic declarations."""
+
+        name = "ex-otic"
+        State = ExoticState
+        events = {"with space": Tree, "on": Color, "lit": Literal["a", "b", 3], "none": type(None)}
+
+        @method(name="on")
+        async def on_(self, ctx) -> None: ...
+
+        @method(name="do-it")
+        async def do_it(
+            self, ctx, shared: Shared, color: Color = Color.RED, nums: list[int] | None = None
+        ) -> tuple[int, str]: ...
+
+        @method
+        async def untyped(self, ctx, x: int = 1): ...
+
+        @method
+        async def aliased(self, ctx, item_count: Annotated[int, Field(alias="itemCount")]) -> ByAlias: ...
+
+        @method
+        async def nullable(self, ctx, x: int | None) -> Tree | None:
+            """Finds a tree.
+
+            Or not.
+            """
+
+    class Named(Actor):
+        name = "actor"  # the name of a client member: reachable with client.actor("actor", id)
+        State = App
+
+    for spec in (Exotic.spec, Named.spec):
+        assert spec.problems == []
+        registry._specs.pop(spec.name)
+    return [Exotic.spec, Named.spec]
+
+
+def test_server_values_have_every_field_and_inputs_only_the_required_ones(exotic):
+    schemas, defs = actor_schemas(exotic)
+    assert set(defs["ExoticState"]["required"]) == set(ExoticState.model_fields) - {"hidden"}
+    assert "hidden" not in defs["ExoticState"]["properties"]
+    assert defs["Shared-Output"]["required"] == ["label", "upper"]  # computed fields are sent too
+    assert "required" not in defs["Shared-Input"]
+    assert defs["Point"]["required"] == ["x"]  # a TypedDict key that is not required may be missing
+    assert schemas[("ex-otic", "event", "none")] == {"type": "null"}
+    assert ("ex-otic", "result", "untyped") not in schemas
+
+
+def test_keys_are_the_ones_the_server_dumps(exotic):
+    _, defs = actor_schemas(exotic)
+    dumped = exotic[0].initial_state().model_dump(mode="json")
+    assert set(defs["ExoticState"]["properties"]) == set(dumped)
+    assert set(defs["ByAlias"]["properties"]) == set(dumped["by_alias"]) == {"camelCase"}
+    assert set(defs["SharedOutput" if "SharedOutput" in defs else "Shared-Output"]["properties"]) == set(
+        Shared().model_dump(mode="json")
+    )
+
+
+def test_inputs_use_the_aliases_validation_accepts(exotic):
+    schemas, defs = actor_schemas(exotic)
+    target = schemas[("ex-otic", "input", "aliased")]["$ref"].split("/")[-1]
+    assert set(defs[target]["properties"]) == {"itemCount"}
+    assert exotic[0].methods["aliased"].input_model.model_validate({"itemCount": 2}).item_count == 2
+
+
+def test_generated_module(exotic):
+    text = generate(exotic)
+    assert text == generate(list(reversed(exotic)))  # deterministic
+    for fragment in [
+        "export interface AppType {\n  y: number;\n}\n",
+        'export type Color = "red" | "green";\n',
+        "export type Level = 1 | 2;\n",
+        "export interface RecordType {\n  x: number;\n}\n",
+        'export interface SharedInput {\n  /** @default "?" */\n  label?: string;\n}\n',
+        "export interface SharedOutput {\n  label: string;\n  upper: string;\n}\n",
+        "/** A tree of names. */\nexport interface Tree {\n  name: string;\n  children: Tree[];\n}\n",
+        "export interface OneActorsMessage {\n  a: number;\n}\n",
+        "export interface TwoActorsMessage {\n  b: string;\n}\n",
+        "  pets: (Cat | Dog)[];\n",
+        "  pair: [number, string];\n",
+        "  many: number[];\n",
+        "  scores: Record<string, number>;\n",
+        "  by_color: Partial<Record<Color, number>>;\n",
+        "  anything: unknown;\n",
+        "  maybe: RecordType | null;\n",
+        "  shared: SharedOutput[];\n",
+        "  point: Point;\n",
+        "  /**\n   * A described *\\/ field\n   * over two lines\n   */\n  described: number;\n",
+        '  /** Exotic declarations. */\n  "ex-otic": {\n    state: ExoticState;\n',
+        '      "do-it": {\n        input: {\n          shared: SharedInput;\n',
+        "        result: [number, string];\n",
+        "      /**\n       * Finds a tree.\n       *\n       * Or not.\n       */\n"
+        "      nullable: { input: { x: number | null }; result: Tree | null };\n",
+        "      on: { input: Record<string, never>; result: null };\n",
+        "        result: unknown;\n",  # no return annotation
+        '      lit: "a" | "b" | 3;\n',
+        "      none: null;\n",
+        "      on: Color;\n",
+        '      "with space": Tree;\n',
+        "  actor: {\n    state: AppType;\n    methods: {};\n    events: {};\n  };\n",
+    ]:
+        assert fragment in text, fragment
+    assert "hidden" not in text
+    assert "Input" not in text.split("export interface App ")[1].split("SharedInput")[0]  # inputs are inlined
+    assert "ExoticDoItInput" not in text and "Exotic_do-it_input" not in text
+
+
+def test_no_actors():
+    assert generate([]).rstrip().endswith("export interface App {}")
+
+
+# -- the management command --------------------------------------------------------------------
+
+
+def test_command_writes_to_stdout():
+    out = io.StringIO()
+    call_command("zocket_typescript", stdout=out)
+    text = out.getvalue()
+    assert text == generate(registry.specs())
+    assert text.startswith("// Generated by `python manage.py zocket_typescript`")
+    assert "  counter: {\n    state: CounterState;\n" in text
+    assert "      add: { input: { amount: number }; result: number };\n" in text
+    assert "      increment: { input: Record<string, never>; result: number };\n" in text
+    assert "      newMessage: Message;\n" in text
+
+
+def test_command_writes_and_checks_a_file(tmp_path):
+    target = tmp_path / "types" / "zocket-app.d.ts"
+    call_command("zocket_typescript", "--output", str(target), stdout=io.StringIO(), stderr=io.StringIO())
+    assert target.read_text() == generate(registry.specs())
+    out = io.StringIO()
+    call_command("zocket_typescript", "--output", str(target), "--check", stdout=out)
+    assert "up to date" in out.getvalue()
+    target.write_text(target.read_text().replace("count: number", "count: string"))
+    with pytest.raises(CommandError, match="out of date"):
+        call_command("zocket_typescript", "--output", str(target), "--check")
+    with pytest.raises(CommandError, match="out of date"):
+        call_command("zocket_typescript", "--output", str(tmp_path / "missing.ts"), "--check")
+    with pytest.raises(CommandError, match="--check needs --output"):
+        call_command("zocket_typescript", "--check")
+
+
+def test_command_refuses_broken_declarations(monkeypatch):
+    monkeypatch.setattr(registry, "problems", lambda: [("zocket.E002", "Bad.State cannot be built")])
+    with pytest.raises(CommandError, match=r"zocket\.E002: Bad\.State"):
+        call_command("zocket_typescript", stdout=io.StringIO())
+
+
+def test_declarations_match_the_modules_exports():
+    js = (STATIC / "zocket.js").read_text()
+    dts = (STATIC / "zocket.d.ts").read_text()
+    exported = set(re.findall(r"^export (?:async )?(?:function|class|const|let) (\w+)", js, re.M))
+    declared = set(re.findall(r"^export declare (?:function|class|const) (\w+)", dts, re.M))
+    assert exported == declared == {"createClient", "applyPatch", "ZocketError"}
+
+
+# -- the compiler ------------------------------------------------------------------------------
+#
+# One tsc run (it is slow to start) over four directories, each a small project of its own:
+#   main/    the generated app.d.ts of the test project, and every fixture of tests/typescript/
+#   as_ts/   the generated module written as app.ts instead, and ok.ts
+#   exotic/  the module generated for the exotic actors above, and EXOTIC_USE
+#   harness/ a file with one known error, to prove errors are found and attributed
+
+
+def run_tsc(workdir: Path, files: list[str]) -> dict[str, list[str]]:
+    """Runs tsc on ``files`` in ``workdir``; the errors (with their continuation lines) by file."""
+    proc = subprocess.run([str(TSC), *TSC_FLAGS, *files], cwd=workdir, capture_output=True, text=True, timeout=300)
+    errors: dict[str, list[str]] = {}
+    last = None
+    for line in proc.stdout.splitlines():
+        m = re.match(r"^(\S+?)\(\d+,\d+\): error ", line)
+        if m:
+            last = m.group(1)
+            errors.setdefault(last, []).append(line)
+        elif line.startswith(" ") and last:
+            errors[last][-1] += "\n" + line
+        elif line.strip():
+            errors.setdefault("<tsc>", []).append(line)
+    assert errors or proc.returncode == 0, proc.stdout + proc.stderr
+    return errors
+
+
+def manage_typescript(output: Path) -> None:
+    """``manage.py zocket_typescript --output`` for the test project, as a user runs it."""
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "zocket_typescript", "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"DJANGO_SETTINGS_MODULE": "tests.settings", "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def copy_client(workdir: Path) -> None:
+    """The browser client as a user ships it: zocket.js with zocket.d.ts next to it."""
+    for name in ("zocket.js", "zocket.d.ts"):
+        shutil.copy(STATIC / name, workdir / name)
+
+
+FIXTURE_FILES = sorted(p.name for p in FIXTURES.glob("*.ts"))
+
+
+def expectation(name: str) -> tuple[str, str] | None:
+    """(code, message start) from a fixture's ``// expect-error TS1234: message`` first line."""
+    m = re.match(r"// expect-error (TS\d+): (.*)", (FIXTURES / name).read_text().splitlines()[0])
+    return (m.group(1), m.group(2)) if m else None
+
+
+EXOTIC_USE = """
+import { createClient } from "./zocket.js";
+import type { App, Color, Tree } from "./app";
+
+const client = createClient<App>({ url: "ws://localhost/ws/" });
+const handle = client["ex-otic"]("x");
+const pair: [number, string] = await handle["do-it"]({ shared: {}, color: "green" });
+await handle["do-it"]({ shared: { label: "l" }, nums: null });
+const found: Tree | null = await handle.nullable({ x: null });
+const untyped: unknown = await handle.untyped();
+await handle.$call("on");                          // the method named like the handle's member
+handle.on("on", (c: Color) => console.log(c));     // the event named "on"
+handle.on("with space", (t) => console.log(t.children.map((c) => c.name)));
+handle.on("lit", (v: "a" | "b" | 3) => console.log(v));
+handle.state.subscribe((s) => console.log(s.pets.map((p) => (p.kind === "cat" ? p.lives : p.good))));
+const byAlias = await handle.aliased({ itemCount: 2 });
+handle.state.subscribe((s) => console.log(s.aliased, s.by_alias.camelCase, byAlias.camelCase));
+const named = client.actor("actor", "x");          // an actor named like a client member
+named.state.subscribe((s) => console.log(s.y.toFixed()));
+console.log(pair, found, untyped);
+"""
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory, exotic) -> dict[str, list[str]]:
+    """Errors by path relative to the run's directory (``main/bad_input.ts``)."""
+    need("node", shutil.which("node") is not None, "install Node 20+")
+    need("tsc", TSC.exists(), "run scripts/setup-js (or scripts/test), which installs tests/js/node_modules")
+    root = tmp_path_factory.mktemp("ts")
+    files: list[str] = []
+
+    def project(name: str, app: str, sources: dict[str, str]) -> None:
+        workdir = root / name
+        workdir.mkdir()
+        copy_client(workdir)
+        if app == "app.d.ts":
+            manage_typescript(workdir / app)
+        elif app:  # the same module, as a .ts file
+            shutil.copy(root / "main" / "app.d.ts", workdir / app)
+        for file, text in sources.items():
+            (workdir / file).write_text(text)
+        files.extend(f"{name}/{f}" for f in [*([app] if app else []), *sources])
+
+    project("main", "app.d.ts", {n: (FIXTURES / n).read_text() for n in FIXTURE_FILES})
+    project("as_ts", "app.ts", {"ok.ts": (FIXTURES / "ok.ts").read_text()})
+    project("exotic", "", {"app.d.ts": generate(exotic), "use.ts": EXOTIC_USE})
+    project("harness", "", {"broken.ts": 'const x: number = "no";\nexport {};\n'})
+    return run_tsc(root, files)
+
+
+def test_fixtures_cover_the_required_mistakes():
+    assert {"ok.ts", "bad_method.ts", "bad_input.ts", "bad_event_payload.ts"} <= set(FIXTURE_FILES)
+    for name in FIXTURE_FILES:
+        assert (expectation(name) is None) == (name == "ok.ts"), name
+
+
+def test_errors_are_found_and_attributed(compiled):
+    assert len(compiled["harness/broken.ts"]) == 1
+    assert "error TS2322: Type 'string' is not assignable to type 'number'" in compiled["harness/broken.ts"][0]
+
+
+def test_the_declarations_themselves_compile(compiled):
+    fixtures = {f"main/{n}" for n in FIXTURE_FILES} | {"harness/broken.ts"}
+    assert {f: e for f, e in compiled.items() if f not in fixtures} == {}
+
+
+@pytest.mark.parametrize("name", FIXTURE_FILES)
+def test_fixture(compiled, name):
+    expected = expectation(name)
+    errors = compiled.get(f"main/{name}", [])
+    if expected is None:
+        assert errors == [], "\n".join(errors)
+        return
+    code, message = expected
+    assert len(errors) == 1, f"{name} should fail with exactly one error, got:\n" + "\n".join(errors)
+    assert f"error {code}: {message}" in errors[0], errors[0]
+
+
+def test_a_generated_ts_module_works_as_well(compiled):
+    assert compiled.get("as_ts/ok.ts") is None and compiled.get("as_ts/app.ts") is None
+
+
+def test_exotic_declarations_compile(compiled):
+    assert compiled.get("exotic/use.ts") is None and compiled.get("exotic/app.d.ts") is None

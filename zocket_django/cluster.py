@@ -1,0 +1,234 @@
+"""Who owns an actor instance when several worker processes share one Redis.
+
+With the in-memory layer there is one process, and it owns everything
+(``SingleProcess``). With channels-redis every instance is hot in exactly one
+worker: ownership is a lease in Redis (``SET NX PX``), renewed by the owner
+while the instance is hot and released when it deactivates (``RedisLeases``).
+Each worker also keeps a liveness key, so owners notice when the clients of a
+dead worker are gone, and a worker notices when Redis lost its data (a
+restart) and puts its leases and group memberships back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .conf import zocket_settings
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from .node import Node
+
+log = logging.getLogger("zocket_django")
+
+_RENEW = """
+local holder = redis.call('get', KEYS[1])
+if holder == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+if holder then return 0 end
+return -1
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+class SingleProcess:
+    """The in-memory layer: this process owns every instance; nothing to renew."""
+
+    distributed = False
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def owner(self, group: str, *, hot: bool, acquire: bool) -> str | None:
+        return None
+
+    async def holder(self, group: str) -> str | None:
+        return self.node.channel
+
+    async def release(self, group: str) -> None:
+        pass
+
+    def forget(self, group: str) -> None:
+        pass
+
+    async def tick(self) -> None:
+        pass
+
+    async def workers(self) -> dict[str, dict[str, Any]]:
+        return {self.node.channel: self.node.describe()}
+
+
+class RedisLeases:
+    """Leases and worker liveness in the Redis the channel layer uses."""
+
+    distributed = True
+
+    def __init__(self, node: Node, redis: Redis, prefix: str) -> None:
+        self.node = node
+        self.redis = redis
+        self.prefix = f"{prefix}:zocket"
+        self._owners: dict[str, tuple[str, float]] = {}  # group → (owner channel, valid until)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+
+    @property
+    def ttl(self) -> float:
+        return zocket_settings().LEASE_TTL
+
+    def _lease(self, group: str) -> str:
+        return f"{self.prefix}:lease:{group}"
+
+    def _alive(self, channel: str) -> str:
+        return f"{self.prefix}:node:{channel}"
+
+    async def start(self) -> None:
+        await self._heartbeat()
+
+    async def stop(self) -> None:
+        try:
+            await self.redis.delete(self._alive(self.node.channel))
+        finally:
+            await self.redis.aclose()
+
+    # -- ownership -------------------------------------------------------------
+
+    async def owner(self, group: str, *, hot: bool, acquire: bool) -> str | None:
+        """``None`` when this worker owns ``group`` (or now does), else the owner's channel.
+
+        ``acquire=False`` (leaving, unsubscribing) never takes a free lease:
+        it answers the channel ``""`` for "nobody", so nothing is activated.
+        """
+        if hot:
+            return None
+        cached = self._owners.get(group)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        me = self.node.channel
+        for _ in range(3):
+            holder = await self.holder(group)
+            if holder == me:
+                return None
+            if holder is not None:
+                self._owners[group] = (holder, now + self.ttl / 2)
+                return holder
+            if not acquire:
+                return ""
+            if await self.redis.set(self._lease(group), me, nx=True, px=int(self.ttl * 1000)):
+                return None
+        raise ConnectionError(f"the lease of {group} keeps changing hands")
+
+    async def holder(self, group: str) -> str | None:
+        value = await self.redis.get(self._lease(group))
+        return value.decode() if value is not None else None
+
+    def forget(self, group: str) -> None:
+        """Drop the cached owner (it did not answer, or moved)."""
+        self._owners.pop(group, None)
+
+    async def release(self, group: str) -> None:
+        await self._release(keys=[self._lease(group)], args=[self.node.channel])
+
+    # -- upkeep ------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """Renew leases and liveness; notice dead workers and a Redis that lost its data."""
+        if await self._heartbeat():
+            log.warning("zocket: Redis lost this worker's keys (restart?); restoring leases and groups")
+            await self.node.restore_groups()
+        await self._renew_leases()
+        await self._part_dead_clients()
+
+    async def _heartbeat(self) -> bool:
+        """Refresh this worker's liveness key; True when it had vanished."""
+        previous = await self.redis.set(
+            self._alive(self.node.channel),
+            json.dumps(self.node.describe()),
+            px=int(self.ttl * 1000),
+            get=True,
+        )
+        return previous is None
+
+    async def _renew_leases(self) -> None:
+        runtime = self.node.runtime
+        ttl_ms = int(self.ttl * 1000)
+        for key, inst in list(runtime.instances.items()):
+            state = await self._renew(keys=[self._lease(inst.group)], args=[self.node.channel, ttl_ms])
+            if state == -1 and await self.redis.set(self._lease(inst.group), self.node.channel, nx=True, px=ttl_ms):
+                continue  # Redis forgot it; we still hold the instance, so we take it back
+            if state in (0, -1):
+                log.error("zocket: lost the lease of %s/%s to another worker; dropping it here", *key)
+                runtime.drop(*key)
+
+    async def _part_dead_clients(self) -> None:
+        """Clients of workers whose liveness key expired have left (``on_disconnect``)."""
+        me = self.node.channel
+        channels = {
+            p.caller.reply_to
+            for inst in self.node.runtime.instances.values()
+            for p in inst.clients.values()
+            if p.caller.reply_to != me
+        }
+        for channel in channels:
+            if not await self.redis.exists(self._alive(channel)):
+                log.warning("zocket: worker %s is gone; its clients leave", channel)
+                self.node.runtime.part_worker(channel)
+
+    async def workers(self) -> dict[str, dict[str, Any]]:
+        """Every live worker's description, by channel."""
+        found: dict[str, dict[str, Any]] = {}
+        pattern = self._alive("*")
+        async for key in self.redis.scan_iter(match=pattern, count=500):
+            value = await self.redis.get(key)
+            if value is not None:
+                channel = key.decode()[len(self._alive("")) :]
+                found[channel] = json.loads(value)
+        return found
+
+
+def describe_worker() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+
+
+def cluster_for(node: Node) -> SingleProcess | RedisLeases:
+    """Leases in Redis when the channel layer is channels-redis, else a single process."""
+    layer = node.layer
+    if not type(layer).__module__.startswith("channels_redis"):
+        return SingleProcess(node)
+    from redis.asyncio import Redis
+
+    settings = zocket_settings()
+    kwargs = getattr(layer, "_kwargs", {})  # RedisPubSubChannelLayer keeps its arguments here
+    prefix = getattr(layer, "prefix", None) or kwargs.get("prefix", "asgi")
+    if settings.REDIS_URL:
+        redis = Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+    else:
+        from channels_redis.utils import decode_hosts
+
+        hosts = getattr(layer, "hosts", None) or decode_hosts(kwargs.get("hosts"))
+        host = dict(hosts[0])
+        if "address" not in host and "host" not in host:
+            raise ImproperlyConfigured(
+                "zocket_django cannot derive a Redis connection from this channel layer's hosts; "
+                'set ZOCKET["REDIS_URL"].'
+            )
+        host.update(socket_timeout=5, socket_connect_timeout=5)
+        address = host.pop("address", None)
+        redis = Redis.from_url(address, **host) if address else Redis(**host)
+    return RedisLeases(node, redis, prefix)
