@@ -378,3 +378,13 @@ async def test_zocket_allowed_origins_and_missing_origin(settings):
     await client.disconnect()
     assert (await refused(application=app, origin="https://other.example.com"))[0] == 1000
     assert (await refused(application=app))[0] == 1000
+
+
+def test_middleware_values_travel_with_a_call_forwarded_to_another_worker():
+    import json
+
+    from zocket_django.runtime import Caller
+
+    caller = Caller("client", "channel", "7", {"username": "ada"}, object(), {"role": "admin", "seen": [1, 2]})
+    forwarded = Caller.from_wire(json.loads(json.dumps(caller.to_wire())))
+    assert (forwarded.extra, forwarded.claims, forwarded.user_id) == (caller.extra, caller.claims, "7")
