@@ -147,3 +147,11 @@ def test_bad_limits_are_reported(settings, bad):
     settings.ZOCKET = bad
     with pytest.raises(ImproperlyConfigured):
         zocket_settings()
+
+
+@pytest.mark.parametrize("value", ["Infinity", "-Infinity", "NaN", "inf"])
+async def test_float_parameters_refuse_non_finite_strings(connect, value):
+    client = await connect()
+    frame = await client.call_raw("lab", "x", "slow", seconds=value)
+    assert frame["code"] == "invalid_input"
+    assert hot_actors.get("lab", "x") is None
