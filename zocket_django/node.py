@@ -26,6 +26,7 @@ from django.core.exceptions import ImproperlyConfigured
 from . import protocol
 from .cluster import RedisLeases, SingleProcess, cluster_for, describe_worker
 from .conf import zocket_settings
+from .ops import Operations
 from .protocol import Code
 from .registry import registry
 from .runtime import EVENTS, STATE, Caller, Runtime
@@ -85,6 +86,7 @@ class Node:
         self.pending: dict[int, Pending] = {}
         self.described = describe_worker()
         self.cluster: SingleProcess | RedisLeases = cluster_for(self)
+        self.ops = Operations(self)  # operators' requests: inventory, inspect, deactivate
         self.ready = asyncio.get_running_loop().create_future()
 
     async def start(self) -> None:
@@ -425,6 +427,8 @@ class Node:
                 await self._snapshot(message)
         elif kind == "zocket.request":
             await self._request(message)
+        elif kind in ("zocket.ops", "zocket.ops.reply"):
+            await self.ops.handle(message)
         else:
             log.warning("zocket: unknown node message %r", kind)
 

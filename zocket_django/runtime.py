@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("zocket_django")
 
 STATE, EVENTS = "state", "event"
+#: Steps each instance remembers for operators (the admin's "recent activity").
+RECENT_STEPS = 20
 
 
 @dataclass(slots=True)
@@ -113,6 +115,8 @@ class Instance:
         self.lost = False  # another worker took it over: answer nothing from here
         self.activated_at = time.time()
         self.last_activity = time.monotonic()
+        #: (time, method or hook, client id, "ok" or the error, version after) of the last steps.
+        self.recent: deque[tuple[float, str, str | None, str, int]] = deque(maxlen=RECENT_STEPS)
         self.closed = asyncio.get_running_loop().create_future()
 
     # -- the queue ---------------------------------------------------------
@@ -158,6 +162,7 @@ class Instance:
         ctx: Context,
         invoke: Callable[[], Awaitable[Any]],
         serialize: Callable[[Any], Any] | None = None,
+        label: str | None = None,
     ) -> Any:
         """Run ``invoke`` as one step: commit state and events if it returns, roll back if it raises."""
         if self.lost:
@@ -175,8 +180,10 @@ class Instance:
             # Encoded before committing: a state that is not JSON (a float
             # that became inf) is rolled back like any other failure.
             frame = protocol.state_patch(self.spec.name, self.actor_id, patches, self.version + 1) if patches else ""
-        except BaseException:
+        except BaseException as exc:
             self.actor.state = self.spec.state_model.model_validate(old)
+            outcome = getattr(exc, "code", None) or exc.__class__.__name__
+            self.recent.append((time.time(), label or ctx.method or "?", ctx.client_id, outcome, self.version))
             raise
         node = self.runtime.node
         if patches:
@@ -185,6 +192,7 @@ class Instance:
             await node.publish(
                 self.group, {"type": "zocket.deliver", "group": self.group, "kind": STATE, "frame": frame}
             )
+        self.recent.append((time.time(), label or ctx.method or "?", ctx.client_id, "ok", self.version))
         for message, targets in events:
             if targets is None:
                 await node.publish(self.group, message)
@@ -215,7 +223,7 @@ class Instance:
         fn, is_async = entry
         ctx = self.context(caller)
         try:
-            await self.run(ctx, lambda: self.runtime.invoke(fn, is_async, self.actor, ctx, {}))
+            await self.run(ctx, lambda: self.runtime.invoke(fn, is_async, self.actor, ctx, {}), label=hook)
         except Exception:
             log.exception(
                 "%s.%s raised; its changes were rolled back", self.spec.name, hook, extra=self.log_context(hook=hook)

@@ -1,0 +1,226 @@
+"""Operators' requests across workers: inventory, inspection, deactivation.
+
+The admin (and any operator tool) asks from whichever worker served it. Each
+request is a node message (``zocket.ops``) sent to the worker that can answer
+it: every live worker for an inventory, the lease holder of the instance for
+the rest. The answer (``zocket.ops.reply``) comes back on the asking node's
+channel. Every wait is bounded: a worker that does not answer in time is
+reported as silent, never silently left out.
+
+With the in-memory layer there is one worker, this one, and every request is
+answered directly, without the channel layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .conf import zocket_settings
+
+if TYPE_CHECKING:
+    from .node import Node
+    from .runtime import Instance
+
+log = logging.getLogger("zocket_django")
+
+#: Seconds to wait for every worker's inventory, or for one instance's details.
+OPS_TIMEOUT = 2.0
+
+#: What ``act`` may ask of the owner of an instance.
+ACTIONS = ("deactivate", "destroy")
+
+
+class Silent(Exception):
+    """The worker asked did not answer in time."""
+
+
+class Failed(Exception):
+    """The worker asked answered with an error."""
+
+
+@dataclass
+class WorkerReport:
+    """One worker's answer to an inventory (``answered`` False: it did not answer in time)."""
+
+    channel: str
+    described: dict[str, Any]
+    answered: bool
+    instances: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        return worker_label(self.described, self.channel)
+
+
+def worker_label(described: dict[str, Any] | None, channel: str) -> str:
+    """``host:pid`` of a worker, or its channel when it is not described."""
+    if described and described.get("host") is not None:
+        return f"{described['host']}:{described.get('pid')}"
+    return channel
+
+
+def persistence_mode(inst: Instance) -> str | None:
+    """The actor's persistence mode as text, read defensively (``None``: not persisted)."""
+    mode = getattr(inst.spec.cls, "persist", None)
+    if mode is None or mode is False:
+        return None
+    text = str(getattr(mode, "value", mode))
+    return None if text.lower() in ("", "none", "false") else text
+
+
+def describe_instance(inst: Instance, channel: str) -> dict[str, Any]:
+    """``Instance.info()`` plus what an operator also wants to see; plain JSON."""
+    info = inst.info()
+    info.update(
+        worker=channel,
+        busy=inst.busy,
+        last_activity=time.time() - info["idle_seconds"],
+        persist=persistence_mode(inst),
+    )
+    return info
+
+
+def inspect_instance(inst: Instance, channel: str) -> dict[str, Any]:
+    """Everything the detail page shows: the summary, the committed state, clients, recent steps."""
+    details = describe_instance(inst, channel)
+    details["state"] = inst.dump
+    details["clients_detail"] = [
+        {
+            "client_id": client_id,
+            "worker": p.caller.reply_to,
+            "user_id": p.caller.user_id,
+            "username": (p.caller.claims or {}).get("username"),
+            "subscriptions": sorted(p.subs),
+        }
+        for client_id, p in inst.clients.items()
+    ]
+    details["recent"] = [
+        {"at": at, "step": step, "client_id": client_id, "outcome": outcome, "version": version}
+        for at, step, client_id, outcome, version in reversed(getattr(inst, "recent", ()))
+    ]
+    return details
+
+
+class Operations:
+    """A node's side of operator requests: asking other workers, and answering them."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._tickets = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self._serving: set[asyncio.Task[None]] = set()
+        self._workers: tuple[float, dict[str, dict[str, Any]]] = (0.0, {})
+
+    async def workers(self, max_age: float = 0.0) -> dict[str, dict[str, Any]]:
+        """Live workers by channel, this one included; ``max_age`` allows a recent answer (labels)."""
+        fetched, known = self._workers
+        if max_age <= 0 or time.monotonic() - fetched > max_age:
+            known = dict(await self.node.cluster.workers())
+            known.setdefault(self.node.channel, self.node.describe())
+            self._workers = (time.monotonic(), known)
+        return known
+
+    # -- asking ------------------------------------------------------------------
+
+    async def inventory(self, timeout: float = OPS_TIMEOUT) -> list[WorkerReport]:
+        """Every live worker's hot instances; workers that stay silent are reported so."""
+        workers = await self.workers()
+
+        async def one(channel: str, described: dict[str, Any]) -> WorkerReport:
+            try:
+                instances = await self.ask(channel, "inventory", {}, timeout)
+            except Silent:
+                return WorkerReport(channel, described, False)
+            except Failed as exc:
+                return WorkerReport(channel, described, True, error=str(exc))
+            return WorkerReport(channel, described, True, instances)
+
+        reports = await asyncio.gather(*(one(ch, d) for ch, d in workers.items()))
+        return sorted(reports, key=lambda r: (r.channel != self.node.channel, r.label))
+
+    async def owner(self, actor: str, actor_id: str) -> str | None:
+        """The channel of the worker holding the instance (``None``: nobody does)."""
+        if (actor, actor_id) in self.node.runtime.instances:
+            return self.node.channel
+        return await self.node.cluster.holder(self.node.group_name(actor, actor_id))
+
+    async def inspect(self, actor: str, actor_id: str, timeout: float = OPS_TIMEOUT) -> dict[str, Any] | None:
+        """The details of a hot instance wherever it runs, or ``None`` when it is not hot."""
+        owner = await self.owner(actor, actor_id)
+        if owner is None:
+            return None
+        return await self.ask(owner, "inspect", {"actor": actor, "actor_id": actor_id}, timeout)
+
+    async def act(self, action: str, actor: str, actor_id: str, timeout: float | None = None) -> bool:
+        """Deactivate or destroy an instance on the worker that runs it; False when it was not hot."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}")
+        owner = await self.owner(actor, actor_id)
+        if owner is None:
+            return False
+        if timeout is None:  # queued steps run first, then on_deactivate (and the save)
+            timeout = zocket_settings().CALL_TIMEOUT + OPS_TIMEOUT
+        return bool(await self.ask(owner, action, {"actor": actor, "actor_id": actor_id}, timeout))
+
+    async def ask(self, channel: str, op: str, args: dict[str, Any], timeout: float) -> Any:
+        """Send one request to ``channel`` and wait for its answer (``Silent`` after ``timeout``)."""
+        ticket = next(self._tickets)
+        waiter = self._waiting[ticket] = asyncio.get_running_loop().create_future()
+        message = {"type": "zocket.ops", "op": op, "args": args, "reply_to": self.node.channel, "ticket": ticket}
+        try:
+            async with asyncio.timeout(timeout):
+                await self.node.send(channel, message)
+                reply = await waiter
+        except TimeoutError:
+            raise Silent(channel) from None
+        finally:
+            self._waiting.pop(ticket, None)
+        if not reply.get("ok"):
+            raise Failed(reply.get("error") or "failed")
+        return reply.get("result")
+
+    # -- answering ---------------------------------------------------------------------
+
+    async def handle(self, message: dict[str, Any]) -> None:
+        """A ``zocket.ops`` request (served in its own task) or a ``zocket.ops.reply``."""
+        if message["type"] == "zocket.ops.reply":
+            waiter = self._waiting.get(message.get("ticket"))
+            if waiter is not None and not waiter.done():
+                waiter.set_result(message)
+            return
+        # Deactivating waits for the instance's queue: never hold up the mailbox for it.
+        task = asyncio.get_running_loop().create_task(self._serve(message))
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
+
+    async def _serve(self, message: dict[str, Any]) -> None:
+        reply: dict[str, Any] = {"type": "zocket.ops.reply", "ticket": message.get("ticket")}
+        try:
+            reply.update(ok=True, result=await self._carry_out(message["op"], message.get("args") or {}))
+        except Exception as exc:
+            log.exception("zocket: operator request %r failed", message.get("op"))
+            reply.update(ok=False, error=f"{exc.__class__.__name__}: {exc}")
+        await self.node.send(message["reply_to"], reply)
+
+    async def _carry_out(self, op: str, args: dict[str, Any]) -> Any:
+        runtime = self.node.runtime
+        channel = self.node.channel
+        if op == "inventory":
+            return [describe_instance(inst, channel) for inst in list(runtime.instances.values())]
+        key = (args["actor"], args["actor_id"])
+        if op == "inspect":
+            inst = runtime.instances.get(key)
+            return inspect_instance(inst, channel) if inst is not None else None
+        if op == "deactivate":
+            return await runtime.deactivate(*key)
+        if op == "destroy":
+            from .manager import hot_actors  # destroying also forgets what was saved
+
+            return await hot_actors.destroy(*key)
+        raise ValueError(f"unknown operator request {op!r}")
