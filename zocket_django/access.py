@@ -138,12 +138,7 @@ class Request:
 
 
 #: Names middleware may not set: they would shadow the request's or context's own fields.
-RESERVED = frozenset(Request.__slots__) | {
-    "clients",
-    "emit",
-    "emissions",
-    "__class__",
-}
+RESERVED = frozenset(Request.__slots__) | {"clients", "emit", "emissions"}
 
 
 @dataclass(frozen=True, slots=True)

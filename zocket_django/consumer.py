@@ -41,7 +41,7 @@ log = logging.getLogger("zocket_django")
 
 #: Longest ``id`` of an ``rpc`` or ``ping`` (it is echoed back).
 MAX_ID_LENGTH = 128
-#: Longest ``type``/``id`` echoed in the ``ref`` of an ``error`` frame.
+#: Longest string (``type``, ``id``, ``actor``, ``actorId``) echoed in the ``ref`` of an ``error`` frame.
 MAX_REF_LENGTH = 128
 #: Close code of a connection whose credentials were refused.
 CLOSE_UNAUTHENTICATED = 4401
