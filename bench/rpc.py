@@ -1,0 +1,86 @@
+"""1. RPC round trip: zocket's ``increment`` against two raw Channels consumers on the same daphne."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from .harness import Server, log, percentile, ratio, summary
+from .load import Clients
+
+#: route → label, in the order each repetition runs them (interleaved, so drift hits all alike).
+SYSTEMS = {"ws": "zocket", "raw": "raw", "raw-tuned": "raw-tuned"}
+
+
+def one_run(server: Server, route: str, conns: int, duration: float, warmup: float, rep: int) -> dict[str, Any]:
+    spec = {
+        "url": server.url(route),
+        "zocket": route == "ws",
+        "conns": conns,
+        "duration": duration,
+        "warmup": warmup,
+        "id_prefix": f"r{rep}c{conns}-",
+    }
+    clients = Clients("rpc", [spec]).start()
+    cpu0 = server.cpu_seconds()
+    clients.go()
+    (result,) = clients.results(timeout=duration + warmup + 60)
+    server_cpu = server.cpu_seconds() - cpu0
+    lat = [x / 1e6 for x in result["latencies_ns"]]
+    return {
+        "calls_per_s": len(lat) / duration,
+        "p50_ms": percentile(lat, 50),
+        "p99_ms": percentile(lat, 99),
+        "server_cpu_pct": 100 * server_cpu / result["wall_s"],
+        "client_cpu_pct": 100 * result["client_cpu_s"] / result["wall_s"],
+        "latencies_ms": lat,
+    }
+
+
+def run(reps: int, duration: float, warmup: float, conn_counts: tuple[int, ...] = (1, 50)) -> dict[str, Any]:
+    out: dict[str, Any] = {"conns": {}, "reps": reps, "duration_s": duration}
+    with Server(label="rpc") as server:
+        for conns in conn_counts:
+            runs: dict[str, list[dict[str, Any]]] = {label: [] for label in SYSTEMS.values()}
+            for rep in range(reps):
+                for route, label in SYSTEMS.items():
+                    r = one_run(server, route, conns, duration, warmup, rep)
+                    runs[label].append(r)
+                    log(f"rpc {conns:>2} conn {label:<9} rep {rep + 1}/{reps}: {r['calls_per_s']:7.0f} calls/s "
+                        f"p50 {r['p50_ms']:.3f} ms p99 {r['p99_ms']:.3f} ms "
+                        f"(server cpu {r['server_cpu_pct']:.0f}%, client {r['client_cpu_pct']:.0f}%)")
+            figures: dict[str, Any] = {}
+            for label, rs in runs.items():
+                figures[label] = {
+                    key: summary([r[key] for r in rs])
+                    for key in ("calls_per_s", "p50_ms", "p99_ms", "server_cpu_pct", "client_cpu_pct")
+                }
+                # The rep with the median throughput stands for the distribution plot.
+                mid = sorted(rs, key=lambda r: r["calls_per_s"])[len(rs) // 2]
+                figures[label]["sample_latencies_ms"] = _thin(mid["latencies_ms"], 5000)
+            figures["ratios"] = {
+                base: {
+                    "calls_per_s": ratio(figures["zocket"]["calls_per_s"], figures[base]["calls_per_s"]),
+                    "p50_ms": ratio(figures["zocket"]["p50_ms"], figures[base]["p50_ms"]),
+                    "p99_ms": ratio(figures["zocket"]["p99_ms"], figures[base]["p99_ms"]),
+                    # per repetition, zocket against the baseline it ran beside
+                    "calls_per_s_paired": summary(
+                        [z["calls_per_s"] / b["calls_per_s"] for z, b in zip(runs["zocket"], runs[base], strict=True)]
+                    ),
+                }
+                for base in ("raw", "raw-tuned")
+            }
+            out["conns"][str(conns)] = figures
+    return out
+
+
+def _thin(values: list[float], keep: int) -> list[float]:
+    if len(values) <= keep:
+        return values
+    data = sorted(values)
+    step = len(data) / keep
+    return [data[int(i * step)] for i in range(keep)]
+
+
+def median_of(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
