@@ -14,6 +14,7 @@ import importlib.util
 import os
 import platform
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -119,6 +120,8 @@ def main() -> None:
     parser.add_argument("--no-install", action="store_true", help="do not pip install bench/requirements.txt")
     args = parser.parse_args()
 
+    # A TERM stops the run like Ctrl-C: the servers and clients it started are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
     raise_fd_limit()

@@ -20,7 +20,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from .harness import raise_fd_limit
+from .harness import cpu_seconds, raise_fd_limit
 
 CONNECT_CONCURRENCY = 32
 #: Subscriptions in flight per process. The raw baseline's ``group_add`` takes a
@@ -86,6 +86,15 @@ async def rpc_job(spec: dict[str, Any], ready: Any, go: Any) -> dict[str, Any]:
     measure_to = measure_from + int(spec["duration"] * 1e9)
     latencies: list[int] = []
     cpu0 = time.process_time()
+    server_cpu: list[float] = []
+
+    async def sample_server() -> None:
+        # The server's CPU time over exactly the measured window.
+        for at in (measure_from, measure_to):
+            await asyncio.sleep(max(0.0, (at - time.monotonic_ns()) / 1e9))
+            server_cpu.append(cpu_seconds(spec["server_pid"]))
+
+    sampler = asyncio.create_task(sample_server())
 
     async def loop(ws: ClientConnection, actor_id: str) -> int:
         n = 0
@@ -101,9 +110,10 @@ async def rpc_job(spec: dict[str, Any], ready: Any, go: Any) -> dict[str, Any]:
 
     await asyncio.gather(*(loop(ws, f"{prefix}{i}") for i, ws in enumerate(sockets)))
     cpu = time.process_time() - cpu0
+    await sampler
     await close_many(sockets)
     return {"latencies_ns": latencies, "window_s": spec["duration"], "client_cpu_s": cpu,
-            "wall_s": (time.monotonic_ns() - start) / 1e9}
+            "server_cpu_window_s": server_cpu[1] - server_cpu[0], "wall_s": (time.monotonic_ns() - start) / 1e9}
 
 
 async def subscriber_job(spec: dict[str, Any], ready: Any, go: Any) -> dict[str, Any]:

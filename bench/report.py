@@ -120,14 +120,15 @@ def _rpc(s: dict[str, Any] | None) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for conns, f in s["conns"].items():
-        for key, label, digits in (("calls_per_s", "calls/s", 0), ("p50_ms", "p50 ms", 3), ("p99_ms", "p99 ms", 3)):
+        for key, label, digits in (("calls_per_s", "calls/s", 0), ("p50_ms", "p50 ms", 3), ("p99_ms", "p99 ms", 3),
+                                   ("server_cpu_us_per_call", "server CPU µs per call", 0)):
             out.append(
                 f"| {conns} | {label} | {fmt(f['zocket'][key], digits)} | {fmt(f['raw'][key], digits)} | "
                 f"{fmt(f['raw-tuned'][key], digits)} | {fx(f['ratios']['raw'][key])} | "
                 f"{fx(f['ratios']['raw-tuned'][key])} |"
             )
         out.append(
-            f"| {conns} | server CPU % | {fmt(f['zocket']['server_cpu_pct'])} | {fmt(f['raw']['server_cpu_pct'])} | "
+            f"| {conns} | server busy % | {fmt(f['zocket']['server_cpu_pct'])} | {fmt(f['raw']['server_cpu_pct'])} | "
             f"{fmt(f['raw-tuned']['server_cpu_pct'])} | | |"
         )
     out += ["", "Throughput ratio paired per repetition (zocket / baseline in the same repetition): " + "; ".join(
@@ -150,18 +151,20 @@ def _fanout(s: dict[str, Any] | None) -> list[str]:
         "consumer per subscriber in a Channels group, one group message per subscriber, each encoding its JSON.",
         "",
         "| layer | subscribers | system | all received p50 ms | all received p99 ms | one delivery p50 ms | "
-        "deliveries/s | server CPU % | lost / delivered | zocket / raw (p50, p99) |",
+        "deliveries/s | server CPU ms per change | lost / delivered | zocket / raw (p50, p99, CPU) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for layer, sizes in s["layers"].items():
         for n, f in sizes.items():
             for system in ("zocket", "raw"):
                 g = f[system]
-                ratios = (f"{fx(f['ratios']['all_p50_ms'])}, {fx(f['ratios']['all_p99_ms'])}"
+                ra = f["ratios"]
+                ratios = (f"{fx(ra['all_p50_ms'])}, {fx(ra['all_p99_ms'])}, {fx(ra['server_cpu_ms_per_change'])}"
                           if system == "zocket" else "")
                 out.append(
                     f"| {layer} | {int(n):,} | {system} | {fmt(g['all_p50_ms'], 1)} | {fmt(g['all_p99_ms'], 1)} | "
-                    f"{fmt(g['each_p50_ms'], 1)} | {fmt(g['deliveries_per_s'])} | {fmt(g['server_cpu_pct'])} | "
+                    f"{fmt(g['each_p50_ms'], 1)} | {fmt(g['deliveries_per_s'])} | "
+                    f"{fmt(g['server_cpu_ms_per_change'], 1)} | "
                     f"{g['lost']:,} / {g['deliveries']:,} | {ratios} |"
                 )
     out.append("")
