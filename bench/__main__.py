@@ -1,4 +1,4 @@
-"""``python -m bench [--quick] [--only SECTION ...] [--profile rpc|fanout|patch]``.
+"""``python -m bench [--quick] [--only SECTION ...] [--profile rpc|rpc-redis|fanout|patch]``.
 
 Starts the daphne servers it needs, drives them from separate client
 processes, stops everything it started, and writes bench/RESULTS.md,
@@ -115,7 +115,7 @@ def main() -> None:
                         help="Redis for the channels-redis rows (default: $REDIS_URL or 127.0.0.1:6379)")
     parser.add_argument("--no-redis", action="store_true", help="skip the channels-redis rows")
     parser.add_argument("--out", type=Path, help="where to write RESULTS.md, results.json and latency.png")
-    parser.add_argument("--profile", choices=("rpc", "fanout", "patch"),
+    parser.add_argument("--profile", choices=("rpc", "rpc-redis", "fanout", "patch"),
                         help="instead of the benchmarks, record a py-spy profile of one scenario into bench/out/")
     parser.add_argument("--no-install", action="store_true", help="do not pip install bench/requirements.txt")
     args = parser.parse_args()
@@ -158,7 +158,7 @@ def main() -> None:
 
     from . import cluster, fanout, memory, patchcost, rpc
 
-    section("rpc", lambda: rpc.run(**plan["rpc"]))
+    section("rpc", lambda: rpc.run(**plan["rpc"], redis_url=redis_url))
     layers = {"memory": None, **({"redis": redis_url} if redis_url else {})}
     section("fanout", lambda: fanout.run(layers, **plan["fanout"]))
     section("patch", lambda: patchcost.run_subprocess(**plan["patch"]))

@@ -1,4 +1,4 @@
-"""``python -m bench --profile rpc|fanout|patch``: where the server's time goes, sampled by py-spy.
+"""``python -m bench --profile rpc|rpc-redis|fanout|patch``: where the server's time goes, sampled by py-spy.
 
 Writes bench/out/profile-<scenario>.txt (collapsed stacks, py-spy's ``raw``
 format, for flamegraph.pl or speedscope) and profile-<scenario>-summary.txt
@@ -72,15 +72,20 @@ def _during(server: Server, name: str, seconds: int) -> Path:
     return result["raw"]
 
 
-def profile_rpc() -> Path:
-    with Server(label="profile") as server:
-        spec = {"url": server.url("ws"), "zocket": True, "conns": 50, "duration": SECONDS + 2, "warmup": 0.5,
+def profile_rpc(redis_url: str | None = None, conns: int = 50) -> Path:
+    name = "rpc-redis" if redis_url else "rpc"
+    with Server(label="profile", redis_url=redis_url) as server:
+        spec = {"url": server.url("ws"), "zocket": True, "conns": conns, "duration": SECONDS + 2, "warmup": 0.5,
                 "id_prefix": "p-", "server_pid": server.pid}
         clients = Clients("rpc", [spec]).start()
         clients.go()
-        raw = _during(server, "rpc", SECONDS)
+        raw = _during(server, name, SECONDS)
         clients.results(timeout=60)
     return raw
+
+
+def profile_rpc_redis() -> Path:
+    return profile_rpc(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), conns=1)
 
 
 def profile_fanout() -> Path:
@@ -111,7 +116,8 @@ def profile_patch() -> Path:
 
 def run(scenario: str) -> None:
     log(f"profiling {scenario} with py-spy")
-    raw = {"rpc": profile_rpc, "fanout": profile_fanout, "patch": profile_patch}[scenario]()
+    raw = {"rpc": profile_rpc, "rpc-redis": profile_rpc_redis, "fanout": profile_fanout,
+           "patch": profile_patch}[scenario]()
     text = summarize(raw)
     out = OUT / f"profile-{scenario}-summary.txt"
     out.write_text(text)

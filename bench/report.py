@@ -82,6 +82,7 @@ def markdown(r: dict[str, Any], plotted: bool) -> str:
         "Benchmarks, not tests: nothing here passes or fails.",
         "",
     ]
+    lines += _headline(r)
     lines += _rpc(r.get("rpc"))
     lines += _fanout(r.get("fanout"))
     lines += _patch(r.get("patch"))
@@ -100,6 +101,43 @@ def markdown(r: dict[str, Any], plotted: bool) -> str:
     return "\n".join(lines)
 
 
+def _headline(r: dict[str, Any]) -> list[str]:
+    rows = []
+    rpc = r.get("rpc")
+    if not _skip(rpc):
+        tables = [("", rpc["conns"])] + ([(", channels-redis", rpc["redis"]["conns"])] if "redis" in rpc else [])
+        for layer, conns, f in ((layer, c, f) for layer, t in tables for c, f in t.items()):
+            ra = f["ratios"]
+            rows.append(
+                f"| RPC, {conns} connection{'s' if conns != '1' else ''}{layer} | "
+                f"calls/s {fx(ra['raw']['calls_per_s'])}, "
+                f"server CPU per call {fx(ra['raw']['server_cpu_us_per_call'])} | "
+                f"calls/s {fx(ra['raw-tuned']['calls_per_s'])}, "
+                f"server CPU per call {fx(ra['raw-tuned']['server_cpu_us_per_call'])} |"
+            )
+    fan = r.get("fanout")
+    if not _skip(fan):
+        for layer, sizes in fan["layers"].items():
+            for n, f in sizes.items():
+                ra = f["ratios"]
+                rows.append(
+                    f"| fan-out to {int(n):,}, {layer} layer | time until all received (p50) "
+                    f"{fx(ra['all_p50_ms'])}, server CPU per change {fx(ra['server_cpu_ms_per_change'])} | {DASH} |"
+                )
+    if not rows:
+        return []
+    return [
+        "## Headline: zocket / raw Channels (same run)",
+        "",
+        "Below 1 means zocket is faster or cheaper for time and CPU, slower for calls/s.",
+        "",
+        "| scenario | zocket / raw (stock dispatch) | zocket / raw-tuned |",
+        "|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def _skip(section: Any) -> bool:
     return not section or "error" in section
 
@@ -107,6 +145,26 @@ def _skip(section: Any) -> bool:
 def _rpc(s: dict[str, Any] | None) -> list[str]:
     if _skip(s):
         return []
+    out = _rpc_table(s, "in-memory layer")
+    if "redis" in s:
+        out += _rpc_table(s["redis"] | {"duration_s": s["duration_s"]}, "channels-redis")
+    return out
+
+
+def _rpc_table(s: dict[str, Any], layer: str) -> list[str]:
+    if layer != "in-memory layer":
+        return [
+            f"### RPC round trip on {layer}",
+            "",
+            "The same, on a daphne whose channel layer is channels-redis: zocket's answer goes from the "
+            "instance to the caller's node channel through Redis even when both are in this process; the raw "
+            "consumers do not use the layer for a call.",
+            "",
+            "| connections | figure | zocket | raw | raw-tuned | zocket / raw | zocket / raw-tuned |",
+            "|---|---|---|---|---|---|---|",
+            *_rpc_rows(s),
+            "",
+        ]
     out = [
         "## 1. RPC round trip (in-memory layer)",
         "",
@@ -118,7 +176,18 @@ def _rpc(s: dict[str, Any] | None) -> list[str]:
         "",
         "| connections | figure | zocket | raw | raw-tuned | zocket / raw | zocket / raw-tuned |",
         "|---|---|---|---|---|---|---|",
+        *_rpc_rows(s),
     ]
+    out += ["", "Throughput ratio paired per repetition (zocket / baseline in the same repetition): " + "; ".join(
+        f"{conns} conn vs raw {fx(f['ratios']['raw']['calls_per_s_paired']['median'])}, "
+        f"vs raw-tuned {fx(f['ratios']['raw-tuned']['calls_per_s_paired']['median'])}"
+        for conns, f in s["conns"].items()
+    ) + ".", ""]
+    return out
+
+
+def _rpc_rows(s: dict[str, Any]) -> list[str]:
+    out = []
     for conns, f in s["conns"].items():
         for key, label, digits in (("calls_per_s", "calls/s", 0), ("p50_ms", "p50 ms", 3), ("p99_ms", "p99 ms", 3),
                                    ("server_cpu_us_per_call", "server CPU µs per call", 0)):
@@ -131,11 +200,6 @@ def _rpc(s: dict[str, Any] | None) -> list[str]:
             f"| {conns} | server busy % | {fmt(f['zocket']['server_cpu_pct'])} | {fmt(f['raw']['server_cpu_pct'])} | "
             f"{fmt(f['raw-tuned']['server_cpu_pct'])} | | |"
         )
-    out += ["", "Throughput ratio paired per repetition (zocket / baseline in the same repetition): " + "; ".join(
-        f"{conns} conn vs raw {fx(f['ratios']['raw']['calls_per_s_paired']['median'])}, "
-        f"vs raw-tuned {fx(f['ratios']['raw-tuned']['calls_per_s_paired']['median'])}"
-        for conns, f in s["conns"].items()
-    ) + ".", ""]
     return out
 
 
@@ -286,7 +350,7 @@ def plot(r: dict[str, Any], path: Path) -> bool:
                     for system in ("zocket", "raw"):
                         values = g[system].get("sample_all_ms", [])
                         if values:
-                            labels.append(f"{system}\n{layer} {int(n):,}")
+                            labels.append(f"{system} {layer} {int(n):,}")
                             data.append(values)
                             cols.append(colors[system])
             if data:
@@ -294,7 +358,7 @@ def plot(r: dict[str, Any], path: Path) -> bool:
                 for patch, c in zip(parts["boxes"], cols, strict=True):
                     patch.set_facecolor(c)
                     patch.set_alpha(0.5)
-                ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=7)
+                ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=7, rotation=35, ha="right")
                 ax.set_yscale("log")
                 ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}"))
                 ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
