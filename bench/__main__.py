@@ -165,7 +165,7 @@ def main() -> None:
     section("cluster", lambda: cluster.run(redis_url, **plan["cluster"]) if redis_url else
             {"measured": False, "reason": cluster.NOT_MEASURED if not cluster.available() else
              "not measured: no Redis"})
-    section("memory", lambda: memory.run(**plan["memory"]))
+    section("memory", lambda: memory.run(**plan["memory"], layers=layers))
 
     results["meta"]["elapsed_s"] = time.monotonic() - started
     results["meta"]["load_after"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])

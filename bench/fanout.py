@@ -19,7 +19,7 @@ from . import load
 from .harness import Server, cpu_seconds, log, percentile, ratio, summary
 from .load import Clients
 
-ROUTES = {"zocket": "ws", "raw": "raw"}
+ROUTES = {"zocket": "ws", "raw": "raw", "raw-tuned": "raw-tuned"}
 CHANGE_TIMEOUT = 10.0
 
 
@@ -131,11 +131,11 @@ def run(layers: dict[str, str | None], sizes: tuple[int, ...], changes: int, rep
                 figures[system]["version_gaps"] = blocks[0]["version_gaps"]
                 figures[system]["sample_all_ms"] = [x for b in blocks for x in b["all_ms"]]
             figures["ratios"] = {
-                "all_p50_ms": ratio(figures["zocket"]["all_p50_ms"], figures["raw"]["all_p50_ms"]),
-                "all_p99_ms": ratio(figures["zocket"]["all_p99_ms"], figures["raw"]["all_p99_ms"]),
-                "server_cpu_ms_per_change": ratio(
-                    figures["zocket"]["server_cpu_ms_per_change"], figures["raw"]["server_cpu_ms_per_change"]
-                ),
+                base: {
+                    key: ratio(figures["zocket"][key], figures[base][key])
+                    for key in ("all_p50_ms", "all_p99_ms", "server_cpu_ms_per_change")
+                }
+                for base in ("raw", "raw-tuned")
             }
             per_layer[str(n)] = figures
         out["layers"][layer] = per_layer

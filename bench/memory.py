@@ -28,10 +28,10 @@ def _settled_rss(server: Server) -> int:
     return server.rss_kib()
 
 
-def one(system: str, n_idle: int, n_hot: int, rep: int) -> dict[str, Any]:
+def one(system: str, n_idle: int, n_hot: int, rep: int, redis_url: str | None) -> dict[str, Any]:
     route = "ws" if system == "zocket" else "raw"
     zocket = system == "zocket"
-    with Server(label="memory") as server:
+    with Server(label="memory", redis_url=redis_url) as server:
         asyncio.run(_warm(server.url(route), zocket))
         base = _settled_rss(server)
         ctx = load.mp.get_context("spawn")
@@ -56,16 +56,19 @@ def one(system: str, n_idle: int, n_hot: int, rep: int) -> dict[str, Any]:
     return out
 
 
-def run(reps: int, n_idle: int, n_hot: int) -> dict[str, Any]:
-    runs: dict[str, list[dict[str, Any]]] = {"zocket": [], "raw": []}
-    for rep in range(reps):
-        for system in runs:
-            r = one(system, n_idle, n_hot, rep)
-            runs[system].append(r)
-            extra = f", +{r['per_hot_instance_kib']:.1f} KiB per hot instance" if "per_hot_instance_kib" in r else ""
-            log(f"memory {system:<6} rep {rep + 1}/{reps}: base {r['base_kib'] / 1024:.1f} MiB, "
-                f"+{r['per_idle_conn_kib']:.1f} KiB per idle connection{extra}")
-    out: dict[str, Any] = {"n_idle": n_idle, "n_hot": n_hot, "reps": reps}
-    for system, rs in runs.items():
-        out[system] = {key: summary([r[key] for r in rs]) for key in rs[0]}
+def run(reps: int, n_idle: int, n_hot: int, layers: dict[str, str | None]) -> dict[str, Any]:
+    """``layers``: label → REDIS_URL (``None`` for the in-memory layer)."""
+    out: dict[str, Any] = {"n_idle": n_idle, "n_hot": n_hot, "reps": reps, "layers": {}}
+    for layer, redis_url in layers.items():
+        runs: dict[str, list[dict[str, Any]]] = {"zocket": [], "raw": []}
+        for rep in range(reps):
+            for system in runs:
+                r = one(system, n_idle, n_hot, rep, redis_url)
+                runs[system].append(r)
+                hot = r.get("per_hot_instance_kib")
+                extra = f", +{hot:.1f} KiB per hot instance" if hot is not None else ""
+                log(f"memory {layer:<6} {system:<6} rep {rep + 1}/{reps}: base {r['base_kib'] / 1024:.1f} MiB, "
+                    f"+{r['per_idle_conn_kib']:.1f} KiB per idle connection{extra}")
+        out["layers"][layer] = {system: {key: summary([r[key] for r in rs]) for key in rs[0]}
+                                for system, rs in runs.items()}
     return out

@@ -122,7 +122,9 @@ def _headline(r: dict[str, Any]) -> list[str]:
                 ra = f["ratios"]
                 rows.append(
                     f"| fan-out to {int(n):,}, {layer} layer | time until all received (p50) "
-                    f"{fx(ra['all_p50_ms'])}, server CPU per change {fx(ra['server_cpu_ms_per_change'])} | {DASH} |"
+                    f"{fx(ra['raw']['all_p50_ms'])}, server CPU per change {fx(ra['raw']['server_cpu_ms_per_change'])} "
+                    f"| time until all received (p50) {fx(ra['raw-tuned']['all_p50_ms'])}, server CPU per change "
+                    f"{fx(ra['raw-tuned']['server_cpu_ms_per_change'])} |"
                 )
     if not rows:
         return []
@@ -211,20 +213,26 @@ def _fanout(s: dict[str, Any] | None) -> list[str]:
         "",
         "A driver socket calls `increment` on an instance N sockets are subscribed to (spread over several client "
         "processes); *all received* is the time from sending the call until the last subscriber got the patch. "
-        f"{s['reps']} repetitions of {s['changes_per_rep']} changes, one change at a time. Raw baseline: one "
-        "consumer per subscriber in a Channels group, one group message per subscriber, each encoding its JSON.",
+        f"{s['reps']} repetitions of {s['changes_per_rep']} changes, one change at a time, on a fresh daphne "
+        "for each row. Raw baselines: one consumer per subscriber in a Channels group, one group message per "
+        "subscriber, each encoding its JSON (**raw**: stock dispatch, with the `close_old_connections` thread "
+        "hop before each group message; **raw-tuned**: without it). *Server CPU per change* is the daphne "
+        "process's CPU time from the call until every subscriber had the patch (less sensitive than the "
+        "times to other load on the machine).",
         "",
         "| layer | subscribers | system | all received p50 ms | all received p99 ms | one delivery p50 ms | "
-        "deliveries/s | server CPU ms per change | lost / delivered | zocket / raw (p50, p99, CPU) |",
+        "deliveries/s | server CPU ms per change | lost / delivered | zocket / this (p50, p99, CPU) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for layer, sizes in s["layers"].items():
         for n, f in sizes.items():
-            for system in ("zocket", "raw"):
+            for system in ("zocket", "raw", "raw-tuned"):
+                if system not in f:
+                    continue
                 g = f[system]
-                ra = f["ratios"]
+                ra = f["ratios"].get(system)
                 ratios = (f"{fx(ra['all_p50_ms'])}, {fx(ra['all_p99_ms'])}, {fx(ra['server_cpu_ms_per_change'])}"
-                          if system == "zocket" else "")
+                          if ra else "")
                 out.append(
                     f"| {layer} | {int(n):,} | {system} | {fmt(g['all_p50_ms'], 1)} | {fmt(g['all_p99_ms'], 1)} | "
                     f"{fmt(g['each_p50_ms'], 1)} | {fmt(g['deliveries_per_s'])} | "
@@ -285,21 +293,29 @@ def _cluster(s: dict[str, Any] | None) -> list[str]:
 def _memory(s: dict[str, Any] | None) -> list[str]:
     if _skip(s):
         return []
-    z, raw = s["zocket"], s["raw"]
-    return [
-        "## 5. Memory (daphne RSS, in-memory layer)",
+    layers = s["layers"]
+    head = " | ".join(f"zocket, {layer} | raw consumer, {layer}" for layer in layers)
+    out = [
+        "## 5. Memory (daphne RSS)",
         "",
         f"A fresh daphne per repetition: RSS after one warm-up connection, after {s['n_idle']:,} idle "
         f"connections, and (zocket) after {s['n_hot']:,} hot `bench_counter` instances activated over one "
         "more connection.",
         "",
-        "| figure | zocket | raw consumer |",
-        "|---|---|---|",
-        f"| RSS at start, MiB | {fmt(z['base_kib'], 1, 1 / 1024)} | {fmt(raw['base_kib'], 1, 1 / 1024)} |",
-        f"| per idle connection, KiB | {fmt(z['per_idle_conn_kib'], 1)} | {fmt(raw['per_idle_conn_kib'], 1)} |",
-        f"| per hot actor instance, KiB | {fmt(z.get('per_hot_instance_kib'), 1)} | {DASH} |",
-        "",
+        f"| figure | {head} |",
+        "|---|" + "---|" * (2 * len(layers)),
     ]
+    for key, label, digits, scale in (("base_kib", "RSS at start, MiB", 1, 1 / 1024),
+                                      ("per_idle_conn_kib", "per idle connection, KiB", 1, 1.0),
+                                      ("per_hot_instance_kib", "per hot actor instance, KiB", 1, 1.0)):
+        cells = []
+        for figures in layers.values():
+            for system in ("zocket", "raw"):
+                value = figures[system].get(key)
+                cells.append(fmt(value, digits, scale) if value else DASH)
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    out.append("")
+    return out
 
 
 # -- the plot ---------------------------------------------------------------------------
@@ -347,8 +363,8 @@ def plot(r: dict[str, Any], path: Path) -> bool:
             labels, data, cols = [], [], []
             for layer, sizes in f["layers"].items():
                 for n, g in sizes.items():
-                    for system in ("zocket", "raw"):
-                        values = g[system].get("sample_all_ms", [])
+                    for system in ("zocket", "raw", "raw-tuned"):
+                        values = g.get(system, {}).get("sample_all_ms", [])
                         if values:
                             labels.append(f"{system} {layer} {int(n):,}")
                             data.append(values)
