@@ -352,6 +352,7 @@ def plot(r: dict[str, Any], path: Path) -> bool:
                 ys = [(i + 1) / len(data) for i in range(len(data))]
                 ax.plot(data, ys, label=system, color=colors[system])
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel("round trip, ms (log)")
@@ -376,6 +377,7 @@ def plot(r: dict[str, Any], path: Path) -> bool:
                     patch.set_alpha(0.5)
                 ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=7, rotation=35, ha="right")
                 ax.set_yscale("log")
+                ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
                 ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}"))
                 ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
                 ax.set_ylabel("time until all subscribers received, ms (log)")
