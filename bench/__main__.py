@@ -117,6 +117,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="where to write RESULTS.md, results.json and latency.png")
     parser.add_argument("--profile", choices=("rpc", "rpc-redis", "fanout", "patch"),
                         help="instead of the benchmarks, record a py-spy profile of one scenario into bench/out/")
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite RESULTS.md and latency.png from results.json and bench/out/samples.json")
     parser.add_argument("--no-install", action="store_true", help="do not pip install bench/requirements.txt")
     args = parser.parse_args()
 
@@ -128,6 +130,13 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.no_install:
         ensure_requirements()
+    if args.render:
+        from . import report
+
+        out_dir = args.out or (OUT / "quick" if args.quick else ROOT / "bench")
+        report.write(report.restore(out_dir), out_dir)
+        log(f"rewrote {out_dir / 'RESULTS.md'}")
+        return
     if args.profile:
         from . import profile
 

@@ -50,6 +50,22 @@ def samples(data: Any, path: str = "") -> dict[str, Any]:
     return found
 
 
+def restore(out_dir: Path) -> dict[str, Any]:
+    """results.json with the samples of out/samples.json put back (for ``--render``)."""
+    results = json.loads((out_dir / "results.json").read_text())
+    stored = ROOT / "bench" / "out" / "samples.json"
+    for path, values in (json.loads(stored.read_text()) if stored.exists() else {}).items():
+        *parents, leaf = path.strip("/").split("/")
+        node = results
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+            if node is None:
+                break
+        if isinstance(node, dict):
+            node[leaf] = values
+    return results
+
+
 def write(results: dict[str, Any], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(without_samples(results), indent=1, default=str) + "\n")
