@@ -112,12 +112,40 @@ async def measure(n: int, reps: int, budget: float) -> dict[str, Any]:
     }
 
 
+def edits(n: int) -> list[dict[str, Any]]:
+    """Other edits than append on a list of n items: jsonpatch against the prototype (time and patch size)."""
+    import jsonpatch
+
+    from . import prototype_diff
+
+    old = {"items": [{"id": i, "text": f"item {i}"} for i in range(n)]}
+    shapes = {
+        "append": [*old["items"], {"id": -1, "text": "new"}],
+        "insert at front": [{"id": -1, "text": "new"}, *old["items"]],
+        "edit one in the middle": [dict(d, text="changed") if d["id"] == n // 2 else d for d in old["items"]],
+        "remove the first": old["items"][1:],
+    }
+    rows = []
+    for shape, items in shapes.items():
+        new = {"items": [dict(d) for d in items]}
+        row: dict[str, Any] = {"items": n, "edit": shape}
+        for name, fn in (("jsonpatch", lambda a, b: jsonpatch.make_patch(a, b).patch),
+                         ("prototype", prototype_diff.diff)):
+            t0 = time.perf_counter()
+            ops = fn(old, new)
+            row[f"{name}_ms"] = (time.perf_counter() - t0) * 1e3
+            row[f"{name}_ops"] = len(ops)
+            row[f"{name}_bytes"] = len(json.dumps(ops, separators=(",", ":")))
+        rows.append(row)
+    return rows
+
+
 def main(argv: list[str]) -> None:
     _setup()
     reps = int(os.environ.get("BENCH_REPS", "5"))
     budget = float(os.environ.get("BENCH_BUDGET", "0.3"))
     sizes = [int(a) for a in argv] or [10, 1000, 100000]
-    out = [asyncio.run(measure(n, reps, budget)) for n in sizes]
+    out = {"sizes": [asyncio.run(measure(n, reps, budget)) for n in sizes], "edits": edits(max(sizes))}
     json.dump(out, sys.stdout)
 
 
@@ -134,7 +162,8 @@ def run_subprocess(sizes: tuple[int, ...], reps: int, budget: float) -> dict[str
     env = dict(os.environ, BENCH_REPS=str(reps), BENCH_BUDGET=str(budget), PYTHONPATH=str(ROOT))
     done = subprocess.run([sys.executable, "-m", "bench.patchcost", *map(str, sizes)], cwd=ROOT, env=env,
                           capture_output=True, text=True, check=True, timeout=600)
-    rows = json.loads(done.stdout)
+    measured = json.loads(done.stdout)
+    rows = measured["sizes"]
     for row in rows:
         from .harness import summary
 
@@ -142,4 +171,6 @@ def run_subprocess(sizes: tuple[int, ...], reps: int, budget: float) -> dict[str
         log(f"patch {row['items']:>6} items: step {row['step_ms']['median']:.3f} ms, diff {row['diff_ms']:.3f} ms, "
             f"prototype diff {row['prototype_diff_ms']:.3f} ms, patch {row['patch_bytes']} B vs "
             f"state {row['full_state_bytes']:,} B")
-    return {"sizes": rows, "reps": reps}
+    import jsonpatch
+
+    return {"sizes": rows, "edits": measured["edits"], "reps": reps, "jsonpatch": jsonpatch.__version__}

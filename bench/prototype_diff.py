@@ -1,10 +1,11 @@
 """A prototype diff for the report, not used by zocket_django: what skipping equal parts would save.
 
-``jsonpatch.make_patch`` JSON-encodes every element of both lists to compare
-them (jsonpatch 1.47), so one ``append`` to a list of n items costs 2n
-``json.dumps`` calls. This prototype walks dicts by key and trims the common
-prefix and suffix of lists with C-level ``==`` first, and only hands the
-differing middle to jsonpatch. Caveat for a real version: Python's ``==``
+``jsonpatch.make_patch`` (1.47) JSON-encodes every element of both lists to
+compare them, so one ``append`` to a list of n items costs 2n ``json.dumps``
+calls (jsonpatch 1.33 compared lists index by index instead: fast for an
+append, but 2n operations for an insert at the front). This prototype walks
+dicts by key, trims the common prefix and suffix of lists with C-level ``==``
+and hands only the differing middle to jsonpatch. Caveat for a real version: Python's ``==``
 equates ``1``, ``1.0`` and ``True``; states dumped by pydantic in JSON mode
 from precise types do not mix them, but ``Any``/union fields could.
 """
@@ -49,12 +50,18 @@ def diff(old: Any, new: Any, path: str = "") -> list[dict[str, Any]]:
         if len(mid_old) == len(mid_new):
             pairs = enumerate(zip(mid_old, mid_new, strict=True))
             return [op for i, (a, b) in pairs for op in diff(a, b, _ptr(path, p + i))]
-        return [_prefixed(op, path) for op in jsonpatch.make_patch(old, new).patch]
+        # Only the differing middle goes to jsonpatch; its indices move up by p.
+        return [_shifted(op, path, p) for op in jsonpatch.make_patch(mid_old, mid_new).patch]
     return [{"op": "replace", "path": path, "value": new}]
 
 
-def _prefixed(op: dict[str, Any], path: str) -> dict[str, Any]:
-    op = {**op, "path": path + op["path"]}
+def _shifted(op: dict[str, Any], path: str, offset: int) -> dict[str, Any]:
+    def move(pointer: str) -> str:
+        head, sep, rest = pointer[1:].partition("/")
+        index = str(int(head) + offset) if head.isdigit() else head
+        return f"{path}/{index}{sep}{rest}"
+
+    op = {**op, "path": move(op["path"])}
     if "from" in op:
-        op["from"] = path + op["from"]
+        op["from"] = move(op["from"])
     return op

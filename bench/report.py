@@ -281,6 +281,21 @@ def _patch(s: Any) -> list[str]:
             f"{row['prototype_diff_ms']:.3f} | {row['rollback_validate_ms']:.3f} | {row['patch_bytes']:,} | "
             f"{row['full_state_bytes']:,} | {row['full_state_bytes'] / row['patch_bytes']:,.0f}{TIMES} |"
         )
+    edits = s.get("edits")
+    if edits:
+        out += [
+            "",
+            f"Other edits on {edits[0]['items']:,} items, one run each: jsonpatch {s.get('jsonpatch', '')} "
+            "(what `patches.diff` calls) against the prototype; time, operations and bytes of the patch.",
+            "",
+            "| edit | jsonpatch ms | jsonpatch ops / bytes | prototype ms | prototype ops / bytes |",
+            "|---|---|---|---|---|",
+        ]
+        for e in edits:
+            out.append(
+                f"| {e['edit']} | {e['jsonpatch_ms']:.1f} | {e['jsonpatch_ops']:,} / {e['jsonpatch_bytes']:,} | "
+                f"{e['prototype_ms']:.1f} | {e['prototype_ops']:,} / {e['prototype_bytes']:,} |"
+            )
     out.append("")
     return out
 
