@@ -50,10 +50,17 @@ def samples(data: Any, path: str = "") -> dict[str, Any]:
     return found
 
 
+def samples_path(out_dir: Path) -> Path:
+    """Raw samples stay out of git: bench/out/samples.json for the committed results, else beside them."""
+    if out_dir.resolve() == (ROOT / "bench").resolve():
+        return ROOT / "bench" / "out" / "samples.json"
+    return out_dir / "samples.json"
+
+
 def restore(out_dir: Path) -> dict[str, Any]:
     """results.json with the samples of out/samples.json put back (for ``--render``)."""
     results = json.loads((out_dir / "results.json").read_text())
-    stored = ROOT / "bench" / "out" / "samples.json"
+    stored = samples_path(out_dir)
     for path, values in (json.loads(stored.read_text()) if stored.exists() else {}).items():
         *parents, leaf = path.strip("/").split("/")
         node = results
@@ -69,9 +76,9 @@ def restore(out_dir: Path) -> dict[str, Any]:
 def write(results: dict[str, Any], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(without_samples(results), indent=1, default=str) + "\n")
-    raw_dir = ROOT / "bench" / "out"
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    (raw_dir / "samples.json").write_text(json.dumps(samples(results), default=str))
+    stored = samples_path(out_dir)
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    stored.write_text(json.dumps(samples(results), default=str))
     plotted = plot(results, out_dir / "latency.png")
     (out_dir / "RESULTS.md").write_text(markdown(results, plotted))
 
