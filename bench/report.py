@@ -284,8 +284,8 @@ def _patch(s: Any) -> list[str]:
     ]
     for row in rows:
         out.append(
-            f"| {row['items']:,} | {fmt(row['step_ms'], 3)} | {row['model_dump_ms']:.3f} | {row['diff_ms']:.3f} | "
-            f"{row['prototype_diff_ms']:.3f} | {row['rollback_validate_ms']:.3f} | {row['patch_bytes']:,} | "
+            f"| {row['items']:,} | {fmt(row['step_ms'], 3)} | {row['model_dump_ms']:,.3f} | {row['diff_ms']:,.3f} | "
+            f"{row['prototype_diff_ms']:,.3f} | {row['rollback_validate_ms']:,.3f} | {row['patch_bytes']:,} | "
             f"{row['full_state_bytes']:,} | {row['full_state_bytes'] / row['patch_bytes']:,.0f}{TIMES} |"
         )
     edits = s.get("edits")
@@ -300,8 +300,8 @@ def _patch(s: Any) -> list[str]:
         ]
         for e in edits:
             out.append(
-                f"| {e['edit']} | {e['jsonpatch_ms']:.1f} | {e['jsonpatch_ops']:,} / {e['jsonpatch_bytes']:,} | "
-                f"{e['prototype_ms']:.1f} | {e['prototype_ops']:,} / {e['prototype_bytes']:,} |"
+                f"| {e['edit']} | {e['jsonpatch_ms']:,.1f} | {e['jsonpatch_ops']:,} / {e['jsonpatch_bytes']:,} | "
+                f"{e['prototype_ms']:,.1f} | {e['prototype_ops']:,} / {e['prototype_bytes']:,} |"
             )
     out.append("")
     return out
