@@ -1,0 +1,1 @@
+"""Benchmarks of zocket-django against raw Channels (not tests): ``python -m bench``."""

@@ -38,6 +38,8 @@ def test_check_reports_each_broken_declaration_with_its_id():
         ("zocket.E002", "NoDefaults.State cannot be built from its defaults"),
         ("zocket.E003", "BadParams.connect"),
         ("zocket.E004", "event 'ping' has no payload schema"),
+        ("zocket.E008", "permission 'no_app_label' must be a string 'app_label.codename'"),
+        ("zocket.E008", "BadRules.read: 'read' is an access rule attribute"),
     ]:
         assert any(code in line and words in line for line in proc.stderr.splitlines()), (code, proc.stderr)
 
@@ -91,3 +93,74 @@ def test_method_signatures_become_input_models():
     assert plain.input_model.model_validate({"a": 1}).b == "x"
     assert set(Sig.spec.methods) == {"plain", "renamed"}
     assert not Sig.spec.methods["renamed"].is_async
+
+
+def test_access_rules_add_up_into_one_guard_per_method():
+    from zocket_django import Rule
+
+    class S(BaseModel):
+        n: int = 0
+
+    def actor_check(ctx):
+        return True
+
+    async def method_check(ctx):
+        return True
+
+    def enrich(ctx):
+        return {}
+
+    class Guarded(Actor):
+        name = "guard_test"
+        State = S
+        permissions = ["auth.view_user"]
+        check = actor_check
+        middleware = [enrich]
+        read = Rule(permissions="auth.view_group")
+
+        @method
+        async def plain(self, ctx) -> None:
+            pass
+
+        @method(permissions=["auth.change_user", "auth.view_user"], check=method_check)
+        async def strict(self, ctx) -> None:
+            pass
+
+    class Open(Actor):
+        name = "open_test"
+        State = S
+
+        @method
+        async def anything(self, ctx) -> None:
+            pass
+
+    registry._specs.pop("guard_test")
+    registry._specs.pop("open_test")
+    plain, strict = Guarded.spec.methods["plain"].guard, Guarded.spec.methods["strict"].guard
+    assert plain.login_required and plain.permissions == ("auth.view_user",)
+    assert [fn for fn, _ in plain.checks] == [actor_check] and [fn for fn, _ in plain.middleware] == [enrich]
+    assert strict.permissions == ("auth.view_user", "auth.change_user")
+    assert [(fn, is_async) for fn, is_async in strict.checks] == [(actor_check, False), (method_check, True)]
+    assert Guarded.spec.read_guard.permissions == ("auth.view_user", "auth.view_group")
+    assert Guarded.spec.problems == []
+    # No rule at all: no guard, nothing to pay per call.
+    assert Open.spec.methods["anything"].guard is None and Open.spec.read_guard is None
+
+
+def test_bad_access_rules_are_problems():
+    class S(BaseModel):
+        n: int = 0
+
+    class Bad(Actor):
+        name = "bad_rules_test"
+        State = S
+        middleware = "not a list"
+        read = 5
+
+        @method(check="not callable")
+        async def m(self, ctx) -> None:
+            pass
+
+    registry._specs.pop("bad_rules_test")
+    messages = [m for code, m in Bad.spec.problems if code == "zocket.E008"]
+    assert len(messages) == 3, messages

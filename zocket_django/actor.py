@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 from pydantic import BaseModel
 
 from . import schema
+from .access import Check, Guard, Rule, as_rule, compile_guard
 from .persistence import Persist
 
 if TYPE_CHECKING:
@@ -31,21 +32,41 @@ class MethodOptions:
     """What ``@method(...)`` was given; stored on the function until the class is built."""
 
     name: str | None = None
+    rule: Rule | None = None
 
 
 @overload
 def method(fn: F, /) -> F: ...
 @overload
-def method(*, name: str | None = None) -> Callable[[F], F]: ...
-def method(fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
+def method(
+    *,
+    name: str | None = None,
+    login_required: bool = False,
+    permissions: str | Iterable[str] = (),
+    check: Check | None = None,
+) -> Callable[[F], F]: ...
+def method(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    login_required: bool = False,
+    permissions: str | Iterable[str] = (),
+    check: Check | None = None,
+) -> Any:
     """Mark an actor function as callable over the wire.
 
     Its parameters after ``ctx`` are its input (validated before it runs), its
     return annotation types its result. ``async def`` runs on the event loop;
     a plain ``def`` runs in a worker thread (so it may use the ORM). Either way
     an instance runs one call at a time.
+
+    ``login_required``, ``permissions`` and ``check`` restrict who may call it,
+    on top of the actor's own rules (see ``zocket_django.access``).
     """
-    options = MethodOptions(name=name)
+    rule = Rule(login_required=login_required, permissions=permissions, check=check)
+    has_rule = rule.login_required or rule.permissions or rule.check is not None
+    options = MethodOptions(name=name, rule=rule if has_rule else None)
 
     def mark(f: F) -> F:
         f.__zocket_method__ = options  # type: ignore[attr-defined]
@@ -64,6 +85,8 @@ class MethodSpec:
     input_model: type[BaseModel]
     result: schema.Payload | None
     takes_input: bool
+    #: Everything checked at the consumer before a call is queued; ``None``: nothing.
+    guard: Guard | None = None
 
     def serialize_result(self, value: Any) -> Any:
         if self.result is None:
@@ -85,6 +108,8 @@ class ActorSpec:
     checkpoint_every: float | None = None
     schema_version: int = 1
     problems: list[tuple[str, str]] = field(default_factory=list)  # (check id, message)
+    #: What ``state:sub`` / ``event:sub`` must pass; ``None``: anyone may read.
+    read_guard: Guard | None = None
 
     def initial_state(self) -> BaseModel:
         return self.state_model()
@@ -129,9 +154,22 @@ class Context:
 
     ``client_id`` is ``None`` for ``on_activate``/``on_deactivate``.
     ``user_id`` is the user's primary key as a string, ``None`` when anonymous.
+    Values added by access middleware are in ``extra`` and readable as
+    attributes (``ctx.role``).
     """
 
-    __slots__ = ("actor", "actor_id", "claims", "client_id", "clients", "emissions", "method", "user", "user_id")
+    __slots__ = (
+        "actor",
+        "actor_id",
+        "claims",
+        "client_id",
+        "clients",
+        "emissions",
+        "extra",
+        "method",
+        "user",
+        "user_id",
+    )
 
     def __init__(
         self,
@@ -144,6 +182,7 @@ class Context:
         claims: dict[str, Any] | None = None,
         user: AbstractBaseUser | AnonymousUser | None = None,
         method: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         self.actor = actor
         self.actor_id = actor_id
@@ -153,7 +192,16 @@ class Context:
         self.claims = claims if claims is not None else {}
         self.user = user
         self.method = method
+        self.extra = extra if extra is not None else {}
         self.emissions: list[Emission] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name != "extra" and not name.startswith("__"):
+            try:
+                return self.extra[name]
+            except KeyError:
+                pass
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def emit(self, event: str, payload: Any = None) -> Emission:
         """Queue ``event``; it is sent after the step succeeds, broadcast by default."""
@@ -177,6 +225,11 @@ class Actor:
     ``ON_DEACTIVATE``) and ``schema_version``, and may define the classmethod
     ``upgrade_state(cls, data, schema_version) -> dict`` for saved states that
     no longer fit ``State`` (see ``zocket_django.persistence``).
+    Access rules, checked at the consumer for every call and subscription:
+    ``login_required``, ``permissions`` (Django permission names, all
+    required), ``check`` (a function of the request, sync or async),
+    ``middleware`` (functions that add values to the context or refuse), and
+    ``read``, a ``Rule`` that subscriptions must pass on top of those.
     """
 
     name: ClassVar[str]
@@ -186,6 +239,12 @@ class Actor:
     checkpoint_every: ClassVar[float | None] = None
     schema_version: ClassVar[int] = 1
     spec: ClassVar[ActorSpec]
+
+    login_required: ClassVar[bool] = False
+    permissions: ClassVar[Iterable[str]] = ()
+    check: ClassVar[Check | None] = None
+    middleware: ClassVar[Iterable[Callable[..., Any]]] = ()
+    read: ClassVar[Rule | Check | None] = None
 
     def __init__(self, actor_id: str, state: BaseModel) -> None:
         self.id = actor_id
@@ -218,11 +277,24 @@ def _build_spec(cls: type[Actor]) -> ActorSpec:
             problems.append(("zocket.E002", f"{cls.__qualname__}.State cannot be built from its defaults: {exc}"))
     spec = ActorSpec(name=name, cls=cls, state_model=state_model, problems=problems)
     _persistence_options(cls, spec)
+    actor_rule, read_rule, chain = _access(cls, problems)
+    spec.read_guard = compile_guard([actor_rule, read_rule], chain)
 
     for attr, fn in inspect.getmembers(cls, inspect.isfunction):
         options: MethodOptions | None = getattr(fn, "__zocket_method__", None)
         if options is None:
             continue
+        if attr in ACCESS_ATTRIBUTES:
+            problems.append(
+                (
+                    "zocket.E008",
+                    f"{cls.__qualname__}.{attr}: {attr!r} is an access rule attribute; name the function "
+                    f"differently and keep the wire name with @method(name={attr!r})",
+                )
+            )
+            continue
+        if options.rule is not None:
+            problems.extend(("zocket.E008", p) for p in options.rule.problems(f"{cls.__qualname__}.{attr}"))
         wire_name = options.name or attr
         try:
             model = schema.input_model(fn, f"{cls.__name__}_{wire_name}_input")
@@ -237,6 +309,7 @@ def _build_spec(cls: type[Actor]) -> ActorSpec:
             input_model=model,
             result=result,
             takes_input=bool(model.model_fields),
+            guard=compile_guard([actor_rule, options.rule], chain),
         )
 
     for event_name, annotation in (cls.events or {}).items():
@@ -282,3 +355,39 @@ def _persistence_options(cls: type[Actor], spec: ActorSpec) -> None:
     if upgrade is not None and not isinstance(upgrade, classmethod | staticmethod):
         message = f"{where}.upgrade_state must be a classmethod (cls, data, schema_version)"
         spec.problems.append(("zocket.E007", message))
+
+
+ACCESS_ATTRIBUTES = ("login_required", "permissions", "check", "middleware", "read")
+
+
+def _access(cls: type[Actor], problems: list[tuple[str, str]]) -> tuple[Rule | None, Rule | None, tuple[Any, ...]]:
+    """The actor's rule, its read rule and its middleware chain, with problems collected."""
+    where = cls.__qualname__
+    found: list[str] = []
+    actor_rule = read_rule = None
+    check = getattr(cls, "check", None)
+    if getattr(check, "__zocket_method__", None) is not None:
+        check = None  # reported with the methods
+    try:
+        actor_rule = Rule(
+            login_required=getattr(cls, "login_required", False),
+            permissions=getattr(cls, "permissions", ()),
+            check=check,
+        )
+        found += actor_rule.problems(where)
+    except TypeError as exc:
+        found.append(f"{where}: bad access rule: {exc}")
+    read = getattr(cls, "read", None)
+    if getattr(read, "__zocket_method__", None) is None:
+        try:
+            read_rule = as_rule(read)
+            if read_rule is not None:
+                found += read_rule.problems(f"{where}.read")
+        except TypeError as exc:
+            found.append(f"{where}.read: {exc}")
+    chain = getattr(cls, "middleware", ()) or ()
+    if callable(chain) or isinstance(chain, str) or not all(callable(fn) for fn in chain):
+        found.append(f"{where}.middleware must be a list of functions, not {chain!r}")
+        chain = ()
+    problems.extend(("zocket.E008", p) for p in found)
+    return actor_rule, read_rule, tuple(chain)

@@ -1,10 +1,53 @@
-"""Who is calling: the Django user of a WebSocket scope, its id and its claims."""
+"""Who is calling: the Django user of a WebSocket, from its session or a token.
+
+Browsers bring the session cookie; ``AuthMiddlewareStack`` (see ``routing``)
+turns it into ``scope["user"]``. Other clients bring a bearer token made by
+``issue_token`` (or ``manage.py zocket_token <username>``), read by the
+authenticator named in ``ZOCKET["AUTHENTICATOR"]`` (this module's
+``token_authenticator`` by default) from, in this order:
+
+- the ``Authorization: Bearer <token>`` header (scripts, apps);
+- a ``Sec-WebSocket-Protocol`` entry ``zocket.token.<token>`` (browsers,
+  which cannot set headers: ``new WebSocket(url, ["zocket", "zocket.token." + token])``);
+  the socket is then accepted with the subprotocol ``zocket`` when offered,
+  else with the token entry itself, as browsers require one of theirs back;
+- the query string ``?token=<token>`` (last resort: URLs end up in logs).
+
+A token that is given but invalid, forged or expired refuses the connection:
+the socket is accepted, sent one ``error`` frame (code ``unauthenticated``)
+and closed with code 4401, so that a client can tell "log in again" from a
+network failure. Without a token the session decides, and no session is
+simply anonymous.
+
+Tokens are ``django.core.signing`` signatures (``TimestampSigner`` with the
+``ZOCKET["TOKEN_SALT"]`` salt and the ``SECRET_KEY``) of the user's primary
+key, an expiry, and a digest of the user's session hash: changing the
+password revokes every token of that user, as it ends their sessions.
+"""
 
 from __future__ import annotations
 
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from functools import lru_cache
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from django.core import signing
+from django.utils.crypto import constant_time_compare, salted_hmac
+from django.utils.module_loading import import_string
+
+from .conf import zocket_settings
+from .errors import AuthenticationFailed
+
+#: The subprotocol of zocket itself, and the prefix of a token subprotocol entry.
+SUBPROTOCOL = "zocket"
+TOKEN_SUBPROTOCOL_PREFIX = "zocket.token."
+
+#: Separator of token parts: unlike ``:``, allowed in a ``Sec-WebSocket-Protocol`` token.
+_SEP = "."
 
 
 def user_claims(user: Any) -> dict[str, Any]:
@@ -18,9 +61,125 @@ def user_claims(user: Any) -> dict[str, Any]:
 
 
 async def identify(scope: dict[str, Any]) -> tuple[Any, str | None, dict[str, Any]]:
-    """``(user, user_id, claims)`` for a connection; anonymous is ``(user, None, {})``."""
-    user = scope.get("user")
+    """``(user, user_id, claims)`` for a connection; anonymous is ``(user, None, {})``.
+
+    The authenticator answers first; when it finds no credentials the session
+    user of ``AuthMiddlewareStack`` stands. Raises ``AuthenticationFailed``
+    when credentials were given but are not valid.
+    """
+    authenticate = _authenticator(zocket_settings().AUTHENTICATOR)
+    user = await authenticate(scope) if authenticate is not None else None
+    if user is None:
+        user = scope.get("user")
+    else:
+        scope["user"] = user
     if user is None or not getattr(user, "is_authenticated", False):
         return user, None, {}
-    claims = await database_sync_to_async(user_claims)(user)
+    claims = await _claims(zocket_settings().CLAIMS)(user)
     return user, str(user.pk), claims
+
+
+@lru_cache(maxsize=8)
+def _authenticator(path: str | None) -> Callable[[dict[str, Any]], Awaitable[Any]] | None:
+    if not path:
+        return None
+    fn = import_string(path)
+    if inspect.iscoroutinefunction(fn):
+        return fn
+    return database_sync_to_async(fn)
+
+
+@lru_cache(maxsize=8)
+def _claims(path: str) -> Callable[[Any], Awaitable[dict[str, Any]]]:
+    return database_sync_to_async(import_string(path))
+
+
+# -- tokens ----------------------------------------------------------------------
+
+
+def _signer() -> signing.TimestampSigner:
+    return signing.TimestampSigner(salt=zocket_settings().TOKEN_SALT, sep=_SEP)
+
+
+def _session_digest(user: Any) -> str:
+    session_hash = user.get_session_auth_hash() if hasattr(user, "get_session_auth_hash") else ""
+    return salted_hmac(zocket_settings().TOKEN_SALT, session_hash, algorithm="sha256").hexdigest()[:20]
+
+
+def issue_token(user: Any, max_age: int | None = None) -> str:
+    """A bearer token for ``user``, valid ``max_age`` seconds (at most ``ZOCKET["TOKEN_MAX_AGE"]``).
+
+    The token is signed, not encrypted: it carries the user's primary key in
+    the clear. Only characters ``A-Z a-z 0-9 - _ .`` are used, so it fits a
+    header, a query string and a ``Sec-WebSocket-Protocol`` entry as it is.
+    """
+    ceiling = zocket_settings().TOKEN_MAX_AGE
+    lifetime = ceiling if max_age is None else max_age
+    if not 0 < lifetime <= ceiling:
+        raise ValueError(f"max_age must be between 1 and TOKEN_MAX_AGE ({ceiling}) seconds, not {max_age}")
+    payload = {"u": str(user.pk), "e": int(time.time() + lifetime), "h": _session_digest(user)}
+    return _signer().sign_object(payload, compress=False)
+
+
+def user_for_token(token: str) -> Any:
+    """The active user a token was issued to; ``AuthenticationFailed`` otherwise (runs in a thread)."""
+    from django.contrib.auth import get_user_model
+
+    try:
+        payload = _signer().unsign_object(token, max_age=zocket_settings().TOKEN_MAX_AGE)
+    except signing.SignatureExpired:
+        raise AuthenticationFailed("token expired") from None
+    except (signing.BadSignature, ValueError, UnicodeError):
+        raise AuthenticationFailed("invalid token") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("e"), int) or payload["e"] < time.time():
+        raise AuthenticationFailed("token expired")
+    model = get_user_model()
+    try:
+        user = model._default_manager.get(pk=payload.get("u"))
+    except (model.DoesNotExist, ValueError, TypeError):
+        raise AuthenticationFailed("invalid token") from None
+    if not getattr(user, "is_active", True):
+        raise AuthenticationFailed("invalid token")
+    if not constant_time_compare(str(payload.get("h", "")), _session_digest(user)):
+        raise AuthenticationFailed("token revoked")
+    return user
+
+
+def token_from_scope(scope: dict[str, Any]) -> str | None:
+    """The bearer token a client sent (header, subprotocol or query string), or ``None``."""
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, credentials = value.decode("latin1").partition(" ")
+            if scheme.lower() == "bearer" and credentials.strip():
+                return credentials.strip()
+    for protocol in scope.get("subprotocols", ()):
+        if protocol.startswith(TOKEN_SUBPROTOCOL_PREFIX):
+            return protocol[len(TOKEN_SUBPROTOCOL_PREFIX) :]
+    query = scope.get("query_string", b"")
+    if query and b"token=" in query:
+        tokens = parse_qs(query.decode("latin1")).get("token")
+        if tokens:
+            return tokens[0]
+    return None
+
+
+def accepted_subprotocol(scope: dict[str, Any]) -> str | None:
+    """The subprotocol to accept the socket with, among those the client offered."""
+    offered = scope.get("subprotocols") or ()
+    if SUBPROTOCOL in offered:
+        return SUBPROTOCOL
+    for protocol in offered:
+        if protocol.startswith(TOKEN_SUBPROTOCOL_PREFIX):
+            return protocol
+    return None
+
+
+async def token_authenticator(scope: dict[str, Any]) -> Any:
+    """The default authenticator: the user of a bearer token, ``None`` without one.
+
+    Costs nothing on connections without a token (no thread hop).
+    """
+    token = token_from_scope(scope)
+    if token is None:
+        return None
+    return await database_sync_to_async(user_for_token)(token)

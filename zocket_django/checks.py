@@ -4,8 +4,9 @@ Ids: zocket.E001 duplicate actor name, E002 state not buildable from defaults,
 E003 method parameters or result not expressible as JSON, E004 event without a
 usable schema, E005 ``State`` not a pydantic model, E006 bad actor name,
 E007 bad persistence options (``persist``, ``checkpoint_every``,
-``schema_version``, ``upgrade_state``), E010 no channel layer, E011 bad
-``ZOCKET`` setting, E012 actor ids longer than a snapshot can hold.
+``schema_version``, ``upgrade_state``), E008 bad access rule (or a method
+named like a rule attribute), E010 no channel layer, E011 bad ``ZOCKET``
+setting, E012 actor ids longer than a snapshot can hold.
 """
 
 from __future__ import annotations

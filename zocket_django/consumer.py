@@ -6,12 +6,18 @@ channel-layer channel of its own (the process's node receives for every
 socket), and it does not run ``close_old_connections`` in a thread before every
 frame (database work only ever happens inside ``database_sync_to_async``,
 which manages connections itself).
+
+It is also the edge where identity and access rules are enforced (the Django
+user object lives here): refusals are answered before anything is queued, so
+a refused request changes nothing, not even which instances are hot.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import time
 from typing import Any
 
 from channels.exceptions import StopConsumer
@@ -20,16 +26,27 @@ from channels.utils import await_many_dispatch
 from pydantic import BaseModel, ValidationError
 
 from . import protocol
+from .access import Guard, Request, admit, gate
 from .actor import ActorSpec, MethodSpec
-from .auth import identify
-from .conf import zocket_settings
+from .auth import accepted_subprotocol, identify
+from .conf import ZocketSettings, zocket_settings
+from .errors import AuthenticationFailed, ZocketError
 from .node import Node, get_node
 from .protocol import Code
 from .registry import registry
-from .runtime import EVENTS, STATE, Caller
+from .runtime import EVENTS, STATE, Caller, debug_details
 from .schema import validation_details
 
 log = logging.getLogger("zocket_django")
+
+#: Longest ``id`` of an ``rpc`` or ``ping`` (it is echoed back).
+MAX_ID_LENGTH = 128
+#: Longest string (``type``, ``id``, ``actor``, ``actorId``) echoed in the ``ref`` of an ``error`` frame.
+MAX_REF_LENGTH = 128
+#: Close code of a connection whose credentials were refused.
+CLOSE_UNAUTHENTICATED = 4401
+#: Seconds between two warnings about one connection exceeding the rate limit.
+OVERLOAD_WARNING_INTERVAL = 10.0
 
 
 class Refusal(Exception):
@@ -46,6 +63,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
     node: Node
     client_id: str
     caller: Caller
+    limits: ZocketSettings
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         # Like AsyncConsumer.__call__, minus the per-connection channel.
@@ -67,9 +85,30 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.node = await get_node()
         self.client_id = self.node.new_client_id()
-        user, user_id, claims = await identify(self.scope)
+        limits = self.limits = zocket_settings()
+        self._valid_id = limits.actor_id_validator()
+        self._rate = float(limits.MESSAGE_RATE or 0)
+        self._burst = self._tokens = float(limits.MESSAGE_BURST)
+        self._stamp = time.monotonic()
+        self._refused = 0  # frames over the rate limit since the last warning
+        self._warned_at = -OVERLOAD_WARNING_INTERVAL
+        self.subscriptions: set[tuple[str, str, str]] = set()
+        self.perm_cache: dict[str, bool] = {}
+        subprotocol = accepted_subprotocol(self.scope)
+        try:
+            user, user_id, claims = await identify(self.scope)
+        except AuthenticationFailed as exc:
+            log.warning(
+                "zocket: connection refused: %s",
+                exc.message,
+                extra={"zocket": {"client": self.client_id, "code": Code.UNAUTHENTICATED, "reason": exc.message}},
+            )
+            await self.accept(subprotocol)
+            await self.send(text_data=protocol.error(Code.UNAUTHENTICATED, exc.message))
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            raise StopConsumer from None
         self.caller = Caller(self.client_id, self.node.channel, user_id, claims, user)
-        await self.accept()
+        await self.accept(subprotocol)
         self.node.attach(self)
         await self.send(text_data=protocol.welcome(self.client_id))
 
@@ -81,13 +120,25 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
     # -- frames ------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        limit = self.limits.MAX_FRAME_BYTES
+        if text_data is None:
+            if bytes_data is not None and len(bytes_data) > limit:
+                await self._too_large(limit)
+                return
+        elif len(text_data) > limit or (len(text_data) * 4 > limit and _utf8_length(text_data) > limit):
+            await self._too_large(limit)
+            return
+        if self._rate:  # token bucket: MESSAGE_RATE per second, MESSAGE_BURST at once
+            now = time.monotonic()
+            tokens = self._tokens + (now - self._stamp) * self._rate
+            self._stamp = now
+            if tokens < 1.0:
+                self._tokens = tokens
+                await self._overloaded(text_data)
+                return
+            self._tokens = tokens - 1.0 if tokens <= self._burst else self._burst - 1.0
         if text_data is None:
             await self.send(text_data=protocol.error(Code.BAD_REQUEST, "binary frames are not supported"))
-            return
-        limit = zocket_settings().MAX_FRAME_BYTES
-        if len(text_data) > limit or (len(text_data) * 4 > limit and len(text_data.encode()) > limit):
-            log.warning("zocket: frame over %d bytes from %s; closing", limit, self.client_id)
-            await self.close(code=1009)
             return
         try:
             message = protocol.decode(text_data)
@@ -98,6 +149,10 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             await self.send(
                 text_data=protocol.error(Code.BAD_REQUEST, "frame must be a JSON object with a string type")
             )
+            return
+        if "\\u" in text_data and protocol.has_lone_surrogate(text_data, message):
+            # A JSON escape made a lone surrogate: no UTF-8 text can carry it back.
+            await self._error(Code.BAD_REQUEST, "frame holds a lone surrogate (not valid Unicode)", {})
             return
         handler = self._frame_handlers.get(message["type"])
         if handler is None:
@@ -110,25 +165,62 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(rpc_id, str):
             await self._error(Code.BAD_REQUEST, "rpc needs a string id", message)
             return
+        if not 0 < len(rpc_id) <= MAX_ID_LENGTH:
+            await self._error(Code.BAD_REQUEST, f"rpc id must be 1 to {MAX_ID_LENGTH} characters", message)
+            return
+        caller = self.caller
         try:
             spec, actor_id = self._target(message)
             method = self._method(spec, message.get("method"))
+            guard = method.guard
+            if guard is not None:
+                await gate(guard, caller.user, self.perm_cache)
             args = self._arguments(method, message.get("input"))
+            if guard is not None and (guard.middleware or guard.checks):
+                inputs = {name: getattr(args, name) for name in method.input_model.model_fields}
+                caller = await self._admit(guard, "rpc", spec, actor_id, method.name, inputs)
         except Refusal as refusal:
             await self.send(text_data=protocol.rpc_error(rpc_id, refusal.code, refusal.message, refusal.details))
             return
+        except ZocketError as exc:
+            self._log_refusal(exc, message)
+            await self.send(text_data=protocol.rpc_error(rpc_id, exc.code, exc.message, exc.details))
+            return
+        except Exception as exc:
+            self._log_failure(message)
+            frame = protocol.rpc_error(rpc_id, Code.HANDLER_ERROR, "access check failed", debug_details(exc))
+            await self.send(text_data=frame)
+            return
         self._touch(spec, actor_id)
-        await self.node.call(spec, actor_id, self.caller, method, args, message.get("input"), rpc_id)
+        await self.node.call(spec, actor_id, caller, method, args, message.get("input"), rpc_id)
 
     async def _subscribe(self, message: dict[str, Any], kind: str) -> None:
+        caller = self.caller
         try:
             spec, actor_id = self._target(message)
+            key = (spec.name, actor_id, kind)
+            if key not in self.subscriptions and len(self.subscriptions) >= self.limits.MAX_SUBSCRIPTIONS:
+                raise Refusal(Code.OVERLOADED, f"too many subscriptions (at most {self.limits.MAX_SUBSCRIPTIONS})")
+            guard = spec.read_guard
+            if guard is not None:
+                await gate(guard, caller.user, self.perm_cache)
+                if guard.middleware or guard.checks:
+                    caller = await self._admit(guard, message["type"], spec, actor_id, None, None)
         except Refusal as refusal:
             await self._error(refusal.code, refusal.message, message)
             return
+        except ZocketError as exc:
+            self._log_refusal(exc, message)
+            await self._error(exc.code, exc.message, message)
+            return
+        except Exception:
+            self._log_failure(message)
+            await self._error(Code.HANDLER_ERROR, "access check failed", message)
+            return
+        self.subscriptions.add(key)
         await self.node.subscribe(self, spec.name, actor_id, kind)
         self._touch(spec, actor_id)
-        await self.node.request_subscription(spec, actor_id, self.caller, kind)
+        await self.node.request_subscription(spec, actor_id, caller, kind)
 
     async def _unsubscribe(self, message: dict[str, Any], kind: str) -> None:
         try:
@@ -136,6 +228,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         except Refusal as refusal:
             await self._error(refusal.code, refusal.message, message)
             return
+        self.subscriptions.discard((spec.name, actor_id, kind))
         await self.node.unsubscribe(self, spec.name, actor_id, kind)
         await self.node.request_unsubscription(spec, actor_id, self.client_id, kind)
 
@@ -153,7 +246,11 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
 
     async def _ping(self, message: dict[str, Any]) -> None:
         ping_id = message.get("id")
-        await self.send(text_data=protocol.pong(ping_id if isinstance(ping_id, str | int) else None))
+        if isinstance(ping_id, str):
+            ping_id = ping_id if len(ping_id) <= MAX_ID_LENGTH else None
+        elif not isinstance(ping_id, int) or isinstance(ping_id, bool) or abs(ping_id) >= 2**53:
+            ping_id = None
+        await self.send(text_data=protocol.pong(ping_id))
 
     # -- checks shared by every request ---------------------------------------------
 
@@ -164,8 +261,10 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         spec = registry.get(actor)
         if spec is None:
             raise Refusal(Code.UNKNOWN_ACTOR, f"unknown actor {actor[:64]!r}")
-        if not actor_id or len(actor_id) > zocket_settings().MAX_ACTOR_ID_LENGTH:
-            raise Refusal(Code.BAD_REQUEST, f"actorId must be 1 to {zocket_settings().MAX_ACTOR_ID_LENGTH} characters")
+        if not actor_id or len(actor_id) > self.limits.MAX_ACTOR_ID_LENGTH:
+            raise Refusal(Code.BAD_REQUEST, f"actorId must be 1 to {self.limits.MAX_ACTOR_ID_LENGTH} characters")
+        if not self._valid_id(actor_id):
+            raise Refusal(Code.BAD_REQUEST, "actorId holds characters that are not allowed")
         return spec, actor_id
 
     @staticmethod
@@ -197,8 +296,102 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         if group not in self.present:
             self.present[group] = (spec, actor_id)
 
+    async def _admit(
+        self, guard: Guard, kind: str, spec: ActorSpec, actor_id: str, method: str | None, inputs: Any
+    ) -> Caller:
+        """Middleware and custom checks; the caller to queue with (enriched when middleware added values)."""
+        caller = self.caller
+        request = Request(
+            kind=kind,
+            actor=spec.name,
+            actor_id=actor_id,
+            method=method,
+            input=inputs,
+            client_id=self.client_id,
+            user=caller.user,
+            user_id=caller.user_id,
+            claims=caller.claims,
+            scope=self.scope,
+        )
+        extra = await admit(guard, request)
+        return dataclasses.replace(caller, extra=extra) if extra else caller
+
+    def _log_context(self, message: dict[str, Any], **more: Any) -> dict[str, Any]:
+        context = {
+            "actor": message.get("actor"),
+            "actor_id": message.get("actorId"),
+            "method": message.get("method"),
+            "type": message.get("type"),
+            "client": self.client_id,
+            "user": self.caller.user_id,
+        }
+        return {"zocket": {k: v for k, v in context.items() if isinstance(v, str)} | more}
+
+    def _log_refusal(self, exc: ZocketError, message: dict[str, Any]) -> None:
+        log.info(
+            "zocket: %s refused (%s): %s",
+            message.get("type"),
+            exc.code,
+            exc.message,
+            extra=self._log_context(message, code=str(exc.code)),
+        )
+
+    def _log_failure(self, message: dict[str, Any]) -> None:
+        log.exception(
+            "zocket: an access check or middleware raised; %s refused",
+            message.get("type"),
+            extra=self._log_context(message, code=Code.HANDLER_ERROR),
+        )
+
+    async def _overloaded(self, text_data: str | None) -> None:
+        """A frame over the rate limit: refused, answered, and the connection goes on."""
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._warned_at >= OVERLOAD_WARNING_INTERVAL:  # one line per interval, not one per frame
+            log.warning(
+                "zocket: %s sends faster than %s frames/s; %d frame(s) refused",
+                self.client_id,
+                self._rate,
+                self._refused,
+                extra={
+                    "zocket": {
+                        "client": self.client_id,
+                        "user": self.caller.user_id,
+                        "code": Code.OVERLOADED,
+                        "refused": self._refused,
+                    }
+                },
+            )
+            self._warned_at, self._refused = now, 0
+        message: Any = None
+        if text_data is not None:
+            with contextlib.suppress(ValueError, RecursionError):
+                message = protocol.decode(text_data)
+        if not isinstance(message, dict):
+            message = {}
+        text = "too many messages; slow down"
+        rpc_id = message.get("id")
+        if message.get("type") == "rpc" and isinstance(rpc_id, str) and _echoable(rpc_id, MAX_ID_LENGTH):
+            await self.send(text_data=protocol.rpc_error(rpc_id, Code.OVERLOADED, text))
+            return
+        await self._error(Code.OVERLOADED, text, message)
+
+    async def _too_large(self, limit: int) -> None:
+        log.warning(
+            "zocket: frame over %d bytes from %s; closing",
+            limit,
+            self.client_id,
+            extra={"zocket": {"client": self.client_id, "user": self.caller.user_id}},
+        )
+        await self.close(code=1009)
+
     async def _error(self, code: Code, text: str, message: dict[str, Any]) -> None:
-        ref = {k: message[k] for k in ("type", "id", "actor", "actorId") if isinstance(message.get(k), str | int)}
+        ref = {
+            k: v
+            for k in ("type", "id", "actor", "actorId")
+            if (isinstance(v := message.get(k), str) and _echoable(v, MAX_REF_LENGTH))
+            or (isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**53)
+        }
         await self.send(text_data=protocol.error(code, text, ref))
 
     _frame_handlers = {
@@ -214,3 +407,13 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         "websocket.receive": AsyncJsonWebsocketConsumer.websocket_receive,
         "websocket.disconnect": AsyncJsonWebsocketConsumer.websocket_disconnect,
     }
+
+
+def _utf8_length(text: str) -> int:
+    """Bytes of ``text`` in UTF-8; lone surrogates (impossible from a real socket) count as 3."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _echoable(text: str, limit: int) -> bool:
+    """Short and printable (so valid Unicode): safe to send back to the client."""
+    return 0 < len(text) <= limit and text.isprintable()

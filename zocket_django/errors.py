@@ -20,3 +20,29 @@ class ZocketError(Exception):
         self.message = message
         self.code = code
         self.details = details
+
+
+class Unauthenticated(ZocketError):
+    """Refuse a request because nobody (or nobody valid) is logged in: ``unauthenticated``."""
+
+    def __init__(self, message: str = "login required", *, details: Any = None) -> None:
+        super().__init__(message, code=Code.UNAUTHENTICATED, details=details)
+
+
+class Forbidden(ZocketError):
+    """Refuse a request the caller is not allowed to make: ``forbidden``."""
+
+    def __init__(self, message: str = "not allowed", *, details: Any = None) -> None:
+        super().__init__(message, code=Code.FORBIDDEN, details=details)
+
+
+class AuthenticationFailed(Exception):
+    """Raised by an authenticator: credentials were given but are not valid.
+
+    The socket is accepted, sent an ``error`` frame with code
+    ``unauthenticated`` and this message, and closed with code 4401.
+    """
+
+    def __init__(self, message: str = "invalid credentials") -> None:
+        super().__init__(message)
+        self.message = message

@@ -7,6 +7,8 @@ into text a single time.
 from __future__ import annotations
 
 import json
+import math
+import re
 from enum import StrEnum
 from typing import Any
 
@@ -39,12 +41,41 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-_decoder = json.JSONDecoder(parse_constant=_no_constants)
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:32]} is too large for a double")
+    return value
+
+
+_decoder = json.JSONDecoder(parse_constant=_no_constants, parse_float=_finite)
 
 
 def decode(text: str) -> Any:
-    """Parse one frame; raises ``ValueError`` on anything that is not strict JSON (no NaN)."""
+    """Parse one frame; raises ``ValueError`` on anything that is not strict JSON.
+
+    Strict: no ``NaN``/``Infinity``, no number that overflows a double (``1e400``),
+    no integer of more than 4,300 digits (Python's own limit).
+    """
     return _decoder.decode(text)
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def has_lone_surrogate(text: str, message: Any) -> bool:
+    """Whether ``message``, decoded from ``text``, holds a string no UTF-8 text can carry.
+
+    JSON escapes (``"\\ud800"``) can make lone surrogates; echoed back, they
+    would break the socket's encoding. Cheap unless ``text`` has such escapes.
+    """
+    if _SURROGATE_ESCAPE.search(text) is None:
+        return False
+    try:
+        encode(message).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError, ValueError):
+        return True
+    return False
 
 
 def welcome(client_id: str) -> str:

@@ -42,17 +42,30 @@ RECENT_STEPS = 20
 
 @dataclass(slots=True)
 class Caller:
-    """Who sent a request, and which node channel gets the answer."""
+    """Who sent a request, and which node channel gets the answer.
+
+    Everything but ``user`` (the Django user object, known where the socket
+    lives) is JSON-serializable, so that a caller can travel with a call to
+    another process. ``extra`` holds what access middleware added for this
+    request (JSON-safe by construction, see ``access.admit``).
+    """
 
     client_id: str
     reply_to: str
     user_id: str | None = None
     claims: dict[str, Any] = field(default_factory=dict)
     user: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_wire(self) -> dict[str, Any]:
         """JSON form for a request forwarded to another worker (the user object stays here)."""
-        return {"client_id": self.client_id, "reply_to": self.reply_to, "user_id": self.user_id, "claims": self.claims}
+        return {
+            "client_id": self.client_id,
+            "reply_to": self.reply_to,
+            "user_id": self.user_id,
+            "claims": self.claims,
+            "extra": self.extra,
+        }
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Caller:
@@ -62,6 +75,7 @@ class Caller:
             data.get("user_id"),
             data.get("claims") or {},
             _lazy_user(data.get("user_id")),
+            data.get("extra") or {},
         )
 
 
@@ -144,6 +158,7 @@ class Instance:
             claims=caller.claims if caller else None,
             user=caller.user if caller else None,
             method=method,
+            extra=caller.extra if caller else None,
         )
 
     async def run(
@@ -166,6 +181,9 @@ class Instance:
                 raise TypeError(f"{self.spec.name}.state must stay a {self.spec.state_model.__name__}")
             new = state.model_dump(mode="json")
             patches = diff(old, new)
+            # Encoded before committing: a state that is not JSON (a float
+            # that became inf) is rolled back like any other failure.
+            frame = protocol.state_patch(self.spec.name, self.actor_id, patches, self.version + 1) if patches else ""
             if patches and self.store.write_through:
                 await self.store.commit(new, self.version + 1)  # raises: undone, nothing acknowledged
         except BaseException as exc:
@@ -177,7 +195,6 @@ class Instance:
         if patches:
             self.version += 1
             self.dump = new
-            frame = protocol.state_patch(self.spec.name, self.actor_id, patches, self.version)
             await node.publish(
                 self.group, {"type": "zocket.deliver", "group": self.group, "kind": STATE, "frame": frame}
             )
@@ -257,6 +274,7 @@ class Runtime:
         self.instances: dict[tuple[str, str], Instance] = {}
         self._closing: dict[tuple[str, str], Instance] = {}
         self._sync_handlers: dict[Callable[..., Any], Callable[..., Awaitable[Any]]] = {}
+        self._replies: set[asyncio.Task[None]] = set()
 
     # -- activation ------------------------------------------------------------
 
@@ -383,8 +401,24 @@ class Runtime:
         rpc_id: str,
         ticket: int | None = None,
     ) -> None:
-        """Queue a validated call; its ``rpc:result`` goes to ``caller.reply_to``."""
+        """Queue a validated call; its ``rpc:result`` goes to ``caller.reply_to``.
+
+        An instance with ``MAX_QUEUED_CALLS`` steps waiting answers ``overloaded``.
+        """
         inst = self.instance(spec, actor_id)
+        if len(inst.queue) >= zocket_settings().MAX_QUEUED_CALLS:
+            log.warning(
+                "%s %r has %d queued steps; call refused",
+                spec.name,
+                actor_id,
+                len(inst.queue),
+                extra=inst.log_context(method=method.name, client=caller.client_id, user=caller.user_id),
+            )
+            frame = protocol.rpc_error(rpc_id, Code.OVERLOADED, f"{spec.name} is overloaded; try again later")
+            task = asyncio.get_running_loop().create_task(self._reply(caller, frame, ticket))
+            self._replies.add(task)
+            task.add_done_callback(self._replies.discard)
+            return
         deadline = time.monotonic() + zocket_settings().CALL_TIMEOUT
         inst.enqueue(lambda: self._call(inst, caller, method, args, rpc_id, deadline, ticket))
 
@@ -419,19 +453,20 @@ class Runtime:
                 return value
 
             try:
-                frame = protocol.rpc_result(rpc_id, await inst.run(ctx, timed, method.serialize_result))
+                # The result is encoded inside the step, so a result that is not JSON undoes it.
+                frame = await inst.run(ctx, timed, lambda v: protocol.rpc_result(rpc_id, method.serialize_result(v)))
             except TimeoutError:
                 frame = protocol.rpc_error(rpc_id, Code.TIMEOUT, f"{method.name} took longer than its timeout")
             except ZocketError as exc:
                 frame = protocol.rpc_error(rpc_id, exc.code, exc.message, exc.details)
-            except Exception:
+            except Exception as exc:
                 log.exception(
                     "%s.%s raised; its changes were rolled back",
                     inst.spec.name,
                     method.name,
                     extra=inst.log_context(method=method.name, client=caller.client_id, user=caller.user_id),
                 )
-                frame = protocol.rpc_error(rpc_id, Code.HANDLER_ERROR, f"{method.name} failed")
+                frame = protocol.rpc_error(rpc_id, Code.HANDLER_ERROR, f"{method.name} failed", debug_details(exc))
         await self._reply(caller, frame, ticket)
 
     async def _reply(self, caller: Caller, frame: str, ticket: int | None = None) -> None:
@@ -504,3 +539,12 @@ class Runtime:
                 functools.partial(persistence.close_connections_around, fn), thread_sensitive=False
             )
         return runner(actor, ctx, **kwargs)
+
+
+def debug_details(exc: BaseException) -> dict[str, str] | None:
+    """With ``DEBUG`` on, what a developer needs to see in the client; ``None`` otherwise."""
+    from django.conf import settings
+
+    if not settings.DEBUG:
+        return None
+    return {"exception": f"{type(exc).__module__}.{type(exc).__qualname__}", "message": str(exc)}

@@ -16,7 +16,8 @@ from typing import Any, get_type_hints
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
-_INPUT_CONFIG = ConfigDict(extra="forbid", arbitrary_types_allowed=False)
+# Non-finite floats ("Infinity" is lax-mode valid) could never be sent back as JSON.
+_INPUT_CONFIG = ConfigDict(extra="forbid", arbitrary_types_allowed=False, allow_inf_nan=False)
 
 
 class SchemaProblem(Exception):

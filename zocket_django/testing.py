@@ -8,6 +8,11 @@ and turns calls and subscriptions into one line each::
         state, version = await client.subscribe_state("counter", "main")
         assert await client.call("counter", "main", "add", amount=5) == 5
         patch = await client.next_patch("counter", "main")
+
+Connect as a Django user, through a session (as a browser) or a token::
+
+    async with ZocketCommunicator(user=alice) as client: ...
+    async with ZocketCommunicator(user=alice, auth="token") as client: ...
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ import itertools
 from collections import deque
 from typing import Any
 
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
+from .auth import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX, issue_token
 from .node import current_node, forget_node
 
 
@@ -41,7 +48,14 @@ def default_application() -> Any:
 
 
 class ZocketCommunicator(WebsocketCommunicator):
-    """A protocol-aware test client over Channels' ``WebsocketCommunicator``."""
+    """A protocol-aware test client over Channels' ``WebsocketCommunicator``.
+
+    ``user`` connects as that Django user: with ``auth="session"`` (the
+    default) through a fresh logged-in session's cookie, as a browser does;
+    with ``auth="token"`` through a token from ``issue_token``, sent as the
+    ``zocket.token.<token>`` subprotocol. ``token`` sends a given token
+    instead; ``origin`` sets the ``Origin`` header.
+    """
 
     _ids = itertools.count(1)
 
@@ -52,20 +66,58 @@ class ZocketCommunicator(WebsocketCommunicator):
         headers: list[tuple[bytes, bytes]] | None = None,
         subprotocols: list[str] | None = None,
         timeout: float = 5.0,
+        *,
+        user: Any = None,
+        auth: str = "session",
+        token: str | None = None,
+        origin: str | None = None,
     ) -> None:
+        if auth not in ("session", "token"):
+            raise ValueError(f"auth must be 'session' or 'token', not {auth!r}")
+        headers = list(headers or [])
+        subprotocols = list(subprotocols or [])
+        if origin is not None:
+            headers.append((b"origin", origin.encode("latin1")))
+        if user is not None and auth == "token":
+            token = issue_token(user)
+        if token is not None:
+            subprotocols += [SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX + token]
         super().__init__(application or default_application(), path, headers, subprotocols)
         self.timeout = timeout
         self.client_id: str | None = None
         self.inbox: deque[dict[str, Any]] = deque()
         self._reading = asyncio.Lock()
+        #: The ``error`` frame of a connection refused after the handshake (bad token).
+        self.refusal: dict[str, Any] | None = None
+        self._session_user = user if auth == "session" else None
+
+    @classmethod
+    async def for_user(cls, user: Any, **kwargs: Any) -> ZocketCommunicator:
+        """A connected client logged in as ``user`` (``disconnect()`` it when done)."""
+        client = cls(user=user, **kwargs)
+        return await client.__aenter__()
 
     async def connect(self, timeout: float | None = None) -> tuple[bool, Any]:
-        """Open the socket and read the ``welcome`` (sets ``client_id``)."""
+        """Open the socket and read the ``welcome`` (sets ``client_id``).
+
+        Returns ``(True, subprotocol)``, or ``(False, close code)`` when the
+        socket was refused: 403 before the handshake (origin), or 4401 after it
+        (credentials; the ``error`` frame is kept in ``refusal``).
+        """
+        if self._session_user is not None:
+            cookie = await database_sync_to_async(session_cookie)(self._session_user)
+            self.scope["headers"] = [*self.scope["headers"], (b"cookie", cookie.encode("latin1"))]
+            self._session_user = None
         connected, detail = await super().connect(timeout or self.timeout)
         if connected:
-            welcome = await self.receive_json_from(timeout or self.timeout)
-            assert welcome["type"] == "welcome", welcome
-            self.client_id = welcome["clientId"]
+            first = await self.receive_json_from(timeout or self.timeout)
+            if first["type"] == "error":
+                self.refusal = first
+                closed = await self.receive_output(timeout or self.timeout)
+                assert closed["type"] == "websocket.close", closed
+                return False, closed.get("code")
+            assert first["type"] == "welcome", first
+            self.client_id = first["clientId"]
         return connected, detail
 
     async def __aenter__(self) -> ZocketCommunicator:
@@ -158,6 +210,16 @@ class ZocketCommunicator(WebsocketCommunicator):
         ping_id = f"p{next(self._ids)}"
         await self.send_json_to({"type": "ping", "id": ping_id})
         await self.expect("pong", id=ping_id)
+
+
+def session_cookie(user: Any) -> str:
+    """A ``Cookie`` header value holding a new session in which ``user`` is logged in."""
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
 
 
 def _matches(frame: dict[str, Any], type: str, fields: dict[str, Any]) -> bool:

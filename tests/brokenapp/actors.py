@@ -38,3 +38,13 @@ class SilentEvent(Actor):
     name = "silent_event"
     State = Empty
     events = {"ping": None}  # zocket.E004
+
+
+class BadRules(Actor):
+    name = "bad_rules"
+    State = Empty
+    permissions = ["no_app_label"]  # zocket.E008
+
+    @method
+    async def read(self, ctx) -> None:  # zocket.E008: "read" is the reading rule's attribute
+        pass

@@ -3,11 +3,12 @@
 import asyncio
 import threading
 import time
+from typing import Annotated, Any
 
 from django.contrib.auth.models import User
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from zocket_django import Actor, Persist, ZocketError, method
+from zocket_django import Actor, Forbidden, Persist, Rule, ZocketError, method
 
 
 class Item(BaseModel):
@@ -220,3 +221,147 @@ class Strict(Actor):
     async def bump(self, ctx) -> int:
         self.state.count += 1
         return self.state.count
+
+
+# -- access rules (tests/test_auth.py) ------------------------------------------------
+
+
+class Counted(BaseModel):
+    opened: int = 0
+    log: list[str] = []
+
+
+def staff_only(ctx) -> bool:
+    """A sync check: runs in a worker thread, so it could query."""
+    return bool(ctx.claims.get("is_staff"))
+
+
+async def even_amount(ctx) -> bool:
+    """An async check that looks at the validated input."""
+    return ctx.input["amount"] % 2 == 0
+
+
+class Vault(Actor):
+    """Everything needs a login; some methods need more."""
+
+    name = "vault"
+    State = Counted
+    login_required = True
+
+    @method
+    async def peek(self, ctx) -> int:
+        return self.state.opened
+
+    @method(permissions=["auth.view_user"])
+    async def open(self, ctx) -> int:
+        self.state.opened += 1
+        return self.state.opened
+
+    @method(check=staff_only)
+    async def audit(self, ctx) -> int:
+        self.state.opened += 10
+        return self.state.opened
+
+    @method(check=even_amount)
+    async def deposit(self, ctx, amount: int) -> int:
+        self.state.opened += amount
+        return self.state.opened
+
+    async def on_activate(self, ctx) -> None:
+        self.state.log.append("activated")
+
+
+def owner_only(ctx) -> bool:
+    return ctx.actor_id == ctx.claims.get("username")
+
+
+class PrivateDiary(Actor):
+    """Anyone may knock; only the owner (the id is a username) reads state and events."""
+
+    name = "private_diary"
+    State = Counted
+    events = {"knocked": str}
+    read = Rule(login_required=True, check=owner_only)
+
+    @method
+    async def knock(self, ctx) -> int:
+        self.state.opened += 1
+        ctx.emit("knocked", ctx.client_id)
+        return self.state.opened
+
+
+async def who(ctx):
+    """Async middleware: refuses mallory, tags everyone else with a role."""
+    if ctx.claims.get("username") == "mallory":
+        raise Forbidden("mallory is banned")
+    return {"role": "admin" if ctx.claims.get("is_staff") else "member"}
+
+
+def audit_trail(ctx):
+    """Sync middleware: sees what the previous one added; misbehaves on request."""
+    if ctx.method == "leaky":
+        return {"handle": object()}
+    if ctx.method == "broken":
+        raise RuntimeError("middleware bug")
+    return {"seen": f"{ctx.role}:{ctx.kind}"}
+
+
+class Club(Actor):
+    name = "club"
+    State = Counted
+    login_required = True
+    middleware = [who, audit_trail]
+
+    @method
+    async def whoami(self, ctx) -> dict:
+        return {"role": ctx.role, "extra": ctx.extra, "user": ctx.user_id}
+
+    @method(check=lambda ctx: ctx.role == "admin")
+    async def admin_only(self, ctx) -> str:
+        self.state.opened += 1
+        return "ok"
+
+    @method
+    async def leaky(self, ctx) -> None:
+        self.state.opened += 1
+
+    @method
+    async def broken(self, ctx) -> None:
+        self.state.opened += 1
+
+    async def on_connect(self, ctx) -> None:
+        self.state.log.append(f"connect {ctx.role}")
+
+
+# -- hostile input (tests/test_hostile.py) ---------------------------------------------
+
+
+class Parcel(BaseModel):
+    label: Annotated[str, Field(max_length=50)]
+    weight: float
+    tags: list[str] = []
+
+
+class SinkState(BaseModel):
+    parcels: list[Parcel] = []
+    total: float = 0.0
+
+
+class Sink(Actor):
+    """Typed input of every shape, a nested model with a float, and a method that changes nothing."""
+
+    name = "sink"
+    State = SinkState
+    events = {"stored": Parcel}
+
+    @method
+    async def store(self, ctx, parcel: Parcel, count: Annotated[int, Field(ge=1, le=3)] = 1) -> int:
+        for _ in range(count):
+            self.state.parcels.append(parcel)
+            self.state.total += parcel.weight
+        ctx.emit("stored", parcel)
+        return len(self.state.parcels)
+
+    @method
+    async def echo(self, ctx, value: Any = None) -> Any:
+        return value

@@ -1,0 +1,176 @@
+"""3. Patch cost as state grows: one ``append`` step on a list of 10, 1,000 and 100,000 items.
+
+Measured in-process, on the real ``Instance.run`` (the runtime step: handler,
+``model_dump``, ``patches.diff``, frame encoding), with a stub node that only
+keeps what would have been sent. Run as ``python -m bench.patchcost SIZE...``
+(it prints JSON); ``python -m bench`` runs it in a subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Any
+
+
+def _setup() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.project.settings")
+    os.environ.pop("REDIS_URL", None)
+    import django
+
+    django.setup()
+
+
+class StubNode:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+
+class StubRuntime:
+    def __init__(self) -> None:
+        self.node = StubNode()
+
+
+def timed(fn: Any, budget: float, min_runs: int = 1, max_runs: int = 5000) -> float:
+    """Median seconds of ``fn()`` over as many runs as fit in ``budget``."""
+    times: list[float] = []
+    end = time.perf_counter() + budget
+    while len(times) < min_runs or (time.perf_counter() < end and len(times) < max_runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+async def measure(n: int, reps: int, budget: float) -> dict[str, Any]:
+    from zocket_django import patches, protocol
+    from zocket_django.runtime import Instance
+
+    from . import prototype_diff
+    from .project.actors import BenchList, Item, ListState
+
+    spec = BenchList.spec
+    method = spec.methods["append"]
+    runtime = StubRuntime()
+    inst = Instance(runtime, spec, "p", "g")  # type: ignore[arg-type]
+    inst.actor.state = ListState(items=[Item(id=i, text=f"item {i}") for i in range(n)])
+    inst.dump = inst.actor.state.model_dump(mode="json")
+
+    async def step() -> float:
+        ctx = inst.context(None, "append")
+        t0 = time.perf_counter()
+        await inst.run(ctx, lambda: method.fn(inst.actor, ctx, text="new item"), method.serialize_result)
+        took = time.perf_counter() - t0
+        # Back to n items (untimed), so every step appends to a list of exactly n.
+        inst.actor.state.items.pop()
+        inst.dump["items"].pop()
+        return took
+
+    step_reps = []
+    for _ in range(reps):
+        times: list[float] = []
+        end = time.perf_counter() + budget
+        while not times or (time.perf_counter() < end and len(times) < 2000):
+            times.append(await step())
+        step_reps.append(statistics.median(times) * 1e3)
+
+    # Where a step's time goes, on the state as it is now.
+    state = inst.actor.state
+    old = inst.dump
+    new = state.model_dump(mode="json")
+    new["items"].append({"id": -1, "text": "new item"})
+    dump_ms = timed(lambda: state.model_dump(mode="json"), budget) * 1e3
+    diff_ms = timed(lambda: patches.diff(old, new), budget) * 1e3
+    proto_ms = timed(lambda: prototype_diff.diff(old, new), budget) * 1e3
+    proto_ops = prototype_diff.diff(old, new)
+    proto_ok = len(proto_ops) == 1 if n > 10000 else patches.apply(old, proto_ops) == new
+    validate_ms = timed(lambda: spec.state_model.model_validate(old), budget) * 1e3  # the rollback path
+
+    patch_frame = runtime.node.sent[-1]["frame"]
+    snapshot_frame = protocol.state_snapshot(spec.name, inst.actor_id, inst.dump, inst.version)
+    return {
+        "items": n,
+        "step_ms": step_reps,
+        "model_dump_ms": dump_ms,
+        "diff_ms": diff_ms,
+        "rollback_validate_ms": validate_ms,
+        "prototype_diff_ms": proto_ms,
+        "prototype_diff_correct": proto_ok,
+        "patch_bytes": len(patch_frame.encode()),
+        "full_state_bytes": len(snapshot_frame.encode()),
+        "steps_run": inst.version,
+    }
+
+
+def edits(n: int) -> list[dict[str, Any]]:
+    """Other edits than append on a list of n items: jsonpatch against the prototype (time and patch size)."""
+    import jsonpatch
+
+    from . import prototype_diff
+
+    old = {"items": [{"id": i, "text": f"item {i}"} for i in range(n)]}
+    shapes = {
+        "append": [*old["items"], {"id": -1, "text": "new"}],
+        "insert at front": [{"id": -1, "text": "new"}, *old["items"]],
+        "edit one in the middle": [dict(d, text="changed") if d["id"] == n // 2 else d for d in old["items"]],
+        "remove the first": old["items"][1:],
+    }
+    rows = []
+    for shape, items in shapes.items():
+        new = {"items": [dict(d) for d in items]}
+        row: dict[str, Any] = {"items": n, "edit": shape}
+        for name, fn in (("jsonpatch", lambda a, b: jsonpatch.make_patch(a, b).patch),
+                         ("prototype", prototype_diff.diff)):
+            t0 = time.perf_counter()
+            ops = fn(old, new)
+            row[f"{name}_ms"] = (time.perf_counter() - t0) * 1e3
+            row[f"{name}_ops"] = len(ops)
+            row[f"{name}_bytes"] = len(json.dumps(ops, separators=(",", ":")))
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str]) -> None:
+    _setup()
+    reps = int(os.environ.get("BENCH_REPS", "5"))
+    budget = float(os.environ.get("BENCH_BUDGET", "0.3"))
+    sizes = [int(a) for a in argv] or [10, 1000, 100000]
+    out = {"sizes": [asyncio.run(measure(n, reps, budget)) for n in sizes], "edits": edits(max(sizes))}
+    json.dump(out, sys.stdout)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
+
+
+def run_subprocess(sizes: tuple[int, ...], reps: int, budget: float) -> dict[str, Any]:
+    """Run the measurement in a fresh interpreter (its own Django setup, no servers)."""
+    import subprocess
+
+    from .harness import ROOT, log
+
+    env = dict(os.environ, BENCH_REPS=str(reps), BENCH_BUDGET=str(budget), PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "bench.patchcost", *map(str, sizes)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, check=True, timeout=600)
+    measured = json.loads(done.stdout)
+    rows = measured["sizes"]
+    for row in rows:
+        from .harness import summary
+
+        row["step_ms"] = summary(row["step_ms"])
+        log(f"patch {row['items']:>6} items: step {row['step_ms']['median']:.3f} ms, diff {row['diff_ms']:.3f} ms, "
+            f"prototype diff {row['prototype_diff_ms']:.3f} ms, patch {row['patch_bytes']} B vs "
+            f"state {row['full_state_bytes']:,} B")
+    import jsonpatch
+
+    return {"sizes": rows, "edits": measured["edits"], "reps": reps, "jsonpatch": jsonpatch.__version__}
