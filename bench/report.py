@@ -314,11 +314,9 @@ def _cluster(s: dict[str, Any] | None) -> list[str]:
     if "error" in s:
         return [*out, "Did not complete (see the end of this page).", ""]
     if not s.get("measured"):
-        return [*out, f"**{s['reason']}.** The measurement (`bench/cluster.py`: two daphne workers on one Redis, "
-                "one connection each, the same instances called through their owner and through the other "
-                "worker) runs by itself once `zocket_django/cluster.py` exists.", ""]
-    forced = " (forced without clustering: both rows are local calls; plumbing check only)" if s.get("forced") else ""
-    out += [f"One connection, sequential calls, channels-redis{forced}.", "",
+        return [*out, f"**{s['reason']}.**", ""]
+    out += ["One connection, sequential calls, channels-redis (two workers; `bench/cross_worker.py` compares "
+            "both Redis layers and measures failover).", "",
             "| call | calls/s | p50 ms | p99 ms |", "|---|---|---|---|"]
     for kind in ("local", "forwarded"):
         g = s[kind]

@@ -85,3 +85,26 @@ def test_state_mutations_round_trip_through_patches(setup, change):
     mutate(board, change)
     new = board.model_dump(mode="json")
     assert apply(old, diff(old, new)) == new
+
+
+def test_booleans_and_numbers_are_told_apart():
+    assert diff({"a": 1}, {"a": True}) == [{"op": "replace", "path": "/a", "value": True}]
+    assert diff(1, True) == [{"op": "replace", "path": "", "value": True}]
+
+
+def test_patches_are_proportional_to_the_change():
+    items = [{"n": i} for i in range(10_000)]
+    assert diff({"items": items}, {"items": [*items, {"n": -1}]}) == [
+        {"op": "add", "path": "/items/10000", "value": {"n": -1}}
+    ]
+    assert diff({"items": items}, {"items": [{"n": -1}, *items]}) == [
+        {"op": "add", "path": "/items/0", "value": {"n": -1}}
+    ]
+    assert diff(items, items[:5000] + items[5001:]) == [{"op": "remove", "path": "/5000"}]
+    changed = [dict(x) for x in items]
+    changed[7]["n"] = "seven"
+    assert diff(items, changed) == [{"op": "replace", "path": "/7/n", "value": "seven"}]
+
+
+def test_keys_are_escaped():
+    assert diff({}, {"a/b~c": 1}) == [{"op": "add", "path": "/a~1b~0c", "value": 1}]
