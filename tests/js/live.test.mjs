@@ -3,8 +3,10 @@
 // Without .venv the file is skipped with the reason shown, except under CI=true, where it fails.
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import net from "node:net";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
@@ -13,6 +15,7 @@ import { until, sleep } from "./fake-server.mjs";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const daphnePath = `${root}.venv/bin/daphne`;
+const pythonPath = `${root}.venv/bin/python`;
 const skip = !existsSync(daphnePath) && process.env.CI !== "true" && `no ${daphnePath}: run scripts/setup first`;
 
 /** A port that was free a moment ago. */
@@ -35,9 +38,25 @@ const canConnect = (port) =>
     socket.on("error", () => resolve(false));
   });
 
+/** A migrated SQLite database of the tests' own (never the developer's db.sqlite3). */
+function migratedDatabase() {
+  const dir = mkdtempSync(join(tmpdir(), "zocket-js-"));
+  const env = { ...process.env, DJANGO_SETTINGS_MODULE: "demo_project.settings", DATABASE_URL: `sqlite:///${dir}/db.sqlite3` };
+  const done = spawnSync(pythonPath, ["manage.py", "migrate", "--noinput", "-v0"], { cwd: root, env, encoding: "utf8" });
+  if (done.status !== 0) throw new Error(`migrate failed:\n${done.stderr}`);
+  return { dir, url: env.DATABASE_URL };
+}
+
+let database;
+
 /** The demo under daphne on `port`: resolves once it accepts connections. */
 async function startDaphne(port) {
-  const env = { ...process.env, DJANGO_SETTINGS_MODULE: "demo_project.settings", DJANGO_DEBUG: "0" };
+  const env = {
+    ...process.env,
+    DJANGO_SETTINGS_MODULE: "demo_project.settings",
+    DJANGO_DEBUG: "0",
+    DATABASE_URL: database.url,
+  };
   delete env.REDIS_URL; // one process, the in-memory layer
   const child = spawn(daphnePath, ["-b", "127.0.0.1", "-p", String(port), "demo_project.asgi:application"], {
     cwd: root,
@@ -69,12 +88,14 @@ const clients = [];
 
 before(async () => {
   if (skip) return;
+  database = migratedDatabase();
   port = await freePort();
   daphne = await startDaphne(port);
 });
 
 after(async () => {
   await daphne?.stop();
+  if (database) rmSync(database.dir, { recursive: true, force: true });
 });
 
 afterEach(() => {
@@ -209,9 +230,9 @@ test("daphne killed and restarted: the client reconnects and its state converges
   daphne = await startDaphne(port);
   await client.connection.ready;
   assert.notEqual(client.connection.clientId, firstId);
-  // the new process starts the instance afresh: count 0, then the waiting increment
-  assert.equal(await during, 1);
-  await until(() => counter.state.getSnapshot()?.count === 1, { what: "the new server's state" });
+  // the demo counter persists write-through: the new process restores 7, then the waiting increment
+  assert.equal(await during, 8);
+  await until(() => counter.state.getSnapshot()?.count === 8, { what: "the new server's state" });
   // the event subscription came back too
   await counter.reset();
   await until(() => resets.length === 1, { what: "the reset event" });
