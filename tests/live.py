@@ -162,6 +162,11 @@ def migrate(env: dict[str, str], settings: str = LIVE_SETTINGS) -> None:
     manage(env, "migrate", "--noinput", "-v0", settings=settings)
 
 
+def copy_of(database: Path, directory: Path) -> Path:
+    """A copy of the SQLite file ``database`` in ``directory`` (e.g. of the ``migrated_sqlite`` fixture)."""
+    return Path(shutil.copyfile(database, directory / "db.sqlite3"))
+
+
 def single_env(database: Path | str = ":memory:") -> dict[str, str]:
     """Environment for one worker on its own: the in-memory channel layer, the SQLite file ``database``."""
     return {"DATABASE_URL": f"sqlite:///{database}", "REDIS_URL": ""}

@@ -1,9 +1,9 @@
 """The Python client against the real demo server: daphne in a subprocess.
 
 Runs ``daphne demo_project.asgi:application`` on a free port (in-memory channel
-layer, an in-memory SQLite database that nothing may touch) and drives the
-demo's ``counter`` and ``chat`` actors through :mod:`zocket_django.client`.
-Needs no database in the test process. Marked ``slow``.
+layer, a copy of a migrated SQLite file: the demo's actors are durable) and
+drives the demo's ``counter`` and ``chat`` actors through
+:mod:`zocket_django.client`. Marked ``slow``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from tests.live import DEMO_SETTINGS, Worker, require_redis, single_env
+from tests.live import DEMO_SETTINGS, Worker, copy_of, require_redis, single_env
 from zocket_django.client import (
     ConnectionStatus,
     ZocketClient,
@@ -39,8 +39,9 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    server = Worker(single_env(), tmp_path_factory.mktemp("daphne"), "daphne", settings=DEMO_SETTINGS).start()
+def demo(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> Iterator[Worker]:
+    tmp = tmp_path_factory.mktemp("daphne")
+    server = Worker(single_env(copy_of(migrated_sqlite, tmp)), tmp, "daphne", settings=DEMO_SETTINGS).start()
     yield server
     server.stop()
 
@@ -163,8 +164,9 @@ async def test_heartbeat_against_real_server(demo: Worker) -> None:
         assert c.client_id == first_id
 
 
-async def test_reconnects_after_server_crash_and_resyncs(tmp_path: Path) -> None:
-    server = Worker(single_env(), tmp_path, "daphne", settings=DEMO_SETTINGS).start()
+async def test_reconnects_after_server_crash_and_resyncs(tmp_path: Path, migrated_sqlite: Path) -> None:
+    env = single_env(copy_of(migrated_sqlite, tmp_path))
+    server = Worker(env, tmp_path, "daphne", settings=DEMO_SETTINGS).start()
     statuses: list[str] = []
     try:
         async with make_client(server.url) as c:
@@ -187,13 +189,13 @@ async def test_reconnects_after_server_crash_and_resyncs(tmp_path: Path) -> None
                 await counter.call("increment", timeout=0.3)
             await asyncio.to_thread(server.start)
 
-            # The new process starts the counter from scratch: version 0 again.
-            assert await counter.state.wait_for(lambda s: s["count"] == 0, timeout=10) == {"count": 0}
-            assert counter.state.version == 0
-            assert c.client_id != first_id
-            assert await counter.increment() == 1
-            await counter.state.wait_for(lambda s: s["count"] == 1, timeout=5)
+            # The counter is write-through: the new process restores it as it was acknowledged.
+            assert await counter.state.wait_for(timeout=10) == {"count": 41}
             assert counter.state.version == 1
+            assert c.client_id != first_id
+            assert await counter.increment() == 42
+            await counter.state.wait_for(lambda s: s["count"] == 42, timeout=5)
+            assert counter.state.version == 2
             sent = await chat.send(text="back")  # the event subscription was restored
             async with asyncio.timeout(5):
                 while not messages:
@@ -219,10 +221,9 @@ print(session.session_key)
 
 
 @pytest.fixture
-def demo_with_login(tmp_path: Path) -> Iterator[tuple[Worker, str]]:
+def demo_with_login(tmp_path: Path, migrated_sqlite: Path) -> Iterator[tuple[Worker, str]]:
     """A demo on a migrated SQLite file, and the session key of a logged-in user."""
-    server = Worker(single_env(tmp_path / "db.sqlite3"), tmp_path, "daphne", settings=DEMO_SETTINGS)
-    server.manage("migrate", "--noinput", "-v", "0")
+    server = Worker(single_env(copy_of(migrated_sqlite, tmp_path)), tmp_path, "daphne", settings=DEMO_SETTINGS)
     session_key = server.manage("shell", "-c", LOGIN).strip().splitlines()[-1]
     server.start()
     yield server, session_key
@@ -241,9 +242,13 @@ async def test_session_cookie_identifies_the_user(demo_with_login: tuple[Worker,
 
 
 @pytest.fixture
-def redis_workers(tmp_path: Path) -> Iterator[tuple[Worker, Worker]]:
-    """Two demo workers sharing the Redis at 127.0.0.1:6379 (a private key prefix)."""
-    env = {**single_env(), "REDIS_URL": require_redis(), "CHANNEL_LAYER_PREFIX": f"pyclient-{uuid.uuid4().hex[:8]}"}
+def redis_workers(tmp_path: Path, migrated_sqlite: Path) -> Iterator[tuple[Worker, Worker]]:
+    """Two demo workers sharing the Redis at 127.0.0.1:6379 (a private key prefix) and one SQLite file."""
+    env = {
+        **single_env(copy_of(migrated_sqlite, tmp_path)),
+        "REDIS_URL": require_redis(),
+        "CHANNEL_LAYER_PREFIX": f"pyclient-{uuid.uuid4().hex[:8]}",
+    }
     workers = (Worker(env, tmp_path, "w1", settings=DEMO_SETTINGS), Worker(env, tmp_path, "w2", settings=DEMO_SETTINGS))
     try:
         for worker in workers:
@@ -271,7 +276,8 @@ async def test_two_workers_one_state_and_failover(redis_workers: tuple[Worker, W
 
         w2.kill()
         # The owner is gone: once its lease expires the instance comes back on
-        # alice's worker (fresh without persistence: count 0, version 0).
+        # alice's worker, restored from the shared database (51 after this call;
+        # 1 if it came back fresh).
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 30
         while True:

@@ -1,6 +1,6 @@
 """Durability against a real daphne process: kill -9, SIGTERM and SIGINT.
 
-Each test migrates a temporary SQLite file and serves the demo project from a
+Each test copies a migrated SQLite file and serves the demo project from a
 ``python -m daphne`` subprocess on a free port, speaking to it with the
 ``websockets`` client, as a browser or script would.
 """
@@ -10,15 +10,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import shutil
 import signal
 import sqlite3
-from pathlib import Path
 
 import pytest
 import websockets
 
-from tests.live import DEMO_SETTINGS, Worker, migrate, single_env
+from tests.live import DEMO_SETTINGS, Worker, copy_of, single_env
 
 pytestmark = pytest.mark.slow
 
@@ -74,18 +72,9 @@ class Client:
         await self.ws.close()
 
 
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory) -> Path:
-    """A migrated SQLite file, made once and copied for each test."""
-    template = tmp_path_factory.mktemp("daphne") / "template.sqlite3"
-    migrate(single_env(template), settings=DEMO_SETTINGS)
-    return template
-
-
 @pytest.fixture
-def daphne(tmp_path, migrated):
-    shutil.copyfile(migrated, tmp_path / "db.sqlite3")
-    server = Worker(single_env(tmp_path / "db.sqlite3"), tmp_path, "daphne", settings=DEMO_SETTINGS)
+def daphne(tmp_path, migrated_sqlite):
+    server = Worker(single_env(copy_of(migrated_sqlite, tmp_path)), tmp_path, "daphne", settings=DEMO_SETTINGS)
     yield server
     server.stop()
 
