@@ -1,11 +1,14 @@
 // The client against the real server: the demo project under daphne (.venv/bin/daphne, made by
-// scripts/setup), on a free port of 127.0.0.1, with its actors `counter` and `chat`.
+// scripts/setup), on a free port of 127.0.0.1 and a SQLite file of its own (migrated here: the
+// demo's actors are durable), with its actors `counter` and `chat`.
 // Without .venv the file is skipped with the reason shown, except under CI=true, where it fails.
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import { createClient } from "../../zocket_django/static/zocket_django/zocket.js";
@@ -13,6 +16,7 @@ import { until, sleep } from "./fake-server.mjs";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const daphnePath = `${root}.venv/bin/daphne`;
+const pythonPath = `${root}.venv/bin/python`;
 const skip = !existsSync(daphnePath) && process.env.CI !== "true" && `no ${daphnePath}: run scripts/setup first`;
 
 /** A port that was free a moment ago. */
@@ -35,10 +39,20 @@ const canConnect = (port) =>
     socket.on("error", () => resolve(false));
   });
 
+let env, dbDir;
+
+/** The demo's environment, on a freshly migrated SQLite file in a temporary directory. */
+function migratedEnv() {
+  dbDir = mkdtempSync(join(tmpdir(), "zocket-js-live-"));
+  const demo = { ...process.env, DJANGO_SETTINGS_MODULE: "demo_project.settings", DJANGO_DEBUG: "0" };
+  demo.DATABASE_URL = `sqlite:///${join(dbDir, "db.sqlite3")}`;
+  delete demo.REDIS_URL; // one process, the in-memory layer
+  execFileSync(pythonPath, ["manage.py", "migrate", "--noinput", "-v0"], { cwd: root, env: demo, timeout: 120000 });
+  return demo;
+}
+
 /** The demo under daphne on `port`: resolves once it accepts connections. */
 async function startDaphne(port) {
-  const env = { ...process.env, DJANGO_SETTINGS_MODULE: "demo_project.settings", DJANGO_DEBUG: "0" };
-  delete env.REDIS_URL; // one process, the in-memory layer
   const child = spawn(daphnePath, ["-b", "127.0.0.1", "-p", String(port), "demo_project.asgi:application"], {
     cwd: root,
     env,
@@ -69,12 +83,14 @@ const clients = [];
 
 before(async () => {
   if (skip) return;
+  env = migratedEnv();
   port = await freePort();
   daphne = await startDaphne(port);
 });
 
 after(async () => {
   await daphne?.stop();
+  if (dbDir) rmSync(dbDir, { recursive: true, force: true });
 });
 
 afterEach(() => {
@@ -209,9 +225,9 @@ test("daphne killed and restarted: the client reconnects and its state converges
   daphne = await startDaphne(port);
   await client.connection.ready;
   assert.notEqual(client.connection.clientId, firstId);
-  // the new process starts the instance afresh: count 0, then the waiting increment
-  assert.equal(await during, 1);
-  await until(() => counter.state.getSnapshot()?.count === 1, { what: "the new server's state" });
+  // the counter is write-through: the new process restores it as acknowledged (7), then the waiting increment
+  assert.equal(await during, 8);
+  await until(() => counter.state.getSnapshot()?.count === 8, { what: "the new server's state" });
   // the event subscription came back too
   await counter.reset();
   await until(() => resets.length === 1, { what: "the reset event" });
