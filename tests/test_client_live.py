@@ -23,6 +23,7 @@ from tests.live import DEMO_SETTINGS, Worker, copy_of, require_redis, single_env
 from zocket_django.client import (
     ConnectionStatus,
     ZocketClient,
+    ZocketRefused,
     ZocketRpcError,
     ZocketRpcTimeout,
 )
@@ -117,6 +118,20 @@ async def test_refused_subscription_reaches_on_error(client: ZocketClient) -> No
     assert errors[0].code == "unknown_actor"
     assert errors[0].ref == {"type": "state:sub", "actor": "nope", "actorId": "1"}
     unsubscribe()
+
+
+async def test_a_forged_token_is_refused_once_and_for_all(demo: Worker) -> None:
+    c = make_client(demo.url, headers={"Authorization": "Bearer not.a.token"})
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ZocketRefused) as info:
+        await c.connect()
+    assert loop.time() - started < 5  # at once, not after connect_timeout (10 s here)
+    assert (info.value.code, info.value.close_code) == ("unauthenticated", 4401)
+    assert c.close_reason == "the server refused the connection (close code 4401): invalid token"
+    assert c.status is ConnectionStatus.DISCONNECTED
+    with pytest.raises(ZocketRefused):
+        await c.actor("counter", fresh_id()).increment()
 
 
 async def test_events_between_two_clients(demo: Worker) -> None:

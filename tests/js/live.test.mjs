@@ -207,6 +207,17 @@ test("the real server answers the heartbeat", { skip }, async () => {
   assert.deepEqual(statuses, ["connected"]);
 });
 
+test("a forged token: refused with 4401, and the client stops", { skip }, async () => {
+  const client = connect({ url: `ws://127.0.0.1:${port}/ws/?token=not.a.token` });
+  const statuses = [];
+  client.connection.subscribe((s) => statuses.push(s));
+  const message = "the server refused the connection (close code 4401): invalid token";
+  await assert.rejects(client.connection.ready, { code: "unauthenticated", message });
+  await assert.rejects(client.counter(fresh("c")).increment(), { code: "unauthenticated" });
+  assert.deepEqual(statuses, ["closed"]);
+  assert.deepEqual(client.errors.map((e) => [e.code, e.message]), [["unauthenticated", "invalid token"]]);
+});
+
 test("daphne killed and restarted: the client reconnects and its state converges", { skip, timeout: 60000 }, async () => {
   const client = connect();
   await client.connection.ready;
