@@ -167,8 +167,9 @@ def copy_of(database: Path, directory: Path) -> Path:
     return Path(shutil.copyfile(database, directory / "db.sqlite3"))
 
 
-def single_env(database: Path | str = ":memory:") -> dict[str, str]:
-    """Environment for one worker on its own: the in-memory channel layer, the SQLite file ``database``."""
+def single_env(database: Path) -> dict[str, str]:
+    """Environment for one worker on its own: the in-memory channel layer, the SQLite file ``database``
+    (migrated: the demo's actors are durable; ``copy_of(migrated_sqlite, tmp_path)``)."""
     return {"DATABASE_URL": f"sqlite:///{database}", "REDIS_URL": ""}
 
 
