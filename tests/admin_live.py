@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
-import os
 import re
-import subprocess
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
 
-from tests.live import ROOT
+from tests.live import manage
 
 PASSWORD = "admin-test-password"
 
@@ -26,13 +23,7 @@ def create_staff(env: dict[str, str], username: str, perms: tuple[str, ...] = ("
         f"u.user_permissions.set(Permission.objects.filter(content_type__app_label='zocket_django', "
         f"codename__in={list(perms)!r}))\n"
     )
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.live_settings", **env},
-        check=True,
-        timeout=120,
-    )
+    manage(env, "shell", "-c", code)
 
 
 class AdminSession:

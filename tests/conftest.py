@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 
@@ -71,6 +72,16 @@ def connect():
         return client
 
     yield open_one
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """A migrated SQLite file for live servers, made once: give each server a copy (``tests.live.copy_of``)."""
+    from tests.live import migrate, single_env
+
+    template = tmp_path_factory.mktemp("migrated") / "template.sqlite3"
+    migrate(single_env(template))
+    return template
 
 
 @pytest.fixture(scope="session")

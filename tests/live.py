@@ -64,11 +64,28 @@ def require_redis() -> str:
     return "redis://127.0.0.1:6379/0"
 
 
-class Worker:
-    """One daphne process serving the demo project (``tests.live_settings``)."""
+LIVE_SETTINGS = "tests.live_settings"  # the demo plus tests.testapp; ZOCKET from ZOCKET_JSON
+DEMO_SETTINGS = "demo_project.settings"  # the demo exactly as it ships
+ASGI_APPLICATION = "demo_project.asgi:application"
 
-    def __init__(self, env: dict[str, str], log_dir: Path, name: str) -> None:
+
+def _environ(env: dict[str, str], settings: str) -> dict[str, str]:
+    return {**os.environ, "DJANGO_SETTINGS_MODULE": settings, "PYTHONUNBUFFERED": "1", **env}
+
+
+class Worker:
+    """One daphne process serving the demo project on a free port.
+
+    ``env`` goes over this process's environment (``cluster_env`` for workers
+    sharing a Redis, ``single_env`` for one on its own); ``settings`` is the
+    settings module. The port is chosen once: ``start()`` again after
+    ``kill()`` or ``stop()`` serves the same URL, as a restarted server would.
+    Every start appends to one log file, ``log_dir / f"{name}.log"``.
+    """
+
+    def __init__(self, env: dict[str, str], log_dir: Path, name: str, *, settings: str = LIVE_SETTINGS) -> None:
         self.env = env
+        self.settings = settings
         self.port = free_port()
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
@@ -77,41 +94,83 @@ class Worker:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws/"
 
-    def start(self) -> Worker:
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.live_settings", **self.env}
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "demo_project.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_for_port(self.port, proc=self.proc)
+    def start(self, timeout: float = 30.0) -> Worker:
+        """Start daphne and wait until it listens; fails with the log's tail if it does not."""
+        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            log.write(f"--- starting on port {self.port}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), ASGI_APPLICATION],
+                cwd=ROOT,
+                env=_environ(self.env, self.settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for_port(self.port, timeout, proc=self.proc)
+        except (RuntimeError, TimeoutError) as exc:
+            self.stop()
+            raise RuntimeError(f"daphne: {exc}\n{self.log()[-4000:]}") from None
         return self
 
-    def kill(self, sig: int = signal.SIGKILL, timeout: float = 20.0) -> int:
+    def kill(self, sig: int = signal.SIGKILL, timeout: float = 30.0) -> int:
+        """Send ``sig`` (SIGKILL: a crash; SIGTERM, SIGINT: a clean stop) and return the exit code.
+
+        A process still running after ``timeout`` is killed, and the test fails with its log.
+        """
         assert self.proc is not None
         self.proc.send_signal(sig)
-        return self.proc.wait(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            name = signal.Signals(sig).name
+            raise AssertionError(f"daphne did not stop on {name} within {timeout}s:\n{self.log()[-4000:]}") from None
 
     def stop(self) -> None:
+        """SIGKILL if still running (teardown)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+    def manage(self, *args: str) -> str:
+        """``manage.py`` against this worker's settings and database; returns its stdout."""
+        return manage(self.env, *args, settings=self.settings)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
 
-def migrate(env: dict[str, str]) -> None:
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+def manage(env: dict[str, str], *args: str, settings: str = LIVE_SETTINGS) -> str:
+    """Run ``manage.py`` with ``env`` over this process's environment; returns its stdout."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.live_settings", **env},
-        check=True,
+        env=_environ(env, settings),
+        capture_output=True,
+        text=True,
         timeout=120,
+        check=False,
     )
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args[:1])} exited with {result.returncode}:\n{result.stderr[-4000:]}")
+    return result.stdout
+
+
+def migrate(env: dict[str, str], settings: str = LIVE_SETTINGS) -> None:
+    manage(env, "migrate", "--noinput", "-v0", settings=settings)
+
+
+def copy_of(database: Path, directory: Path) -> Path:
+    """A copy of the SQLite file ``database`` in ``directory`` (e.g. of the ``migrated_sqlite`` fixture)."""
+    return Path(shutil.copyfile(database, directory / "db.sqlite3"))
+
+
+def single_env(database: Path) -> dict[str, str]:
+    """Environment for one worker on its own: the in-memory channel layer, the SQLite file ``database``
+    (migrated: the demo's actors are durable; ``copy_of(migrated_sqlite, tmp_path)``)."""
+    return {"DATABASE_URL": f"sqlite:///{database}", "REDIS_URL": ""}
 
 
 def cluster_env(tmp_path: Path, redis_url: str, **zocket: Any) -> dict[str, str]:

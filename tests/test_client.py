@@ -29,6 +29,7 @@ from zocket_django.client import (
     ConnectionStatus,
     ZocketClient,
     ZocketConnectionError,
+    ZocketRefused,
     ZocketRpcDisconnected,
     ZocketRpcError,
     ZocketRpcTimeout,
@@ -62,6 +63,9 @@ class FakeServer:
         self.versioned = True
         self.reject_status: int | None = None
         self.close_after_welcome = False
+        # (close code, error code, message): accept, send that error frame and close, as
+        # zocket-django does with credentials it refuses (4401), instead of the welcome.
+        self.refusal: tuple[int, str, str] | None = None
 
     @property
     def url(self) -> str:
@@ -93,6 +97,9 @@ class FakeServer:
         self.connections.append(ws)
         client_id = f"client-{len(self.connections)}"
         self.client_ids[ws] = client_id
+        if self.refusal is not None:
+            await self.refuse(ws, *self.refusal)
+            return
         await ws.send(json.dumps({"type": "welcome", "clientId": client_id}))
         if self.close_after_welcome:
             await ws.close(1011, "flapping")
@@ -203,6 +210,10 @@ class FakeServer:
     async def broadcast(self, frame: dict[str, Any]) -> None:
         for ws in list(self.state_subs):
             await ws.send(json.dumps(frame))
+
+    async def refuse(self, ws: ServerConnection, close_code: int, code: str, message: str) -> None:
+        await ws.send(json.dumps({"type": "error", "code": code, "error": message}))
+        await ws.close(close_code)
 
     async def send_all(self, frame: dict[str, Any] | str | bytes) -> None:
         raw = frame if isinstance(frame, str | bytes) else json.dumps(frame)
@@ -964,6 +975,89 @@ async def test_no_reconnect_when_disabled(server: FakeServer) -> None:
     assert c.status is ConnectionStatus.DISCONNECTED
     assert c.close_reason == "connection lost"
     await c.close()
+
+
+@pytest.mark.parametrize(("close_code", "code"), [(4401, "unauthenticated"), (4403, "forbidden")])
+async def test_a_refused_connection_is_final(server: FakeServer, close_code: int, code: str) -> None:
+    server.refusal = (close_code, code, "token expired")
+    statuses: list[str] = []
+    errors: list[ZocketRpcError] = []
+    c = make_client(server.url, connect_timeout=5.0)
+    c.on_status(statuses.append)
+    c.on_error(errors.append)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ZocketRefused) as info:
+        await c.connect()
+    assert loop.time() - started < 1.0  # not retried until the connect timeout
+    assert (info.value.code, info.value.close_code) == (code, close_code)
+    assert "token expired" in info.value.message
+    assert isinstance(info.value, ZocketConnectionError)
+    assert len(server.connections) == 1
+    assert c.closed and c.status is ConnectionStatus.DISCONNECTED
+    assert statuses == ["connecting", "disconnected"]
+    assert c.close_reason == f"the server refused the connection (close code {close_code}): token expired"
+    assert c.refusal is not None and c.refusal.code == code
+    assert [e.code for e in errors] == [code]  # the error frame reaches on_error, as after a welcome
+    with pytest.raises(ZocketRefused) as info:
+        await c.actor("counter", "main").increment()
+    assert (info.value.code, info.value.method) == (code, "increment")
+    await asyncio.sleep(0.1)
+    assert len(server.connections) == 1
+
+
+async def test_a_refused_reconnection_is_final(server: FakeServer) -> None:
+    """The token expired while the socket was down: the reconnection is refused, and that is the end."""
+    statuses: list[str] = []
+    c = make_client(server.url, rpc_timeout=5.0)
+    c.on_status(statuses.append)
+    await c.connect()
+    counter = c.actor("counter", "main")
+    counter.state.subscribe()
+    await wait_until(lambda: counter.state.version == 0)
+    server.refusal = (4401, "unauthenticated", "token expired")
+    await server.restart(downtime=0.2)
+    await wait_until(lambda: c.status is ConnectionStatus.RECONNECTING)
+    waiting = asyncio.create_task(counter.increment())  # waits for a socket that never comes
+    with pytest.raises(ZocketRefused) as info:
+        await asyncio.wait_for(waiting, 2.0)
+    assert info.value.code == "unauthenticated"
+    assert info.value.method == "increment"
+    assert c.closed and c.status is ConnectionStatus.DISCONNECTED
+    assert "close code 4401" in (c.close_reason or "")
+    assert counter.state.get() is None
+    with pytest.raises(ZocketConnectionError):
+        await counter.state.wait_for(timeout=1)
+    assert statuses == ["connecting", "connected", "reconnecting", "disconnected"]
+    await asyncio.sleep(0.1)
+    assert len(server.connections) == 2
+    await c.close()
+
+
+async def test_4401_on_an_open_connection_fails_pending_calls_as_unauthenticated(server: FakeServer) -> None:
+    c = make_client(server.url)
+    await c.connect()
+    pending = asyncio.create_task(c.actor("counter", "main").call("slow"))
+    await server.expect("rpc")
+    await server.refuse(server.connections[0], 4401, "unauthenticated", "session ended")
+    with pytest.raises(ZocketRefused) as info:
+        await pending
+    assert (info.value.code, info.value.method, info.value.close_code) == ("unauthenticated", "slow", 4401)
+    assert "session ended" in info.value.message
+    await wait_until(lambda: c.closed)
+    assert c.status is ConnectionStatus.DISCONNECTED
+    await asyncio.sleep(0.1)
+    assert len(server.connections) == 1
+
+
+async def test_other_application_close_codes_are_retried(server: FakeServer) -> None:
+    server.refusal = (4400, "bad_request", "not a refusal")
+    c = make_client(server.url, max_attempts=2)
+    with pytest.raises(ZocketConnectionError) as info:
+        await c.connect()
+    assert not isinstance(info.value, ZocketRefused)
+    assert c.refusal is None
+    assert len(server.connections) == 2
 
 
 async def test_close_fails_pending_calls(server: FakeServer) -> None:

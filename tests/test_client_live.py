@@ -1,9 +1,9 @@
 """The Python client against the real demo server: daphne in a subprocess.
 
 Runs ``daphne demo_project.asgi:application`` on a free port (in-memory channel
-layer, an in-memory SQLite database that nothing may touch) and drives the
-demo's ``counter`` and ``chat`` actors through :mod:`zocket_django.client`.
-Needs no database in the test process. Marked ``slow``.
+layer, a copy of a migrated SQLite file: the demo's actors are durable) and
+drives the demo's ``counter`` and ``chat`` actors through
+:mod:`zocket_django.client`. Marked ``slow``.
 """
 
 from __future__ import annotations
@@ -11,10 +11,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,9 +19,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from tests.live import DEMO_SETTINGS, Worker, copy_of, require_redis, single_env
 from zocket_django.client import (
     ConnectionStatus,
     ZocketClient,
+    ZocketRefused,
     ZocketRpcError,
     ZocketRpcTimeout,
 )
@@ -40,103 +38,11 @@ pytestmark = [
     ),
 ]
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Daphne:
-    """One daphne process serving the demo; restartable on the same port."""
-
-    def __init__(
-        self, log_path: Path, database_url: str = "sqlite:///:memory:", extra_env: dict[str, str] | None = None
-    ) -> None:
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = log_path
-        self.database_url = database_url
-        self.extra_env = extra_env or {}
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws/"
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DJANGO_SETTINGS_MODULE")}
-        env.update(DJANGO_SETTINGS_MODULE="demo_project.settings", DATABASE_URL=self.database_url)
-        env.update(self.extra_env)
-        return env
-
-    def manage(self, *args: str) -> str:
-        """Run ``manage.py`` against this server's database; returns its stdout."""
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    def start(self, timeout: float = 30.0) -> None:
-        env = self.env()
-        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "daphne",
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.port),
-                    "demo_project.asgi:application",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daphne exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"daphne did not listen on {self.port} within {timeout}s:\n{self.output()}")
-
-    def stop(self, *, crash: bool = False) -> None:
-        """Terminate politely, or SIGKILL (``crash``) as a dying worker would."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.kill() if crash else self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daphne]:
-    server = Daphne(tmp_path_factory.mktemp("daphne") / "daphne.log")
-    server.start()
+def demo(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> Iterator[Worker]:
+    tmp = tmp_path_factory.mktemp("daphne")
+    server = Worker(single_env(copy_of(migrated_sqlite, tmp)), tmp, "daphne", settings=DEMO_SETTINGS).start()
     yield server
     server.stop()
 
@@ -154,7 +60,7 @@ def make_client(url: str, **options: Any) -> ZocketClient:
 
 
 @pytest_asyncio.fixture
-async def client(demo: Daphne) -> AsyncIterator[ZocketClient]:
+async def client(demo: Worker) -> AsyncIterator[ZocketClient]:
     async with make_client(demo.url) as c:
         yield c
 
@@ -214,7 +120,21 @@ async def test_refused_subscription_reaches_on_error(client: ZocketClient) -> No
     unsubscribe()
 
 
-async def test_events_between_two_clients(demo: Daphne) -> None:
+async def test_a_forged_token_is_refused_once_and_for_all(demo: Worker) -> None:
+    c = make_client(demo.url, headers={"Authorization": "Bearer not.a.token"})
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ZocketRefused) as info:
+        await c.connect()
+    assert loop.time() - started < 5  # at once, not after connect_timeout (10 s here)
+    assert (info.value.code, info.value.close_code) == ("unauthenticated", 4401)
+    assert c.close_reason == "the server refused the connection (close code 4401): invalid token"
+    assert c.status is ConnectionStatus.DISCONNECTED
+    with pytest.raises(ZocketRefused):
+        await c.actor("counter", fresh_id()).increment()
+
+
+async def test_events_between_two_clients(demo: Worker) -> None:
     room = fresh_id()
     async with make_client(demo.url) as alice, make_client(demo.url) as bob:
         bob_chat = bob.actor("chat", room)
@@ -237,7 +157,7 @@ async def test_events_between_two_clients(demo: Daphne) -> None:
         assert set(state["online"]) == {alice.client_id, bob.client_id}
 
 
-async def test_concurrent_calls_keep_state_consistent(demo: Daphne) -> None:
+async def test_concurrent_calls_keep_state_consistent(demo: Worker) -> None:
     actor_id = fresh_id()
     async with make_client(demo.url) as writer, make_client(demo.url) as watcher:
         live = watcher.actor("counter", actor_id).state
@@ -251,7 +171,7 @@ async def test_concurrent_calls_keep_state_consistent(demo: Daphne) -> None:
         assert versions == list(range(201))
 
 
-async def test_heartbeat_against_real_server(demo: Daphne) -> None:
+async def test_heartbeat_against_real_server(demo: Worker) -> None:
     async with make_client(demo.url, heartbeat_interval=0.05, heartbeat_timeout=2.0) as c:
         first_id = c.client_id
         await asyncio.sleep(0.5)
@@ -259,9 +179,9 @@ async def test_heartbeat_against_real_server(demo: Daphne) -> None:
         assert c.client_id == first_id
 
 
-async def test_reconnects_after_server_crash_and_resyncs(tmp_path: Path) -> None:
-    server = Daphne(tmp_path / "daphne.log")
-    server.start()
+async def test_reconnects_after_server_crash_and_resyncs(tmp_path: Path, migrated_sqlite: Path) -> None:
+    env = single_env(copy_of(migrated_sqlite, tmp_path))
+    server = Worker(env, tmp_path, "daphne", settings=DEMO_SETTINGS).start()
     statuses: list[str] = []
     try:
         async with make_client(server.url) as c:
@@ -275,7 +195,7 @@ async def test_reconnects_after_server_crash_and_resyncs(tmp_path: Path) -> None
             await counter.state.wait_for(lambda s: s["count"] == 41, timeout=5)
             first_id = c.client_id
 
-            server.stop(crash=True)
+            server.kill()
             async with asyncio.timeout(5):
                 while c.status is not ConnectionStatus.RECONNECTING:
                     await asyncio.sleep(0.01)
@@ -284,13 +204,13 @@ async def test_reconnects_after_server_crash_and_resyncs(tmp_path: Path) -> None
                 await counter.call("increment", timeout=0.3)
             await asyncio.to_thread(server.start)
 
-            # The new process starts the counter from scratch: version 0 again.
-            assert await counter.state.wait_for(lambda s: s["count"] == 0, timeout=10) == {"count": 0}
-            assert counter.state.version == 0
-            assert c.client_id != first_id
-            assert await counter.increment() == 1
-            await counter.state.wait_for(lambda s: s["count"] == 1, timeout=5)
+            # The counter is write-through: the new process restores it as it was acknowledged.
+            assert await counter.state.wait_for(timeout=10) == {"count": 41}
             assert counter.state.version == 1
+            assert c.client_id != first_id
+            assert await counter.increment() == 42
+            await counter.state.wait_for(lambda s: s["count"] == 42, timeout=5)
+            assert counter.state.version == 2
             sent = await chat.send(text="back")  # the event subscription was restored
             async with asyncio.timeout(5):
                 while not messages:
@@ -316,17 +236,16 @@ print(session.session_key)
 
 
 @pytest.fixture
-def demo_with_login(tmp_path: Path) -> Iterator[tuple[Daphne, str]]:
+def demo_with_login(tmp_path: Path, migrated_sqlite: Path) -> Iterator[tuple[Worker, str]]:
     """A demo on a migrated SQLite file, and the session key of a logged-in user."""
-    server = Daphne(tmp_path / "daphne.log", database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}")
-    server.manage("migrate", "--noinput", "-v", "0")
+    server = Worker(single_env(copy_of(migrated_sqlite, tmp_path)), tmp_path, "daphne", settings=DEMO_SETTINGS)
     session_key = server.manage("shell", "-c", LOGIN).strip().splitlines()[-1]
     server.start()
     yield server, session_key
     server.stop()
 
 
-async def test_session_cookie_identifies_the_user(demo_with_login: tuple[Daphne, str]) -> None:
+async def test_session_cookie_identifies_the_user(demo_with_login: tuple[Worker, str]) -> None:
     server, session_key = demo_with_login
     room = fresh_id()
     async with make_client(server.url, headers={"Cookie": f"sessionid={session_key}"}) as alice:
@@ -337,24 +256,15 @@ async def test_session_cookie_identifies_the_user(demo_with_login: tuple[Daphne,
         assert sent["user"] == anonymous.client_id
 
 
-def redis_available() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
-
-
 @pytest.fixture
-def redis_workers(tmp_path: Path) -> Iterator[tuple[Daphne, Daphne]]:
-    """Two demo workers sharing the Redis at 127.0.0.1:6379 (a private key prefix)."""
-    if not redis_available():
-        message = "Redis is not available at 127.0.0.1:6379"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + "; CI=true requires it")
-        pytest.skip(message)
-    env = {"REDIS_URL": "redis://127.0.0.1:6379/0", "CHANNEL_LAYER_PREFIX": f"pyclient-{uuid.uuid4().hex[:8]}"}
-    workers = (Daphne(tmp_path / "w1.log", extra_env=env), Daphne(tmp_path / "w2.log", extra_env=env))
+def redis_workers(tmp_path: Path, migrated_sqlite: Path) -> Iterator[tuple[Worker, Worker]]:
+    """Two demo workers sharing the Redis at 127.0.0.1:6379 (a private key prefix) and one SQLite file."""
+    env = {
+        **single_env(copy_of(migrated_sqlite, tmp_path)),
+        "REDIS_URL": require_redis(),
+        "CHANNEL_LAYER_PREFIX": f"pyclient-{uuid.uuid4().hex[:8]}",
+    }
+    workers = (Worker(env, tmp_path, "w1", settings=DEMO_SETTINGS), Worker(env, tmp_path, "w2", settings=DEMO_SETTINGS))
     try:
         for worker in workers:
             worker.start()
@@ -364,7 +274,7 @@ def redis_workers(tmp_path: Path) -> Iterator[tuple[Daphne, Daphne]]:
             worker.stop()
 
 
-async def test_two_workers_one_state_and_failover(redis_workers: tuple[Daphne, Daphne]) -> None:
+async def test_two_workers_one_state_and_failover(redis_workers: tuple[Worker, Worker]) -> None:
     w1, w2 = redis_workers
     actor_id = fresh_id()
     async with make_client(w1.url) as alice, make_client(w2.url, max_attempts=1) as bob:
@@ -379,9 +289,10 @@ async def test_two_workers_one_state_and_failover(redis_workers: tuple[Daphne, D
         await mine.state.wait_for(lambda s: s["count"] == 50, timeout=10)
         assert versions == list(range(1, 51))  # patches crossed workers without a gap
 
-        w2.stop(crash=True)
+        w2.kill()
         # The owner is gone: once its lease expires the instance comes back on
-        # alice's worker (fresh without persistence: count 0, version 0).
+        # alice's worker, restored from the shared database (51 after this call;
+        # 1 if it came back fresh).
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 30
         while True:

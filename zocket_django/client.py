@@ -41,6 +41,7 @@ from websockets.exceptions import (
     InvalidURI,
     WebSocketException,
 )
+from websockets.frames import Close
 
 __all__ = [
     "ActorHandle",
@@ -52,6 +53,7 @@ __all__ = [
     "ZocketClient",
     "ZocketConnectionError",
     "ZocketError",
+    "ZocketRefused",
     "ZocketRpcDisconnected",
     "ZocketRpcError",
     "ZocketRpcTimeout",
@@ -135,6 +137,43 @@ class ZocketRpcDisconnected(ZocketRpcError, ZocketConnectionError):
     Calls are never replayed after a reconnect: the server may or may not have
     run it, and only the caller can decide whether repeating it is safe.
     """
+
+
+class ZocketRefused(ZocketRpcError, ZocketConnectionError):
+    """The server refused the connection for good: close code 4401 or 4403.
+
+    4401 (code ``unauthenticated``) is the server's answer to credentials that
+    are given but not valid: a forged, expired or revoked token. 4403 (code
+    ``forbidden``) is for applications that refuse a connection they
+    identified. Retrying with the same credentials cannot help, so the client
+    does not reconnect: it closes (status ``disconnected``, ``close_reason``
+    says why), and ``connect()``, pending calls and later calls raise this.
+    ``close_code`` is the WebSocket close code.
+    """
+
+    def __init__(self, code: str, message: str, *, close_code: int, method: str | None = None) -> None:
+        super().__init__(code, message, method=method)
+        self.close_code = close_code
+
+    def copy(self, method: str | None = None) -> ZocketRefused:
+        """A fresh error to raise in one more place (an exception keeps the traceback of its raise)."""
+        return ZocketRefused(self.code, self.message, close_code=self.close_code, method=method)
+
+
+#: Close codes after which reconnecting cannot help, and the error code each stands for.
+FINAL_CLOSE_CODES: Final = {4401: "unauthenticated", 4403: "forbidden"}
+
+
+def _refusal(close: Close | None, error: str | None) -> ZocketRefused | None:
+    """The refusal a received close frame means (``error``: the ``error`` frame before it), if any."""
+    if close is None or close.code not in FINAL_CLOSE_CODES:
+        return None
+    reason = error or close.reason or FINAL_CLOSE_CODES[close.code]
+    return ZocketRefused(
+        FINAL_CLOSE_CODES[close.code],
+        f"the server refused the connection (close code {close.code}): {reason}",
+        close_code=close.code,
+    )
 
 
 class _InvalidFrame(Exception):
@@ -247,14 +286,20 @@ class _Connection:
         self.pending: dict[str, tuple[asyncio.Future[Any], str]] = {}
         self.pongs: dict[str, asyncio.Future[None]] = {}
         self.outbox: asyncio.Queue[str] = asyncio.Queue()
+        self.close_rcvd: Close | None = None  # the server's close frame, once received
+        self.last_error: str | None = None  # the last ``error`` frame about the connection (no ``ref``)
 
     def send(self, frame: Mapping[str, Any]) -> None:
         """Queue a frame; a single writer task keeps frames in order."""
         self.outbox.put_nowait(_dumps(frame))
 
-    def fail_pending(self, reason: str) -> None:
+    def fail_pending(self, reason: str, refusal: ZocketRefused | None = None) -> None:
         for rid, (fut, method) in list(self.pending.items()):
-            if not fut.done():
+            if fut.done():
+                continue
+            if refusal is not None:
+                fut.set_exception(refusal.copy(method))
+            else:
                 fut.set_exception(ZocketRpcDisconnected("disconnected", reason, method=method, ref=rid))
         self.pending.clear()
         for fut in self.pongs.values():
@@ -275,7 +320,8 @@ class ZocketClient:
     ``connect()`` keeps trying (with backoff) until ``connect_timeout``; once
     connected, a dropped socket is reopened in the background, pending calls
     fail with :class:`ZocketRpcDisconnected`, and every active subscription is
-    sent again.
+    sent again. A socket the server closes with 4401 or 4403 is not reopened:
+    see :class:`ZocketRefused`.
     """
 
     def __init__(
@@ -325,6 +371,7 @@ class ZocketClient:
         self._background: set[asyncio.Future[Any]] = set()
         self._closed = False
         self._close_reason: str | None = None
+        self._refusal: ZocketRefused | None = None
         self._ever_connected = False
 
     # -- public ----------------------------------------------------------------
@@ -344,8 +391,13 @@ class ZocketClient:
 
     @property
     def close_reason(self) -> str | None:
-        """Why the client closed (``client closed``, or why it gave up)."""
+        """Why the client closed (``client closed``, why it gave up, or the server's refusal)."""
         return self._close_reason
+
+    @property
+    def refusal(self) -> ZocketRefused | None:
+        """The server's refusal (close code 4401 or 4403) that closed the client, if that is why."""
+        return self._refusal
 
     @property
     def client_id(self) -> str | None:
@@ -363,7 +415,8 @@ class ZocketClient:
         """Open the connection and wait for the server's ``welcome``.
 
         Retries with backoff until ``connect_timeout``; raises
-        :class:`ZocketConnectionError` (and closes the client) if that fails.
+        :class:`ZocketConnectionError` (and closes the client) if that fails,
+        :class:`ZocketRefused` at once if the server refuses the credentials.
         """
         if self._closed:
             raise ZocketConnectionError(self._close_reason or "client is closed")
@@ -450,6 +503,12 @@ class ZocketClient:
             self._set_status(ConnectionStatus.RECONNECTING if self._ever_connected else ConnectionStatus.CONNECTING)
             try:
                 conn = await self._open()
+            except ZocketRefused as refusal:
+                # The error frame came before any welcome: tell the error listeners here.
+                for callback in list(self._error_listeners.values()):
+                    self._invoke(callback, refusal.copy(), "error")
+                self._refuse(refusal)
+                return
             except (OSError, WebSocketException, ValueError) as exc:
                 attempt += 1
                 fatal = self._is_fatal(exc)
@@ -466,8 +525,11 @@ class ZocketClient:
                 await asyncio.sleep(self.backoff.delay(attempt - 1))
                 continue
             opened_at = loop.time()
-            await self._serve(conn)
+            refusal = await self._serve(conn)
             if self._closed:
+                return
+            if refusal is not None:
+                self._refuse(refusal)
                 return
             attempt = 0 if loop.time() - opened_at >= self._STABLE_AFTER else attempt + 1
             if self._out_of_attempts(attempt):
@@ -484,9 +546,18 @@ class ZocketClient:
         limit = self.backoff.max_attempts
         return not self.reconnect or (limit is not None and attempt >= limit)
 
+    def _refuse(self, refusal: ZocketRefused) -> None:
+        """The server refused the connection for good (4401, 4403): close, and say why."""
+        logger.error("zocket connection to %s refused, not reconnecting: %s", self.url, refusal.message)
+        self._refusal = refusal
+        self._shutdown(refusal.message)
+
     @staticmethod
     def _is_fatal(exc: Exception) -> bool:
-        """A bad URL or a 4xx refusal (auth, origin) will not heal by retrying."""
+        """A bad URL or a 4xx refusal of the handshake (auth, origin) will not heal by retrying.
+
+        A refusal after the handshake (close code 4401 or 4403) is :class:`ZocketRefused`.
+        """
         if isinstance(exc, InvalidURI | ValueError):
             return True
         if isinstance(exc, InvalidStatus):
@@ -507,8 +578,16 @@ class ZocketClient:
 
     @staticmethod
     async def _await_welcome(ws: ClientConnection) -> str:
+        """The ``clientId`` of the ``welcome``; raises :class:`ZocketRefused` on a refusal instead."""
+        error: str | None = None  # a refused connection gets an error frame, then the close
         while True:
-            raw = await ws.recv()
+            try:
+                raw = await ws.recv()
+            except ConnectionClosed as exc:
+                refusal = _refusal(exc.rcvd, error)
+                if refusal is not None:
+                    raise refusal from None
+                raise
             try:
                 msg = json.loads(raw)
             except (TypeError, ValueError, RecursionError):
@@ -517,10 +596,17 @@ class ZocketClient:
                 client_id = msg.get("clientId")
                 if isinstance(client_id, str):
                     return client_id
+            if isinstance(msg, dict) and msg.get("type") == "error":
+                error = str(msg.get("error", "server error"))
+                logger.debug("error frame before the welcome: %.200r", raw)
+                continue
             logger.warning("ignoring frame received before a valid welcome: %.200r", raw)
 
-    async def _serve(self, conn: _Connection) -> None:
-        """Run one connection until it dies; then fail what cannot survive it."""
+    async def _serve(self, conn: _Connection) -> ZocketRefused | None:
+        """Run one connection until it dies; then fail what cannot survive it.
+
+        Returns the refusal when the server closed it with 4401 or 4403.
+        """
         self._conn = conn
         self._ever_connected = True
         for handle in list(self._handles.values()):
@@ -533,6 +619,7 @@ class ZocketClient:
         if self.heartbeat_interval:
             tasks.append(asyncio.create_task(self._heartbeat(conn, self.heartbeat_interval)))
         reason = "connection lost"
+        refusal = None
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -553,17 +640,21 @@ class ZocketClient:
                 conn.ws.transport.abort()
             if self._closed:
                 reason = self._close_reason or "client closed"
-            conn.fail_pending(reason)
+            else:
+                refusal = _refusal(conn.close_rcvd, conn.last_error)
+            conn.fail_pending(reason, refusal)
             for handle in list(self._handles.values()):
                 handle._disconnected()
             self._notify()
         logger.info("zocket connection to %s ended: %s", self.url, reason)
+        return refusal
 
     async def _reader(self, conn: _Connection) -> str:
         try:
             async for raw in conn.ws:
                 self._dispatch(conn, raw)
         except ConnectionClosed as exc:
+            conn.close_rcvd = exc.rcvd
             return f"connection lost: {exc}"
         return f"connection closed by server (code {conn.ws.close_code})"
 
@@ -573,6 +664,7 @@ class ZocketClient:
             while True:
                 await conn.ws.send(await conn.outbox.get())
         except ConnectionClosed as exc:
+            conn.close_rcvd = exc.rcvd
             return f"connection lost: {exc}"
 
     async def _heartbeat(self, conn: _Connection, interval: float) -> str:
@@ -690,6 +782,8 @@ class ZocketClient:
     def _on_error(self, conn: _Connection, msg: dict[str, Any]) -> None:
         code = msg.get("code")
         ref = msg.get("ref")
+        if ref is None:  # about the connection itself, such as the reason of a refusal
+            conn.last_error = str(msg.get("error", "server error"))
         err = ZocketRpcError(
             code if isinstance(code, str) else "error",
             str(msg.get("error", "server error")),
@@ -771,6 +865,9 @@ class ZocketClient:
                     method=method,
                 ) from None
             raise
+        except ZocketRefused as exc:
+            exc.method = method
+            raise
         except ZocketRpcError:
             raise
         except ZocketConnectionError as exc:
@@ -778,6 +875,8 @@ class ZocketClient:
 
     async def _wait_connected(self) -> _Connection:
         while True:
+            if self._refusal is not None:
+                raise self._refusal.copy()
             if self._closed:
                 raise ZocketConnectionError(self._close_reason or "client is closed")
             if self._conn is not None:

@@ -204,3 +204,69 @@ test("reconnect: false closes the client when the connection is lost", async () 
   await sleep(30);
   assert.equal(server.connections, 1);
 });
+
+for (const [closeCode, code] of [
+  [4401, "unauthenticated"],
+  [4403, "forbidden"],
+]) {
+  test(`close code ${closeCode} before the welcome is final: ${code}`, async () => {
+    const server = await serve();
+    server.refusal = { closeCode, code, message: "token expired" };
+    const { client, statuses, errors } = connect(server.url, { connectTimeout: 5000 });
+    const waiting = client.counter("main").increment(); // waits for a connection that never comes
+    const started = Date.now();
+    const message = `the server refused the connection (close code ${closeCode}): token expired`;
+    await assert.rejects(client.connection.ready, { code, message });
+    assert.ok(Date.now() - started < 1000, "not retried until the connect timeout");
+    await assert.rejects(waiting, { code });
+    assert.equal(client.connection.status, "closed");
+    assert.deepEqual(statuses, ["closed"]);
+    assert.deepEqual(errors.map((e) => e.code), [code]); // the error frame itself, reported as any is
+    await assert.rejects(client.counter("main").increment(), { code });
+    await assert.rejects(client.connection.ready, { code });
+    await sleep(100);
+    assert.equal(server.connections, 1);
+    assert.equal(server.frames("rpc").length, 0);
+  });
+}
+
+test("a reconnection refused with 4401 closes the client: the token expired while the socket was down", async () => {
+  const server = await serve();
+  const { client, statuses } = connect(server.url);
+  await client.connection.ready;
+  await server.stop();
+  await until(() => client.connection.status === "reconnecting");
+  const waiting = client.counter("main").increment();
+  server.refusal = { closeCode: 4401, code: "unauthenticated", message: "token expired" };
+  await server.listen();
+  await assert.rejects(waiting, { code: "unauthenticated" });
+  await assert.rejects(client.connection.ready, { code: "unauthenticated" });
+  assert.equal(client.connection.status, "closed");
+  assert.deepEqual(statuses, ["connected", "reconnecting", "closed"]);
+  await sleep(100);
+  assert.equal(server.connections, 2);
+});
+
+test("4401 on an open connection rejects the call in flight with unauthenticated, and is final", async () => {
+  const server = await serve();
+  const { client, statuses } = connect(server.url);
+  await client.connection.ready;
+  server.onRpc = () => undefined; // never answers
+  const pending = client.counter("main").increment();
+  await until(() => server.frames("rpc").length === 1);
+  const refusal = { closeCode: 4401, code: "unauthenticated", message: "session ended" };
+  for (const socket of server.sockets) server.refuse(socket, refusal);
+  await assert.rejects(pending, { code: "unauthenticated", message: /close code 4401\): session ended/ });
+  assert.equal(client.connection.status, "closed");
+  assert.deepEqual(statuses, ["connected", "closed"]);
+  await sleep(100);
+  assert.equal(server.connections, 1);
+});
+
+test("other application close codes are retried", async () => {
+  const server = await serve();
+  server.refusal = { closeCode: 4400, code: "bad_request", message: "not a refusal" };
+  const { client } = connect(server.url, { reconnect: { minDelay: 5, maxDelay: 10, maxAttempts: 3 } });
+  await assert.rejects(client.connection.ready, { code: "closed" });
+  assert.equal(server.connections, 3);
+});

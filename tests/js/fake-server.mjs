@@ -30,6 +30,8 @@ export class FakeServer {
     this.welcome = welcome;
     this.answerPings = true;
     this.holdSnapshots = false; // when true, state:sub goes unanswered until releaseSnapshots()
+    /** {closeCode, code, message}: new sockets get that error frame and close, as zocket-django refuses credentials */
+    this.refusal = null;
     this.held = [];
     this.port = 0;
     this.connections = 0; // sockets accepted so far
@@ -80,7 +82,8 @@ export class FakeServer {
       }
     });
     socket.on("message", (data) => this.handle(socket, JSON.parse(String(data))));
-    if (this.welcome) this.send(socket, { type: "welcome", clientId: socket.clientId });
+    if (this.refusal) this.refuse(socket, this.refusal);
+    else if (this.welcome) this.send(socket, { type: "welcome", clientId: socket.clientId });
   }
 
   handle(socket, msg) {
@@ -114,6 +117,12 @@ export class FakeServer {
 
   send(socket, msg) {
     socket.send(typeof msg === "string" ? msg : JSON.stringify(msg));
+  }
+
+  /** Sends an `error` frame without `ref`, then closes the socket with `closeCode` (4401: refused credentials). */
+  refuse(socket, { closeCode, code, message }) {
+    this.send(socket, { type: "error", code, error: message });
+    socket.close(closeCode);
   }
 
   /** Sends `msg` to every connected client. */

@@ -1,13 +1,14 @@
 // The client against the real server: the demo project under daphne (.venv/bin/daphne, made by
-// scripts/setup), on a free port of 127.0.0.1, with its actors `counter` and `chat`.
+// scripts/setup), on a free port of 127.0.0.1 and a SQLite file of its own (migrated here: the
+// demo's actors are durable), with its actors `counter` and `chat`.
 // Without .venv the file is skipped with the reason shown, except under CI=true, where it fails.
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import net from "node:net";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import { createClient } from "../../zocket_django/static/zocket_django/zocket.js";
@@ -38,26 +39,20 @@ const canConnect = (port) =>
     socket.on("error", () => resolve(false));
   });
 
-/** A migrated SQLite database of the tests' own (never the developer's db.sqlite3). */
-function migratedDatabase() {
-  const dir = mkdtempSync(join(tmpdir(), "zocket-js-"));
-  const env = { ...process.env, DJANGO_SETTINGS_MODULE: "demo_project.settings", DATABASE_URL: `sqlite:///${dir}/db.sqlite3` };
-  const done = spawnSync(pythonPath, ["manage.py", "migrate", "--noinput", "-v0"], { cwd: root, env, encoding: "utf8" });
-  if (done.status !== 0) throw new Error(`migrate failed:\n${done.stderr}`);
-  return { dir, url: env.DATABASE_URL };
-}
+let env, dbDir;
 
-let database;
+/** The demo's environment, on a freshly migrated SQLite file in a temporary directory. */
+function migratedEnv() {
+  dbDir = mkdtempSync(join(tmpdir(), "zocket-js-live-"));
+  const demo = { ...process.env, DJANGO_SETTINGS_MODULE: "demo_project.settings", DJANGO_DEBUG: "0" };
+  demo.DATABASE_URL = `sqlite:///${join(dbDir, "db.sqlite3")}`;
+  delete demo.REDIS_URL; // one process, the in-memory layer
+  execFileSync(pythonPath, ["manage.py", "migrate", "--noinput", "-v0"], { cwd: root, env: demo, timeout: 120000 });
+  return demo;
+}
 
 /** The demo under daphne on `port`: resolves once it accepts connections. */
 async function startDaphne(port) {
-  const env = {
-    ...process.env,
-    DJANGO_SETTINGS_MODULE: "demo_project.settings",
-    DJANGO_DEBUG: "0",
-    DATABASE_URL: database.url,
-  };
-  delete env.REDIS_URL; // one process, the in-memory layer
   const child = spawn(daphnePath, ["-b", "127.0.0.1", "-p", String(port), "demo_project.asgi:application"], {
     cwd: root,
     env,
@@ -88,14 +83,14 @@ const clients = [];
 
 before(async () => {
   if (skip) return;
-  database = migratedDatabase();
+  env = migratedEnv();
   port = await freePort();
   daphne = await startDaphne(port);
 });
 
 after(async () => {
   await daphne?.stop();
-  if (database) rmSync(database.dir, { recursive: true, force: true });
+  if (dbDir) rmSync(dbDir, { recursive: true, force: true });
 });
 
 afterEach(() => {
@@ -212,6 +207,17 @@ test("the real server answers the heartbeat", { skip }, async () => {
   assert.deepEqual(statuses, ["connected"]);
 });
 
+test("a forged token: refused with 4401, and the client stops", { skip }, async () => {
+  const client = connect({ url: `ws://127.0.0.1:${port}/ws/?token=not.a.token` });
+  const statuses = [];
+  client.connection.subscribe((s) => statuses.push(s));
+  const message = "the server refused the connection (close code 4401): invalid token";
+  await assert.rejects(client.connection.ready, { code: "unauthenticated", message });
+  await assert.rejects(client.counter(fresh("c")).increment(), { code: "unauthenticated" });
+  assert.deepEqual(statuses, ["closed"]);
+  assert.deepEqual(client.errors.map((e) => [e.code, e.message]), [["unauthenticated", "invalid token"]]);
+});
+
 test("daphne killed and restarted: the client reconnects and its state converges", { skip, timeout: 60000 }, async () => {
   const client = connect();
   await client.connection.ready;
@@ -230,7 +236,7 @@ test("daphne killed and restarted: the client reconnects and its state converges
   daphne = await startDaphne(port);
   await client.connection.ready;
   assert.notEqual(client.connection.clientId, firstId);
-  // the demo counter persists write-through: the new process restores 7, then the waiting increment
+  // the counter is write-through: the new process restores it as acknowledged (7), then the waiting increment
   assert.equal(await during, 8);
   await until(() => counter.state.getSnapshot()?.count === 8, { what: "the new server's state" });
   // the event subscription came back too

@@ -60,7 +60,11 @@ export interface Connection {
   readonly status: Status;
   /** The id the server gave this connection; null while not connected. */
   readonly clientId: string | null;
-  /** Settles when the client is (next) connected; rejects once it is closed. */
+  /**
+   * Settles when the client is (next) connected; rejects once it is closed, with the reason: code
+   * "closed", or "unauthenticated" / "forbidden" when the server refused the connection (close
+   * code 4401 / 4403, after which the client does not reconnect).
+   */
   readonly ready: Promise<void>;
   subscribe(cb: (status: Status) => void): Unsubscribe;
   /** Closes the socket for good and rejects every unsettled call. */

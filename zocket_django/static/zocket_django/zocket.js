@@ -18,14 +18,17 @@
  *   "offline"      paused while the browser is offline or the page hidden; the
  *                  client reconnects as soon as it is back (an open socket is kept
  *                  while the page is hidden, dropped when the browser goes offline)
- *   "closed"       close() was called, reconnection is off, or it gave up; final
+ *   "closed"       close() was called, reconnection is off, it gave up, or the server
+ *                  refused the connection (close code 4401 or 4403); final
  *
  * Guarantees: a call that was sent when its socket dropped is rejected with code
  * "disconnected", never replayed (it may or may not have run); a call made while
  * disconnected waits for the connection, within its timeout. Subscriptions survive
  * reconnection. State listeners only ever see states the server had: a patch is
  * applied only to the state of the version just before it, anything else asks the
- * server for a fresh snapshot.
+ * server for a fresh snapshot. A socket the server closes with 4401 (credentials
+ * refused: code "unauthenticated") or 4403 ("forbidden") is not reopened: the client
+ * closes, and every unsettled call, `ready` and every later call reject with that code.
  */
 
 /** @typedef {"connecting" | "connected" | "reconnecting" | "offline" | "closed"} Status */
@@ -50,7 +53,8 @@
  * @typedef {object} Connection
  * @property {Status} status current status
  * @property {string | null} clientId the id the server gave this connection, null while not connected
- * @property {Promise<void>} ready settles when the client is (next) connected; rejects once it is closed
+ * @property {Promise<void>} ready settles when the client is (next) connected; rejects once it is
+ *   closed, with the reason (code "closed", or "unauthenticated"/"forbidden" when the server refused it)
  * @property {(cb: (status: Status) => void) => () => void} subscribe status changes; returns an unsubscribe function
  * @property {() => void} close closes the socket for good and rejects every unsettled call
  */
@@ -103,6 +107,9 @@ export class ZocketError extends Error {
     this.details = details;
   }
 }
+
+/** Close codes after which reconnecting cannot help, and the error code each stands for. */
+const FINAL_CLOSE_CODES = { 4401: "unauthenticated", 4403: "forbidden" };
 
 const isObj = (v) => v !== null && typeof v === "object";
 const isStr = (v) => typeof v === "string";
@@ -274,6 +281,8 @@ export function createClient(options) {
   let attempts = 0; // connection attempts since the last `welcome`
   let seq = 0; // ids of calls and pings
   let pingId; // the ping waiting for its pong
+  let lastError; // the message of the current socket's last `error` frame about the connection itself
+  let closedBy; // the ZocketError the client closed with
   let retryTimer, connectTimer, pingTimer, pongTimer;
   let ready = deferred();
   const calls = new Map(); // call id -> unsettled call
@@ -340,9 +349,15 @@ export function createClient(options) {
       ws = null;
       return schedule();
     }
+    lastError = undefined;
     if (connectTimeout) connectTimer = setTimeout(() => drop(s), connectTimeout);
     s.onmessage = (e) => s === ws && receive(e.data);
-    s.onclose = () => drop(s);
+    s.onclose = (e) => {
+      const code = FINAL_CLOSE_CODES[e?.code];
+      if (!code || s !== ws) return drop(s);
+      const why = lastError || e.reason || code;
+      shutdown(new ZocketError(`the server refused the connection (close code ${e.code}): ${why}`, code));
+    };
     s.onerror = () => {}; // a close event follows (and `ws` in Node needs a listener)
   }
 
@@ -375,6 +390,7 @@ export function createClient(options) {
   }
 
   function shutdown(reason) {
+    closedBy = reason;
     clearTimers();
     const s = ws;
     ws = clientId = null;
@@ -463,6 +479,7 @@ export function createClient(options) {
         return;
       }
       case "error":
+        if (m.ref === undefined && isStr(m.error)) lastError = m.error; // the reason, if a refusal follows
         report(new ZocketError(isStr(m.error) ? m.error : "server error", m.code, m.ref));
         return;
       case "event":
@@ -518,7 +535,7 @@ export function createClient(options) {
 
   function call(actor, actorId, method, input) {
     return new Promise((resolve, reject) => {
-      if (status === "closed") throw new ZocketError("the client is closed", "closed");
+      if (status === "closed") throw new ZocketError(closedBy.message, closedBy.code); // why it closed
       const id = String(++seq);
       const c = {
         method,
