@@ -1,8 +1,8 @@
 """Tests of zocket_django.client against a scripted in-process fake server.
 
 The fake server speaks PROTOCOL.md for one ``counter`` actor and exposes knobs
-to misbehave (silence, version gaps, garbage, restarts). No Django, no
-database: run with ``python -m pytest tests/test_client.py -p no:django``.
+to misbehave (silence, version gaps, garbage, restarts). The client itself
+needs no Django and no database.
 Every wait is bounded, so a regression fails instead of hanging.
 """
 
