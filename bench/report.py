@@ -275,17 +275,17 @@ def _patch(s: Any) -> list[str]:
         "",
         "One `bench_list.append` step through the real `Instance.run` (handler, `model_dump`, "
         "`zocket_django.patches.diff`, frame encoding) on a list of N `{id, text}` items, then the parts "
-        "measured alone. *Prototype diff*: `bench/prototype_diff.py`, the same patch with equal prefixes and "
-        "suffixes skipped by `==` (not used by zocket_django; shown for what it would save).",
+        "measured alone. *jsonpatch diff*: `jsonpatch.make_patch` on the same dumps, the baseline "
+        "`patches.diff` replaced (it compares lists element by element as JSON text).",
         "",
-        "| items | step ms | model_dump ms | diff ms (jsonpatch) | prototype diff ms | rollback re-validate ms | "
+        "| items | step ms | model_dump ms | diff ms | jsonpatch diff ms | rollback re-validate ms | "
         "patch bytes | full state bytes | full / patch |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         out.append(
             f"| {row['items']:,} | {fmt(row['step_ms'], 3)} | {row['model_dump_ms']:,.3f} | {row['diff_ms']:,.3f} | "
-            f"{row['prototype_diff_ms']:,.3f} | {row['rollback_validate_ms']:,.3f} | {row['patch_bytes']:,} | "
+            f"{row['jsonpatch_diff_ms']:,.3f} | {row['rollback_validate_ms']:,.3f} | {row['patch_bytes']:,} | "
             f"{row['full_state_bytes']:,} | {row['full_state_bytes'] / row['patch_bytes']:,.0f}{TIMES} |"
         )
     edits = s.get("edits")
@@ -293,15 +293,15 @@ def _patch(s: Any) -> list[str]:
         out += [
             "",
             f"Other edits on {edits[0]['items']:,} items, one run each: jsonpatch {s.get('jsonpatch', '')} "
-            "(what `patches.diff` calls) against the prototype; time, operations and bytes of the patch.",
+            "against `zocket_django.patches.diff`; time, operations and bytes of the patch.",
             "",
-            "| edit | jsonpatch ms | jsonpatch ops / bytes | prototype ms | prototype ops / bytes |",
+            "| edit | jsonpatch ms | jsonpatch ops / bytes | zocket ms | zocket ops / bytes |",
             "|---|---|---|---|---|",
         ]
         for e in edits:
             out.append(
                 f"| {e['edit']} | {e['jsonpatch_ms']:,.1f} | {e['jsonpatch_ops']:,} / {e['jsonpatch_bytes']:,} | "
-                f"{e['prototype_ms']:,.1f} | {e['prototype_ops']:,} / {e['prototype_bytes']:,} |"
+                f"{e['zocket_ms']:,.1f} | {e['zocket_ops']:,} / {e['zocket_bytes']:,} |"
             )
     out.append("")
     return out
