@@ -1,9 +1,9 @@
 """Cross-worker cost: a call forwarded to the owning worker against a local one.
 
 Starts two daphne workers on one Redis (the list layer and the pub/sub layer
-in turn), makes worker A own ``counter/x``, then times sequential calls from a
-client on A (local) and on B (forwarded to A), and the failover time when A is
-killed. Prints a Markdown table; writes bench/out/cross_worker.json.
+in turn), makes worker A own ``lab/x`` (not persisted), then times sequential
+calls from a socket on A (local) and on B (forwarded to A), and the failover
+time when A is killed. Prints a Markdown table; writes bench/out/cross_worker.json.
 
     python -m bench.cross_worker [--calls 2000] [--rounds 3]
 """
@@ -22,15 +22,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import websockets
+
 from tests.live import LiveClient, RpcError, Worker, cluster_env, migrate
 
 
-async def timed_calls(client: LiveClient, actor_id: str, n: int) -> list[float]:
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        await client.call("counter", actor_id, "increment")
-        samples.append(time.perf_counter() - start)
+async def timed_calls(url: str, actor_id: str, n: int) -> list[float]:
+    """Sequential calls of a non-persisted method over a plain socket (no client library in the way)."""
+    async with websockets.connect(url) as ws:
+        await ws.recv()  # welcome
+        samples = []
+        for i in range(n):
+            frame = json.dumps({"type": "rpc", "id": str(i), "actor": "lab", "actorId": actor_id, "method": "noop"})
+            start = time.perf_counter()
+            await ws.send(frame)
+            while json.loads(await ws.recv()).get("id") != str(i):
+                pass
+            samples.append(time.perf_counter() - start)
     return samples
 
 
@@ -49,19 +57,20 @@ async def measure(layer: str, calls: int, rounds: int) -> dict:
     migrate(env)
     a, b = Worker(env, tmp, "a").start(), Worker(env, tmp, "b").start()
     try:
-        on_a, on_b = await LiveClient.connect(a.url), await LiveClient.connect(b.url)
-        await on_a.call("counter", "x", "increment")  # A owns counter/x
-        await timed_calls(on_b, "x", 200)  # warm up both paths
-        await timed_calls(on_a, "x", 200)
+        on_a = await LiveClient.connect(a.url)
+        await on_a.call("lab", "x", "noop")  # A owns lab/x (and keeps it hot: this socket stays)
+        on_b = await LiveClient.connect(b.url)
+        await timed_calls(b.url, "x", 200)  # warm up both paths
+        await timed_calls(a.url, "x", 200)
         local, forwarded = [], []
         for _ in range(rounds):
-            local.append(summary(await timed_calls(on_a, "x", calls)))
-            forwarded.append(summary(await timed_calls(on_b, "x", calls)))
+            local.append(summary(await timed_calls(a.url, "x", calls)))
+            forwarded.append(summary(await timed_calls(b.url, "x", calls)))
         killed = time.monotonic()
         a.kill(signal.SIGKILL)
         while True:
             try:
-                await on_b.call("counter", "x", "increment", timeout=30)
+                await on_b.call("lab", "x", "noop", timeout=30)
                 break
             except RpcError:
                 await asyncio.sleep(0.02)
