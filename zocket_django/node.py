@@ -1,10 +1,11 @@
 """The process's mailbox: one channel-layer channel per worker process.
 
-Consumers do not get channel-layer channels of their own. Instead the node
-joins each instance's group once, for all its local subscribers, and writes the
-already-encoded frames it receives to the local sockets that want them: one
-channel message per *worker*, not per subscriber. Answers to requests come
-back on the same channel, so they stay in order with the patches before them.
+Consumers do not get channel-layer channels of their own. Frames for this
+process's sockets are written to them directly, already encoded; other
+workers get one channel message each (not one per subscriber) through an
+ordered outbox, and the node joins each instance's group once for all its
+local subscribers. Requests for instances another worker owns are forwarded to
+that worker's node, and their answers come back here.
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from .actor import ActorSpec, MethodSpec
-
-if TYPE_CHECKING:
     from .consumer import ZocketConsumer
 
 log = logging.getLogger("zocket_django")
@@ -105,8 +104,10 @@ class Node:
         return {**self.described, "channel": self.channel}
 
     async def stop(self) -> None:
-        """Deactivate every instance and stop listening (shutdown, tests)."""
+        """Deactivate every instance, hand what other workers must hear to the layer, stop listening."""
         await self.runtime.deactivate_all()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._outbox.join(), SEND_RETRY_SECONDS)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -180,6 +181,7 @@ class Node:
                     break
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.2)
+            self._outbox.task_done()
 
     # -- routing requests to the owner ----------------------------------------------
 
