@@ -104,7 +104,7 @@ class RedisLeases:
         try:
             await self.redis.delete(self._alive(self.node.channel))
         finally:
-            await self.redis.aclose()
+            await self.redis.aclose(close_connection_pool=True)
 
     # -- ownership -------------------------------------------------------------
 
@@ -211,13 +211,16 @@ def cluster_for(node: Node) -> SingleProcess | RedisLeases:
     layer = node.layer
     if not type(layer).__module__.startswith("channels_redis"):
         return SingleProcess(node)
-    from redis.asyncio import Redis
+    from redis.asyncio import BlockingConnectionPool, Redis
 
     settings = zocket_settings()
     kwargs = getattr(layer, "_kwargs", {})  # RedisPubSubChannelLayer keeps its arguments here
     prefix = getattr(layer, "prefix", None) or kwargs.get("prefix", "asgi")
+    # A bounded pool that waits: redis-py's default pool raises past 100
+    # connections, and many sockets may look up owners at once.
+    options: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 5, "max_connections": 32, "timeout": 5}
     if settings.REDIS_URL:
-        redis = Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+        pool = BlockingConnectionPool.from_url(settings.REDIS_URL, **options)
     else:
         from channels_redis.utils import decode_hosts
 
@@ -228,7 +231,7 @@ def cluster_for(node: Node) -> SingleProcess | RedisLeases:
                 "zocket_django cannot derive a Redis connection from this channel layer's hosts; "
                 'set ZOCKET["REDIS_URL"].'
             )
-        host.update(socket_timeout=5, socket_connect_timeout=5)
+        host.update(options)
         address = host.pop("address", None)
-        redis = Redis.from_url(address, **host) if address else Redis(**host)
-    return RedisLeases(node, redis, prefix)
+        pool = BlockingConnectionPool.from_url(address, **host) if address else BlockingConnectionPool(**host)
+    return RedisLeases(node, Redis(connection_pool=pool), prefix)
