@@ -1,11 +1,12 @@
-"""A reproducer, not a benchmark: ``python -m bench.pool_probe [CONNECTIONS]``.
+"""A regression check, not a benchmark: ``python -m bench.pool_probe [CONNECTIONS]``.
 
-With channels-redis on redis-py 8, a worker whose instances have more than
-100 channel-layer operations in flight at once gets ``MaxConnectionsError``
-(redis-py's pool raises instead of waiting). Here CONNECTIONS sockets (300 by
-default) each call ``increment`` on their own instance at the same moment;
-the script counts answers, errors and calls that got no answer within 15 s,
-and what daphne logged. Needs Redis at $REDIS_URL or 127.0.0.1:6379.
+With channels-redis on redis-py 8, a pool raises ``MaxConnectionsError`` past
+100 connections instead of waiting; zocket once had that many layer
+operations in flight and lost answers (bench/PROFILE.md, finding 3). Here
+CONNECTIONS sockets (300 by default) each call ``increment`` on their own
+instance at the same moment; the script counts answers, errors and calls that
+got no answer within 15 s, and what daphne logged (all should be answered).
+Needs Redis at $REDIS_URL or 127.0.0.1:6379.
 """
 
 from __future__ import annotations
