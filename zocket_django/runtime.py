@@ -445,7 +445,8 @@ class Runtime:
 
             async def timed() -> Any:
                 if method.is_async:
-                    return await asyncio.wait_for(self.invoke(method.fn, True, inst.actor, ctx, kwargs), remaining)
+                    async with asyncio.timeout(remaining):  # no task per call, unlike wait_for
+                        return await self.invoke(method.fn, True, inst.actor, ctx, kwargs)
                 started = time.monotonic()
                 value = await self.invoke(method.fn, False, inst.actor, ctx, kwargs)
                 if time.monotonic() - started > remaining:
