@@ -74,7 +74,22 @@ class Rule:
         return found
 
 
-class Request:
+class ExtraAttributes:
+    """Values middleware added (``self.extra``), readable as attributes (``ctx.role``)."""
+
+    __slots__ = ()
+    extra: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        if name != "extra" and not name.startswith("__"):
+            try:
+                return self.extra[name]
+            except KeyError:
+                pass
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+
+class Request(ExtraAttributes):
     """What a check or middleware sees: who asks for what, at the connection's edge.
 
     ``kind`` is ``"rpc"``, ``"state:sub"`` or ``"event:sub"``; ``method`` and
@@ -124,14 +139,6 @@ class Request:
         self.claims = claims
         self.scope = scope
         self.extra: dict[str, Any] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        if name != "extra" and not name.startswith("__"):
-            try:
-                return self.extra[name]
-            except KeyError:
-                pass
-        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def __repr__(self) -> str:
         return f"<Request {self.kind} {self.actor}/{self.actor_id} {self.method or ''} user={self.user_id}>"

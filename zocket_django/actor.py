@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 from pydantic import BaseModel
 
 from . import schema
-from .access import Check, Guard, Rule, as_rule, compile_guard
+from .access import Check, ExtraAttributes, Guard, Rule, as_rule, compile_guard
 from .persistence import Persist
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ def _ids(client_ids: str | Iterable[str]) -> frozenset[str]:
     return frozenset([client_ids]) if isinstance(client_ids, str) else frozenset(client_ids)
 
 
-class Context:
+class Context(ExtraAttributes):
     """Who is asking, and the way to emit events, for one queued step.
 
     ``client_id`` is ``None`` for ``on_activate``/``on_deactivate``.
@@ -194,14 +194,6 @@ class Context:
         self.method = method
         self.extra = extra if extra is not None else {}
         self.emissions: list[Emission] = []
-
-    def __getattr__(self, name: str) -> Any:
-        if name != "extra" and not name.startswith("__"):
-            try:
-                return self.extra[name]
-            except KeyError:
-                pass
-        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def emit(self, event: str, payload: Any = None) -> Emission:
         """Queue ``event``; it is sent after the step succeeds, broadcast by default."""

@@ -8,16 +8,13 @@ skipped with the reason shown, except under CI=true, where they fail.
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.live import ROOT, Worker, migrate, need
+from tests.live import ROOT, Worker, manage, migrate, need
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -31,17 +28,6 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT = {"width": 1040, "height": 660}
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
-
-
-def manage(env: dict[str, str], *args: str) -> None:
-    subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.live_settings", **env},
-        check=True,
-        timeout=120,
-        stdout=subprocess.DEVNULL,
-    )
 
 
 def demo_env(directory: Path, **more: str) -> dict[str, str]:
