@@ -55,7 +55,7 @@ class SingleProcess:
     async def stop(self) -> None:
         pass
 
-    async def owner(self, group: str, *, hot: bool, acquire: bool) -> str | None:
+    async def owner(self, group: str, *, acquire: bool) -> str | None:
         return None
 
     async def holder(self, group: str) -> str | None:
@@ -108,14 +108,13 @@ class RedisLeases:
 
     # -- ownership -------------------------------------------------------------
 
-    async def owner(self, group: str, *, hot: bool, acquire: bool) -> str | None:
-        """``None`` when this worker owns ``group`` (or now does), else the owner's channel.
+    async def owner(self, group: str, *, acquire: bool) -> str | None:
+        """For an instance not hot here: ``None`` when this worker owns it (or now does), else the
+        owner's channel.
 
         ``acquire=False`` (leaving, unsubscribing) never takes a free lease:
         it answers the channel ``""`` for "nobody", so nothing is activated.
         """
-        if hot:
-            return None
         cached = self._owners.get(group)
         now = time.monotonic()
         if cached is not None and cached[1] > now:

@@ -292,9 +292,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             raise Refusal(Code.INVALID_INPUT, f"Invalid input for {method.name}", validation_details(exc)) from None
 
     def _touch(self, spec: ActorSpec, actor_id: str) -> None:
-        group = self.node.group_name(spec.name, actor_id)
-        if group not in self.present:
-            self.present[group] = (spec, actor_id)
+        self.present.setdefault(self.node.group_name(spec.name, actor_id), (spec, actor_id))
 
     async def _admit(
         self, guard: Guard, kind: str, spec: ActorSpec, actor_id: str, method: str | None, inputs: Any

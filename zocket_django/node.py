@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import secrets
@@ -121,8 +122,9 @@ class Node:
     # -- naming --------------------------------------------------------------
 
     @staticmethod
+    @functools.lru_cache(maxsize=65536)
     def group_name(actor: str, actor_id: str) -> str:
-        """A valid group name for any actor id (ids may hold any character)."""
+        """A valid group name for any actor id (ids may hold any character); cached, it is asked per request."""
         digest = hashlib.blake2b(f"{actor}\x00{actor_id}".encode(), digest_size=16).hexdigest()
         return f"zocket.{digest}"
 
@@ -187,8 +189,9 @@ class Node:
 
     async def _owner(self, spec: ActorSpec, actor_id: str, group: str, *, acquire: bool = True) -> str | None:
         """``None`` if this worker runs the instance, else the owner's channel (``""``: nobody)."""
-        hot = (spec.name, actor_id) in self.runtime.instances
-        return await self.cluster.owner(group, hot=hot, acquire=acquire)
+        if (spec.name, actor_id) in self.runtime.instances:
+            return None  # hot here: no need to ask anyone
+        return await self.cluster.owner(group, acquire=acquire)
 
     async def call(
         self, spec: ActorSpec, actor_id: str, caller: Caller, method: MethodSpec, args: BaseModel, raw: Any, rpc_id: str
@@ -382,9 +385,6 @@ class Node:
             if not members:
                 await self._leave_group(group)
 
-    def subscriptions(self, consumer: ZocketConsumer) -> int:
-        return sum(len(m.get(consumer.client_id, ())) for m in self.local.values())
-
     async def _leave_group(self, group: str) -> None:
         async with self._membership:
             if self.local.get(group):
@@ -460,17 +460,24 @@ class Node:
 
     async def _announce(self, group: str, members: dict[str, set[str]], owner: str) -> None:
         """Tell a new incarnation of an instance (on ``owner``) who subscribes to it from here."""
+        for consumer, spec, actor_id, kinds in self._subscribers(group, members):
+            request = {"op": "subscribe", "kinds": sorted(kinds), "answer": False}
+            if owner == self.channel:
+                self._local_request(spec, actor_id, consumer.caller, request, None)
+            else:
+                await self._forward(owner, spec, actor_id, consumer.caller, request, None)
+
+    def _subscribers(
+        self, group: str, members: dict[str, set[str]]
+    ) -> list[tuple[ZocketConsumer, ActorSpec, str, set[str]]]:
+        """This node's subscribers of ``group``: consumer, actor, id and the kinds they want."""
+        found = []
         for client_id, kinds in list(members.items()):
             consumer = self.consumers.get(client_id)
             target = consumer.present.get(group) if consumer is not None else None
-            if consumer is None or target is None:
-                continue
-            wanted = sorted({STATE if k == PENDING_STATE else k for k in kinds})
-            request = {"op": "subscribe", "kinds": wanted, "answer": False}
-            if owner == self.channel:
-                self._local_request(target[0], target[1], consumer.caller, request, None)
-            else:
-                await self._forward(owner, target[0], target[1], consumer.caller, request, None)
+            if consumer is not None and target is not None:
+                found.append((consumer, *target, {STATE if k == PENDING_STATE else k for k in kinds}))
+        return found
 
     async def _snapshot(self, message: dict[str, Any]) -> None:
         client_id = message["client"]
@@ -495,15 +502,9 @@ class Node:
             await self.layer.group_add(group, self.channel)
             self._joined[group] = time.monotonic()
         for group, members in list(self.local.items()):
-            for client_id, kinds in members.items():
-                consumer = self.consumers.get(client_id)
-                target = consumer.present.get(group) if consumer is not None else None
-                if consumer is None or target is None:
-                    continue
+            for consumer, spec, actor_id, kinds in self._subscribers(group, members):
                 for kind in kinds:
-                    await self.request_subscription(
-                        target[0], target[1], consumer.caller, STATE if kind == PENDING_STATE else kind
-                    )
+                    await self.request_subscription(spec, actor_id, consumer.caller, kind)
 
     # -- housekeeping ---------------------------------------------------------------------
 
@@ -518,7 +519,7 @@ class Node:
             try:
                 await self.cluster.tick()
                 await self._expire_pending()
-                await self.runtime.deactivate_idle()
+                self.runtime.deactivate_idle()
                 renew_after = getattr(self.layer, "group_expiry", 86400) / 2
                 now = time.monotonic()
                 for group, joined in list(self._joined.items()):

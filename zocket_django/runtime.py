@@ -2,11 +2,11 @@
 
 Every method call and lifecycle hook of an instance is a *step* in its queue;
 steps run one at a time, different instances run concurrently. A step that
-changes the state bumps the version and publishes one ``state:patch`` to the
-instance's channel-layer group; a step that raises leaves the state exactly as
-it was and publishes nothing. Answers go back to the caller's node over the
-channel layer too, after the patch, so a subscribed caller always sees the
-patch before its own ``rpc:result``.
+changes the state bumps the version and publishes one ``state:patch`` (through
+the node: local sockets directly, other workers through the channel layer); a
+step that raises leaves the state exactly as it was and publishes nothing.
+Answers are sent after the patch, in order, so a subscribed caller always sees
+the patch before its own ``rpc:result``.
 """
 
 from __future__ import annotations
@@ -112,7 +112,6 @@ class Instance:
         self.clients: dict[str, Presence] = {}
         self.queue: deque[Callable[[], Awaitable[None]]] = deque()
         self.busy = False
-        self.active = True
         self.lost = False  # another worker took it over: answer nothing from here
         self.activated_at = time.time()
         self.last_activity = time.monotonic()
@@ -122,6 +121,11 @@ class Instance:
         #: Set when the activation failed: queued requests get this error, nothing runs.
         self.failed: ZocketError | None = None
         self.store = persistence.store_for(self)
+
+    @property
+    def active(self) -> bool:
+        """Still the hot incarnation here (not deactivated, dropped or failed)."""
+        return self.runtime.instances.get((self.spec.name, self.actor_id)) is self
 
     # -- the queue ---------------------------------------------------------
 
@@ -188,16 +192,13 @@ class Instance:
                 await self.store.commit(new, self.version + 1)  # raises: undone, nothing acknowledged
         except BaseException as exc:
             self.actor.state = self.spec.state_model.model_validate(old)
-            outcome = getattr(exc, "code", None) or exc.__class__.__name__
-            self.recent.append((time.time(), label or ctx.method or "?", ctx.client_id, outcome, self.version))
+            self.recent.append((time.time(), label or ctx.method or "?", ctx.client_id, _outcome(exc), self.version))
             raise
         node = self.runtime.node
         if patches:
             self.version += 1
             self.dump = new
-            await node.publish(
-                self.group, {"type": "zocket.deliver", "group": self.group, "kind": STATE, "frame": frame}
-            )
+            await node.publish(self.group, self.delivery(STATE, frame))
         self.recent.append((time.time(), label or ctx.method or "?", ctx.client_id, "ok", self.version))
         for message, targets in events:
             if targets is None:
@@ -211,8 +212,9 @@ class Instance:
         schema = self.spec.events.get(emission.event)
         if schema is None:
             raise ValueError(f"{self.spec.name} declares no event {emission.event!r}")
-        frame = protocol.event(self.spec.name, self.actor_id, emission.event, schema.dump(emission.payload))
-        message: dict[str, Any] = {"type": "zocket.deliver", "group": self.group, "kind": EVENTS, "frame": frame}
+        message = self.delivery(
+            EVENTS, protocol.event(self.spec.name, self.actor_id, emission.event, schema.dump(emission.payload))
+        )
         if emission.excluded:
             message["except"] = sorted(emission.excluded)
         if emission.only is None:
@@ -221,6 +223,10 @@ class Instance:
         # Narrowed events go straight to the nodes holding those clients.
         targets = {self.clients[c].caller.reply_to for c in emission.only if c in self.clients}
         return message, targets
+
+    def delivery(self, kind: str, frame: str, **more: Any) -> dict[str, Any]:
+        """The node message that carries one encoded frame to this instance's subscribers of ``kind``."""
+        return {"type": "zocket.deliver", "group": self.group, "kind": kind, "frame": frame, **more}
 
     async def run_hook(self, hook: str, caller: Caller | None = None) -> None:
         entry = self.spec.hooks.get(hook)
@@ -274,7 +280,7 @@ class Runtime:
         self.instances: dict[tuple[str, str], Instance] = {}
         self._closing: dict[tuple[str, str], Instance] = {}
         self._sync_handlers: dict[Callable[..., Any], Callable[..., Awaitable[Any]]] = {}
-        self._replies: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
 
     # -- activation ------------------------------------------------------------
 
@@ -299,24 +305,13 @@ class Runtime:
         # Subscribers of an earlier incarnation (a destroyed instance, a dead
         # worker) get the state afresh and announce themselves again.
         frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version)
-        await self.node.publish(
-            inst.group,
-            {
-                "type": "zocket.deliver",
-                "group": inst.group,
-                "kind": STATE,
-                "frame": frame,
-                "announce": True,
-                "owner": self.node.channel,
-            },
-        )
+        await self.node.publish(inst.group, inst.delivery(STATE, frame, announce=True, owner=self.node.channel))
         inst.store.start()
         await signals.actor_activated.asend(inst.spec.cls, actor_id=inst.actor_id, instance=inst.actor)
 
     def _failed(self, inst: Instance, error: ZocketError) -> None:
         """The activation failed: answer what is queued with ``error``, keep nothing hot."""
         inst.failed = error
-        inst.active = False
         key = (inst.spec.name, inst.actor_id)
         if self.instances.get(key) is inst:
             del self.instances[key]  # the next request tries again
@@ -329,7 +324,6 @@ class Runtime:
         inst = self.instances.pop(key, None)
         if inst is None:
             return False
-        inst.active = False
         self._closing[key] = inst
         inst.enqueue(lambda: self._deactivate(inst, destroy))
         try:
@@ -359,7 +353,6 @@ class Runtime:
         """
         inst = self.instances.pop((name, actor_id), None)
         if inst is not None:
-            inst.active = False
             inst.lost = True
             if not inst.closed.done():
                 inst.closed.set_result(None)
@@ -372,8 +365,9 @@ class Runtime:
                     inst.enqueue(lambda inst=inst, client_id=client_id: inst.part(client_id))
 
     async def deactivate_all(self, *, destroy: bool = False) -> int:
+        """Deactivate every hot instance, and wait for deactivations already under way."""
         keys = list(self.instances)
-        await asyncio.gather(*(self.deactivate(*k, destroy=destroy) for k in keys))
+        await asyncio.gather(*(self.deactivate(*k, destroy=destroy) for k in keys), *self._background)
         return len(keys)
 
     async def destroy(self, spec: ActorSpec, actor_id: str) -> bool:
@@ -382,12 +376,19 @@ class Runtime:
             return True
         return await persistence.forget(spec, actor_id)
 
-    async def deactivate_idle(self) -> None:
+    def deactivate_idle(self) -> None:
+        """Start deactivating instances nobody used for ``IDLE_TIMEOUT`` (without waiting for their saves)."""
         idle_for = zocket_settings().IDLE_TIMEOUT
         now = time.monotonic()
         for key, inst in list(self.instances.items()):
             if not inst.clients and not inst.busy and now - inst.last_activity >= idle_for:
-                await self.deactivate(*key)
+                self._spawn(self.deactivate(*key))
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        """Run ``work`` in the background, keeping a reference until it is done."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- requests ----------------------------------------------------------------
 
@@ -415,9 +416,7 @@ class Runtime:
                 extra=inst.log_context(method=method.name, client=caller.client_id, user=caller.user_id),
             )
             frame = protocol.rpc_error(rpc_id, Code.OVERLOADED, f"{spec.name} is overloaded; try again later")
-            task = asyncio.get_running_loop().create_task(self._reply(caller, frame, ticket))
-            self._replies.add(task)
-            task.add_done_callback(self._replies.discard)
+            self._spawn(self._reply(caller, frame, ticket))
             return
         deadline = time.monotonic() + zocket_settings().CALL_TIMEOUT
         inst.enqueue(lambda: self._call(inst, caller, method, args, rpc_id, deadline, ticket))
@@ -501,8 +500,14 @@ class Runtime:
         presence.subs.update(kinds)
         if answer and STATE in kinds:
             frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version)
-            message = {"type": "zocket.snapshot", "client": caller.client_id, "group": inst.group, "frame": frame}
-            await self.node.send(caller.reply_to, {**message, "ticket": ticket})
+            message = {
+                "type": "zocket.snapshot",
+                "client": caller.client_id,
+                "group": inst.group,
+                "frame": frame,
+                "ticket": ticket,
+            }
+            await self.node.send(caller.reply_to, message)
 
     def unsubscribe(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:
         """Drop one subscription; a connection that drops its last one leaves."""
@@ -540,6 +545,11 @@ class Runtime:
                 functools.partial(persistence.close_connections_around, fn), thread_sensitive=False
             )
         return runner(actor, ctx, **kwargs)
+
+
+def _outcome(exc: BaseException) -> str:
+    """How a failed step is remembered: the error code, or the exception's class."""
+    return getattr(exc, "code", None) or exc.__class__.__name__
 
 
 def debug_details(exc: BaseException) -> dict[str, str] | None:
