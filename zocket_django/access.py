@@ -33,8 +33,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from channels.db import database_sync_to_async
-
+from .db import to_thread
 from .errors import Forbidden, Unauthenticated
 
 #: ``check(ctx) -> bool``: a custom rule, ``async def`` or plain ``def``.
@@ -210,7 +209,7 @@ async def gate(guard: Guard, user: Any, perm_cache: dict[str, bool]) -> None:
         if getattr(user, "is_active", False) and getattr(user, "is_superuser", False):
             perm_cache.update(dict.fromkeys(missing, True))  # what has_perm answers, without the hop
         else:
-            perm_cache.update(await database_sync_to_async(_has_perms)(user, missing))
+            perm_cache.update(await to_thread(_has_perms)(user, missing))
     denied = [p for p in perms if not perm_cache[p]]
     if denied:
         raise Forbidden("permission denied", details={"permissions": denied})
@@ -223,7 +222,7 @@ def _has_perms(user: Any, perms: list[str]) -> dict[str, bool]:
 async def admit(guard: Guard, request: Request) -> dict[str, Any]:
     """Middleware chain then custom checks; returns the values middleware added (JSON-safe)."""
     for fn, is_async in guard.middleware:
-        added = await (fn(request) if is_async else database_sync_to_async(fn)(request))
+        added = await (fn(request) if is_async else to_thread(fn)(request))
         if added is None:
             continue
         if not isinstance(added, Mapping):
@@ -233,7 +232,7 @@ async def admit(guard: Guard, request: Request) -> dict[str, Any]:
                 raise TypeError(f"middleware {_name(fn)} may not set {key!r} on the context")
             request.extra[key] = value
     for fn, is_async in guard.checks:
-        allowed = await (fn(request) if is_async else database_sync_to_async(fn)(request))
+        allowed = await (fn(request) if is_async else to_thread(fn)(request))
         if not allowed:
             raise Forbidden("not allowed")
     if not request.extra:

@@ -34,12 +34,12 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from django.core import signing
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.module_loading import import_string
 
 from .conf import zocket_settings
+from .db import to_thread
 from .errors import AuthenticationFailed
 
 #: The subprotocol of zocket itself, and the prefix of a token subprotocol entry.
@@ -86,12 +86,12 @@ def _authenticator(path: str | None) -> Callable[[dict[str, Any]], Awaitable[Any
     fn = import_string(path)
     if inspect.iscoroutinefunction(fn):
         return fn
-    return database_sync_to_async(fn)
+    return to_thread(fn)
 
 
 @lru_cache(maxsize=8)
 def _claims(path: str) -> Callable[[Any], Awaitable[dict[str, Any]]]:
-    return database_sync_to_async(import_string(path))
+    return to_thread(import_string(path))
 
 
 # -- tokens ----------------------------------------------------------------------
@@ -182,4 +182,4 @@ async def token_authenticator(scope: dict[str, Any]) -> Any:
     token = token_from_scope(scope)
     if token is None:
         return None
-    return await database_sync_to_async(user_for_token)(token)
+    return await to_thread(user_for_token)(token)

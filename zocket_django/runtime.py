@@ -12,7 +12,6 @@ the patch before its own ``rpc:result``.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections import deque
@@ -20,12 +19,12 @@ from collections.abc import Awaitable, Callable, Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from asgiref.sync import sync_to_async
 from pydantic import BaseModel
 
 from . import persistence, protocol, signals
 from .actor import Actor, ActorSpec, Context, Emission, MethodSpec
 from .conf import zocket_settings
+from .db import to_thread
 from .errors import ZocketError
 from .patches import diff
 from .protocol import Code
@@ -540,10 +539,7 @@ class Runtime:
         if runner is None:
             # Not thread-sensitive: instances run their sync handlers in parallel,
             # each instance still one at a time (its queue waits for the thread).
-            # Connections are closed inside the worker's context (persistence.close_connections_around).
-            runner = self._sync_handlers[fn] = sync_to_async(
-                functools.partial(persistence.close_connections_around, fn), thread_sensitive=False
-            )
+            runner = self._sync_handlers[fn] = to_thread(fn, thread_sensitive=False)
         return runner(actor, ctx, **kwargs)
 
 

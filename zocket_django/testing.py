@@ -22,10 +22,10 @@ import itertools
 from collections import deque
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from .auth import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX, issue_token
+from .db import to_thread
 from .node import current_node, forget_node
 
 
@@ -105,7 +105,7 @@ class ZocketCommunicator(WebsocketCommunicator):
         (credentials; the ``error`` frame is kept in ``refusal``).
         """
         if self._session_user is not None:
-            cookie = await database_sync_to_async(session_cookie)(self._session_user)
+            cookie = await to_thread(session_cookie)(self._session_user)
             self.scope["headers"] = [*self.scope["headers"], (b"cookie", cookie.encode("latin1"))]
             self._session_user = None
         connected, detail = await super().connect(timeout or self.timeout)
