@@ -1,9 +1,9 @@
-import os
+import contextlib
 from pathlib import Path
 
 import pytest
 
-from tests import services
+from tests.live import IN_CI, postgres_problem, postgres_url
 from zocket_django.testing import ZocketCommunicator, reset_actors
 
 _POSTGRES_PROBLEM: str | None = None
@@ -11,15 +11,15 @@ _POSTGRES_PROBLEM: str | None = None
 
 def pytest_configure(config):
     global _POSTGRES_PROBLEM
-    url = services.postgres_url()
+    url = postgres_url()
     if url is not None:
-        _POSTGRES_PROBLEM = services.postgres_problem(url)
-        if _POSTGRES_PROBLEM is not None and services.in_ci():
+        _POSTGRES_PROBLEM = postgres_problem(url)
+        if _POSTGRES_PROBLEM is not None and IN_CI:
             pytest.exit(f"DATABASE_URL names PostgreSQL, which is not available: {_POSTGRES_PROBLEM}", returncode=1)
 
 
 def pytest_collection_modifyitems(config, items):
-    url = services.postgres_url()
+    url = postgres_url()
     for item in items:
         if url is not None and _POSTGRES_PROBLEM is not None:
             # Every test uses the database (the demo's actors persist), so none can run.
@@ -60,7 +60,7 @@ async def fresh_actors(_database):
 
 
 @pytest.fixture
-def connect():
+async def connect():
     """``client = await connect()``: a connected ZocketCommunicator, closed after the test."""
     opened: list[ZocketCommunicator] = []
 
@@ -72,6 +72,9 @@ def connect():
         return client
 
     yield open_one
+    for client in opened:
+        with contextlib.suppress(Exception):  # closed by the test already, or refused
+            await client.disconnect()
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +86,3 @@ def migrated_sqlite(tmp_path_factory) -> Path:
     migrate(single_env(template))
     return template
 
-
-@pytest.fixture(scope="session")
-def in_ci() -> bool:
-    return os.environ.get("CI") == "true"

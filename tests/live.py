@@ -18,6 +18,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 import websockets
@@ -34,6 +35,34 @@ def need(service: str, available: bool, how: str) -> None:
     if IN_CI:
         pytest.fail(message + "; CI=true requires it")
     pytest.skip(message)
+
+
+def postgres_url() -> str | None:
+    """``DATABASE_URL`` when it names PostgreSQL (the suite then runs on it)."""
+    url = os.environ.get("DATABASE_URL") or ""
+    return url if urlparse(url).scheme in ("postgres", "postgresql") else None
+
+
+def postgres_problem(url: str, timeout: float = 3.0) -> str | None:
+    """Why PostgreSQL at ``url`` cannot be used, or ``None`` when it answers."""
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install -r requirements-dev.txt)"
+    parsed = urlparse(url)
+    try:
+        # The maintenance database: pytest-django creates test_<name> itself.
+        with psycopg.connect(
+            host=parsed.hostname or "localhost",
+            port=parsed.port or 5432,
+            user=parsed.username or None,
+            password=parsed.password or None,
+            dbname="postgres",
+            connect_timeout=max(1, int(timeout)),
+        ):
+            return None
+    except Exception as exc:  # any failure to connect means "not available"
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
