@@ -968,8 +968,7 @@ class ActorHandle:
         self._name = name
         self._id = actor_id
         self.actor_class = actor_class
-        self._listeners: dict[str, dict[int, Callback]] = {}
-        self._listener_count = 0
+        self._listeners: dict[str, dict[int, Callback]] = {}  # no empty inner dicts
         self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
         self.state = LiveState(self)
 
@@ -1025,27 +1024,20 @@ class ActorHandle:
         The first listener of the handle sends ``event:sub``, the last one
         removed sends ``event:unsub``.
         """
-        listeners = self._listeners.setdefault(event, {})
+        first = not self._listeners
         token = next(self._client._tokens)
-        listeners[token] = callback
-        self._listener_count += 1
-        if self._listener_count == 1:
+        self._listeners.setdefault(event, {})[token] = callback
+        if first:
             self._client._send(self._frame("event:sub"))
-        removed = False
 
         def unsubscribe() -> None:
-            nonlocal removed
-            if removed:
-                return
-            removed = True
             current = self._listeners.get(event)
-            if current is None or current.pop(token, None) is None:
-                return
+            if current is None or current.pop(token, _UNSET) is _UNSET:
+                return  # already removed, or dropped by the client's shutdown
             if not current:
                 del self._listeners[event]
-            self._listener_count -= 1
-            if self._listener_count == 0:
-                self._client._send(self._frame("event:unsub"))
+                if not self._listeners:
+                    self._client._send(self._frame("event:unsub"))
 
         return unsubscribe
 
@@ -1071,7 +1063,7 @@ class ActorHandle:
             self._client._invoke(callback, payload, f"event {self._name}.{event}")
 
     def _restore(self, conn: _Connection) -> None:
-        if self._listener_count:
+        if self._listeners:
             conn.send(self._frame("event:sub"))
         self.state._restore(conn)
 
@@ -1082,7 +1074,6 @@ class ActorHandle:
         for stream in list(self._streams):
             stream._end()
         self._listeners.clear()
-        self._listener_count = 0
         self.state._shutdown(reason)
 
 
@@ -1207,13 +1198,10 @@ class LiveState:
             self._handle._client._send(self._handle._frame("state:sub"))
         elif callback is not None and self._has_data:
             self._handle._client._invoke(callback, self._data, "state")
-        removed = False
 
         def unsubscribe() -> None:
-            nonlocal removed
-            if removed or self._listeners.pop(token, _UNSET) is _UNSET:
-                return
-            removed = True
+            if self._listeners.pop(token, _UNSET) is _UNSET:
+                return  # already removed, or dropped by the client's shutdown
             if not self._listeners:
                 self._forget()
                 self._awaiting_snapshot = False
