@@ -250,6 +250,12 @@ def _opt_version(msg: Mapping[str, Any]) -> int | None:
     return value
 
 
+def _frame_error(msg: Mapping[str, Any], message: str, **kwargs: Any) -> ZocketRpcError:
+    """The error a server frame reports, with its ``code`` (``error`` if absent) and ``details``."""
+    code = msg.get("code")
+    return ZocketRpcError(code if isinstance(code, str) else "error", message, msg.get("details"), **kwargs)
+
+
 def _checked_patch(ops: Any) -> list[dict[str, Any]]:
     """Validate the shape of an RFC 6902 list and refuse prototype-polluting paths."""
     if not isinstance(ops, list):
@@ -729,16 +735,7 @@ class ZocketClient:
             return
         error = msg.get("error")
         if error is not None:
-            code = msg.get("code")
-            fut.set_exception(
-                ZocketRpcError(
-                    code if isinstance(code, str) else "error",
-                    str(error),
-                    msg.get("details"),
-                    method=method,
-                    ref=rid,
-                )
-            )
+            fut.set_exception(_frame_error(msg, str(error), method=method, ref=rid))
         else:
             fut.set_result(msg.get("result"))
 
@@ -780,16 +777,11 @@ class ZocketClient:
                 fut.set_result(None)
 
     def _on_error(self, conn: _Connection, msg: dict[str, Any]) -> None:
-        code = msg.get("code")
+        message = str(msg.get("error", "server error"))
         ref = msg.get("ref")
         if ref is None:  # about the connection itself, such as the reason of a refusal
-            conn.last_error = str(msg.get("error", "server error"))
-        err = ZocketRpcError(
-            code if isinstance(code, str) else "error",
-            str(msg.get("error", "server error")),
-            msg.get("details"),
-            ref=ref,
-        )
+            conn.last_error = message
+        err = _frame_error(msg, message, ref=ref)
         logger.warning("server error frame: %s (ref=%r)", err, ref)
         if isinstance(ref, dict):
             rid = ref.get("id")
