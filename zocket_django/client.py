@@ -250,6 +250,12 @@ def _opt_version(msg: Mapping[str, Any]) -> int | None:
     return value
 
 
+def _frame_error(msg: Mapping[str, Any], message: str, **kwargs: Any) -> ZocketRpcError:
+    """The error a server frame reports, with its ``code`` (``error`` if absent) and ``details``."""
+    code = msg.get("code")
+    return ZocketRpcError(code if isinstance(code, str) else "error", message, msg.get("details"), **kwargs)
+
+
 def _checked_patch(ops: Any) -> list[dict[str, Any]]:
     """Validate the shape of an RFC 6902 list and refuse prototype-polluting paths."""
     if not isinstance(ops, list):
@@ -729,16 +735,7 @@ class ZocketClient:
             return
         error = msg.get("error")
         if error is not None:
-            code = msg.get("code")
-            fut.set_exception(
-                ZocketRpcError(
-                    code if isinstance(code, str) else "error",
-                    str(error),
-                    msg.get("details"),
-                    method=method,
-                    ref=rid,
-                )
-            )
+            fut.set_exception(_frame_error(msg, str(error), method=method, ref=rid))
         else:
             fut.set_result(msg.get("result"))
 
@@ -780,16 +777,11 @@ class ZocketClient:
                 fut.set_result(None)
 
     def _on_error(self, conn: _Connection, msg: dict[str, Any]) -> None:
-        code = msg.get("code")
+        message = str(msg.get("error", "server error"))
         ref = msg.get("ref")
         if ref is None:  # about the connection itself, such as the reason of a refusal
-            conn.last_error = str(msg.get("error", "server error"))
-        err = ZocketRpcError(
-            code if isinstance(code, str) else "error",
-            str(msg.get("error", "server error")),
-            msg.get("details"),
-            ref=ref,
-        )
+            conn.last_error = message
+        err = _frame_error(msg, message, ref=ref)
         logger.warning("server error frame: %s (ref=%r)", err, ref)
         if isinstance(ref, dict):
             rid = ref.get("id")
@@ -968,8 +960,7 @@ class ActorHandle:
         self._name = name
         self._id = actor_id
         self.actor_class = actor_class
-        self._listeners: dict[str, dict[int, Callback]] = {}
-        self._listener_count = 0
+        self._listeners: dict[str, dict[int, Callback]] = {}  # no empty inner dicts
         self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
         self.state = LiveState(self)
 
@@ -1025,27 +1016,20 @@ class ActorHandle:
         The first listener of the handle sends ``event:sub``, the last one
         removed sends ``event:unsub``.
         """
-        listeners = self._listeners.setdefault(event, {})
+        first = not self._listeners
         token = next(self._client._tokens)
-        listeners[token] = callback
-        self._listener_count += 1
-        if self._listener_count == 1:
+        self._listeners.setdefault(event, {})[token] = callback
+        if first:
             self._client._send(self._frame("event:sub"))
-        removed = False
 
         def unsubscribe() -> None:
-            nonlocal removed
-            if removed:
-                return
-            removed = True
             current = self._listeners.get(event)
-            if current is None or current.pop(token, None) is None:
-                return
+            if current is None or current.pop(token, _UNSET) is _UNSET:
+                return  # already removed, or dropped by the client's shutdown
             if not current:
                 del self._listeners[event]
-            self._listener_count -= 1
-            if self._listener_count == 0:
-                self._client._send(self._frame("event:unsub"))
+                if not self._listeners:
+                    self._client._send(self._frame("event:unsub"))
 
         return unsubscribe
 
@@ -1071,7 +1055,7 @@ class ActorHandle:
             self._client._invoke(callback, payload, f"event {self._name}.{event}")
 
     def _restore(self, conn: _Connection) -> None:
-        if self._listener_count:
+        if self._listeners:
             conn.send(self._frame("event:sub"))
         self.state._restore(conn)
 
@@ -1082,7 +1066,6 @@ class ActorHandle:
         for stream in list(self._streams):
             stream._end()
         self._listeners.clear()
-        self._listener_count = 0
         self.state._shutdown(reason)
 
 
@@ -1207,13 +1190,10 @@ class LiveState:
             self._handle._client._send(self._handle._frame("state:sub"))
         elif callback is not None and self._has_data:
             self._handle._client._invoke(callback, self._data, "state")
-        removed = False
 
         def unsubscribe() -> None:
-            nonlocal removed
-            if removed or self._listeners.pop(token, _UNSET) is _UNSET:
-                return
-            removed = True
+            if self._listeners.pop(token, _UNSET) is _UNSET:
+                return  # already removed, or dropped by the client's shutdown
             if not self._listeners:
                 self._forget()
                 self._awaiting_snapshot = False
