@@ -9,7 +9,7 @@ routing helper refuses to start while any remain.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
@@ -177,7 +177,7 @@ class Context(ExtraAttributes):
         actor: str,
         actor_id: str,
         client_id: str | None = None,
-        clients: frozenset[str] = frozenset(),
+        clients: Set[str] = frozenset(),
         user_id: str | None = None,
         claims: dict[str, Any] | None = None,
         user: AbstractBaseUser | AnonymousUser | None = None,

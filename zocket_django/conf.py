@@ -23,6 +23,7 @@ _POSITIVE = (
     "MAX_SUBSCRIPTIONS",
     "MAX_QUEUED_CALLS",
     "TOKEN_MAX_AGE",
+    "LEASE_TTL",
 )
 
 
