@@ -97,10 +97,15 @@ def hot_instances(timeout: float = OPS_TIMEOUT) -> set[tuple[str, str]] | None:
     For admin pages that want to link to live instances (one inventory per page, not per row).
     """
     try:
-        reports = on_node(lambda node: node.ops.inventory(timeout), timeout + 2)
+        reports = _reports(timeout)
     except (NodeUnavailable, Silent):
         return None
     return {(i["actor"], i["actor_id"]) for r in reports for i in r.instances}
+
+
+def _reports(timeout: float) -> list[WorkerReport]:
+    """Every worker's report, asked through this request's node (``NodeUnavailable``, ``Silent``)."""
+    return on_node(lambda node: node.ops.inventory(timeout), timeout + 2)
 
 
 def on_node(work: Callable[[Node], Awaitable[T]], timeout: float) -> T:
@@ -197,6 +202,9 @@ class HotActorAdmin(admin.ModelAdmin):
     def _url(self, what: str, *args: str) -> str:
         return reverse(f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_{what}", args=args)
 
+    def _instance_url(self, what: str, actor: str, actor_id: str) -> str:
+        return self._url(what, quote(actor), quote(actor_id))
+
     def _context(self, request: HttpRequest, **more: Any) -> dict[str, Any]:
         return {
             **self.admin_site.each_context(request),
@@ -213,7 +221,7 @@ class HotActorAdmin(admin.ModelAdmin):
     def _inventory(self) -> tuple[list[WorkerReport], str | None]:
         """Every worker's report, or ``([], why)`` when no worker can be asked from here."""
         try:
-            return on_node(lambda node: node.ops.inventory(self.ops_timeout), self.ops_timeout + 2), None
+            return _reports(self.ops_timeout), None
         except NodeUnavailable:
             return [], (
                 "This page is not served by the ASGI server that runs the actors (daphne), so there is "
@@ -225,14 +233,13 @@ class HotActorAdmin(admin.ModelAdmin):
     @staticmethod
     def _rows(reports: list[WorkerReport]) -> list[dict[str, Any]]:
         now = time.time()
-        labels = {r.channel: r.label for r in reports}
         rows = []
         for report in reports:
             for info in report.instances:
                 rows.append(
                     {
                         **info,
-                        "worker": labels.get(info.get("worker"), report.label),
+                        "worker": report.label,
                         "worker_channel": report.channel,
                         "activated": when(info["activated_at"]),
                         "activated_text": ago(now - info["activated_at"]),
@@ -273,10 +280,10 @@ class HotActorAdmin(admin.ModelAdmin):
         rows.sort(key=lambda r: (r["actor"], r["actor_id"]))
         rows.sort(key=lambda r: _sortable(r.get(field)), reverse=descending)
         for row in rows:
-            row["url"] = self._url("detail", quote(row["actor"]), quote(row["actor_id"]))
+            row["url"] = self._instance_url("detail", row["actor"], row["actor_id"])
 
         def link(**changes: str | None) -> str:
-            merged = {k: v for k, v in params.items()}
+            merged = dict(params.items())
             for k, v in changes.items():
                 if v is None:
                     merged.pop(k, None)
@@ -314,7 +321,6 @@ class HotActorAdmin(admin.ModelAdmin):
         context = self._context(
             request,
             title="Hot actors",
-            subtitle=None,
             problem=problem,
             rows=rows,
             total=total,
@@ -366,9 +372,8 @@ class HotActorAdmin(admin.ModelAdmin):
             details = await node.ops.inspect(actor, actor_id, self.ops_timeout)
             if details is not None:
                 workers = await node.ops.workers(max_age=5.0)  # for labels only; polled every second
-                details["worker_label"] = worker_label(workers.get(details["worker"]), details["worker"])
-                for client in details["clients_detail"]:
-                    client["worker_label"] = worker_label(workers.get(client["worker"]), client["worker"])
+                for item in (details, *details["clients_detail"]):
+                    item["worker_label"] = worker_label(workers.get(item["worker"]), item["worker"])
             return details
 
         try:
@@ -384,7 +389,6 @@ class HotActorAdmin(admin.ModelAdmin):
     def _present(details: dict[str, Any]) -> dict[str, Any]:
         """What the detail page shows, as text (the page and ``live.json`` share it)."""
         now = time.time()
-        persist = details.get("persist")
         return {
             "fields": [
                 ("actor", "Actor", details["actor"]),
@@ -397,7 +401,7 @@ class HotActorAdmin(admin.ModelAdmin):
                 ("version", "Version", str(details["version"])),
                 ("activated_at", "Activated", when(details["activated_at"]).strftime("%Y-%m-%d %H:%M:%S UTC")),
                 ("last_activity", "Last activity", ago(now - details["last_activity"])),
-                ("persist", "Persistence", persist if persist else "none"),
+                ("persist", "Persistence", details.get("persist") or "none"),
             ],
             "state": json.dumps(details["state"], indent=2, ensure_ascii=False, sort_keys=False),
             "version": details["version"],
@@ -429,14 +433,13 @@ class HotActorAdmin(admin.ModelAdmin):
         context = self._context(
             request,
             title=f"{actor} / {actor_id}",
-            subtitle=None,
             actor=actor,
             actor_id=actor_id,
             problem=problem,
             details=details,
             shown=self._present(details) if details else None,
-            live_url=self._url("live", quote(actor), quote(actor_id)),
-            action_urls=[(a, ACTION_TEXT[a]["title"], self._url(a, quote(actor), quote(actor_id))) for a in ACTIONS],
+            live_url=self._instance_url("live", actor, actor_id),
+            action_urls=[(a, ACTION_TEXT[a]["title"], self._instance_url(a, actor, actor_id)) for a in ACTIONS],
         )
         return TemplateResponse(request, self.detail_template, context)
 
@@ -491,18 +494,15 @@ class HotActorAdmin(admin.ModelAdmin):
         context = self._context(
             request,
             title="Are you sure?",
-            subtitle=None,
             action=action,
             action_title=text["title"],
             explain=text["explain"],
             targets=[
-                {"actor": a, "actor_id": i, "key": key_of(a, i), "url": self._url("detail", quote(a), quote(i))}
+                {"actor": a, "actor_id": i, "key": key_of(a, i), "url": self._instance_url("detail", a, i)}
                 for a, i in targets
             ],
             bulk=bulk,
-            cancel_url=self._url("changelist")
-            if bulk
-            else self._url("detail", quote(targets[0][0]), quote(targets[0][1])),
+            cancel_url=self._url("changelist") if bulk else self._instance_url("detail", *targets[0]),
         )
         return TemplateResponse(request, self.confirm_template, context)
 

@@ -102,7 +102,7 @@ def inspect_instance(inst: Instance, channel: str) -> dict[str, Any]:
     ]
     details["recent"] = [
         {"at": at, "step": step, "client_id": client_id, "outcome": outcome, "version": version}
-        for at, step, client_id, outcome, version in reversed(getattr(inst, "recent", ()))
+        for at, step, client_id, outcome, version in reversed(inst.recent)
     ]
     return details
 

@@ -39,7 +39,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections, connections, router
+from django.db import IntegrityError, close_old_connections, connections, router, transaction
+from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
 from .errors import ZocketError
@@ -104,9 +105,6 @@ def save_snapshot(
     The condition fences off a stale owner; it costs nothing more than the
     write itself (one UPDATE, or one INSERT for a new instance).
     """
-    from django.db import IntegrityError, transaction
-    from django.utils import timezone
-
     from .models import Snapshot
 
     if expected is None:

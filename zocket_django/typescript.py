@@ -137,7 +137,7 @@ class Converter:
 
     def _convert_core(self, s: Mapping[str, Any], depth: int) -> tuple[str, int]:
         if "$ref" in s:
-            return self._ref(s["$ref"]), _ATOM
+            return self.refs.get(_local_ref(s), "unknown"), _ATOM
         if "const" in s:
             return _literal(s["const"]), _ATOM
         if "enum" in s and isinstance(s["enum"], list):
@@ -166,13 +166,6 @@ class Converter:
             return self._array(s, depth)
         simple = {"string": "string", "integer": "number", "number": "number", "boolean": "boolean", "null": "null"}
         return simple.get(kind, "unknown"), _ATOM
-
-    def _ref(self, ref: Any) -> str:
-        if isinstance(ref, str) and ref.startswith(_REF_PREFIX):
-            name = ref[len(_REF_PREFIX) :]
-            if name in self.refs:
-                return self.refs[name]
-        return "unknown"
 
     def _union(self, members: list[tuple[str, int]]) -> tuple[str, int]:
         seen: dict[str, int] = {}
@@ -285,8 +278,7 @@ def _key_type(schema: Any, refs: Mapping[str, str]) -> str:
     if not isinstance(schema, Mapping):
         return "string"
     if "$ref" in schema:
-        name = Converter(refs)._ref(schema["$ref"])
-        return name if name != "unknown" else "string"
+        return refs.get(_local_ref(schema), "string")
     values = [schema["const"]] if "const" in schema else schema.get("enum")
     if (
         isinstance(values, list)

@@ -55,37 +55,29 @@
                     throw new Error(`HTTP ${response.status}`);
                 }
                 const data = await response.json();
+                gone.hidden = data.hot;
                 if (data.hot) {
-                    gone.hidden = true;
                     show(main, data);
-                    if (live) {
-                        live.textContent = `Version ${data.version}, live: updated at ${new Date().toLocaleTimeString()}.`;
-                    }
+                    live.textContent = `Version ${data.version}, live: updated at ${new Date().toLocaleTimeString()}.`;
                 } else {
-                    gone.hidden = false;
-                    if (live) {
-                        live.textContent = data.problem || 'Not hot any more: the last state seen.';
-                    }
+                    live.textContent = data.problem || 'Not hot any more: the last state seen.';
                 }
             } catch (error) {
-                if (live) {
-                    live.textContent = `Not updating: ${error.message}.`;
-                }
+                live.textContent = `Not updating: ${error.message}.`;
             }
             timer = setTimeout(poll, PERIOD_MS);
         }
 
         document.addEventListener('visibilitychange', () => {
-            if (document.hidden) {
-                clearTimeout(timer);
-            } else {
-                clearTimeout(timer);
+            clearTimeout(timer);
+            if (!document.hidden) {
                 poll();
             }
         });
         timer = setTimeout(poll, PERIOD_MS);
     }
 
+    // The state, and with it #zocket-live, is on the page only when the instance was hot.
     document.addEventListener('DOMContentLoaded', () => {
         const main = document.querySelector('[data-live-url]');
         if (main && document.getElementById('zocket-state')) {
