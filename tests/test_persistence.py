@@ -12,12 +12,12 @@ import logging
 import time
 
 import pytest
-from asgiref.sync import sync_to_async
 from django.db import OperationalError, connection
 from pydantic import BaseModel
 
 from zocket_django import Actor, Persist, hot_actors, method, persistence
 from zocket_django.consumer import ZocketConsumer
+from zocket_django.db import to_thread
 from zocket_django.models import Snapshot
 from zocket_django.registry import registry
 
@@ -31,7 +31,7 @@ def _in_thread(fn):
     async def run(*args, **kwargs):
         call = functools.partial(fn, *args, **kwargs)
         sqlite = connection.vendor == "sqlite"
-        return await sync_to_async(persistence.close_connections_around, thread_sensitive=sqlite)(call)
+        return await to_thread(call, thread_sensitive=sqlite)()
 
     return run
 

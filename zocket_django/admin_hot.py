@@ -455,11 +455,12 @@ class HotActorAdmin(admin.ModelAdmin):
 
     def _act(self, action: str, targets: list[tuple[str, str]]) -> list[tuple[tuple[str, str], bool | str]]:
         """Carry out ``action`` on each target on its owner; per target True, False (not hot) or why not."""
+        wait = zocket_settings().CALL_TIMEOUT + self.ops_timeout  # queued steps first, then the save
 
         async def work(node: Node) -> list[bool | str]:
             async def one(target: tuple[str, str]) -> bool | str:
                 try:
-                    return await node.ops.act(action, *target)
+                    return await node.ops.act(action, *target, timeout=wait)
                 except Silent:
                     return "the worker running it did not confirm in time"
                 except Failed as exc:
@@ -467,7 +468,7 @@ class HotActorAdmin(admin.ModelAdmin):
 
             return list(await asyncio.gather(*(one(t) for t in targets)))
 
-        limit = zocket_settings().CALL_TIMEOUT + self.ops_timeout + 5
+        limit = wait + 5
         try:
             outcomes = on_node(work, limit)
         except NodeUnavailable:

@@ -15,7 +15,7 @@ An actor chooses how its state survives the process with ``persist``:
     the step (state and version) and answers ``unavailable``: an acknowledged
     change is never lost.
 
-All database work runs in a worker thread (``sync_to_async``) from
+All database work runs in a worker thread (``db.to_thread``) from
 inside a step of the instance's own queue, so it never blocks the event loop
 and never runs out of order with the instance's calls. The runtime calls in
 at three places: ``Store.restore`` when an instance activates,
@@ -38,11 +38,11 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from asgiref.sync import sync_to_async
-from django.db import IntegrityError, close_old_connections, connections, router, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
+from .db import to_thread
 from .errors import ZocketError
 from .protocol import Code
 
@@ -130,21 +130,6 @@ def delete_snapshot(actor: str, actor_id: str) -> bool:
     return deleted > 0
 
 
-def close_connections_around(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call ``fn`` as Django calls a view: dropping connections that broke or outlived ``CONN_MAX_AGE``.
-
-    For worker threads. channels' ``DatabaseSyncToAsync`` means to do this,
-    but with asgiref 3.13 (the version here) it runs outside the context the
-    work runs in, sees no connection, and closes nothing: the connection would
-    stay open for good, and one that broke (a database restart) would stay broken.
-    """
-    close_old_connections()
-    try:
-        return fn(*args, **kwargs)
-    finally:
-        close_old_connections()
-
-
 async def in_db_thread(fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn`` in a worker thread, off the event loop, with Django's connection handling.
 
@@ -155,7 +140,7 @@ async def in_db_thread(fn: Callable[..., T], *args: Any) -> T:
     from .models import Snapshot
 
     sqlite = connections[router.db_for_write(Snapshot)].vendor == "sqlite"
-    return await sync_to_async(close_connections_around, thread_sensitive=sqlite)(fn, *args)
+    return await to_thread(fn, thread_sensitive=sqlite)(*args)
 
 
 # -- one instance's link to its snapshot ---------------------------------------------
