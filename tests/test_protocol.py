@@ -53,6 +53,8 @@ async def test_invalid_input_has_details_and_changes_nothing(connect):
     two = await client.call_raw("counter", "main", "add", {"amount": 1, "extra": 2, "more": 3})
     assert two["error"] == "Invalid input for add: extra: Extra inputs are not permitted (and 1 more problem)"
     assert [d["loc"] for d in two["details"]] == [["extra"], ["more"]]
+    long = await client.call_raw("counter", "main", "add", {"amount": 1, "x" * 1000: 0})
+    assert long["error"] == f"Invalid input for add: {'x' * 79}…: Extra inputs are not permitted"
     for bad in ({}, {"amount": 1, "extra": 2}, {"amount": None}):
         assert (await client.call_raw("counter", "main", "add", bad))["code"] == "invalid_input"
     await client.send_json_to(

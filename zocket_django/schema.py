@@ -101,6 +101,10 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def first_problem(details: list[dict[str, Any]]) -> str:
     """The field and message of the first validation error, and how many more there are.
 
@@ -111,7 +115,7 @@ def first_problem(details: list[dict[str, Any]]) -> str:
     if not details:
         return "invalid"
     first = details[0]
-    where = ".".join(str(part) for part in first["loc"])
-    text = f"{where}: {first['msg']}" if where else first["msg"]
+    where = _shortened(".".join(str(part) for part in first["loc"]), 80)  # field names may come from the client
+    text = f"{where}: {_shortened(first['msg'], 200)}" if where else _shortened(first["msg"], 200)
     more = len(details) - 1
     return text + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
