@@ -227,3 +227,91 @@ async def test_a_granted_permission_counts_at_once(connect, settings, alice, vie
             break
         await asyncio.sleep(0.02)
     assert await client.call("archive", "a", "peek") == 0
+
+
+# -- through a real daphne: logout and password change on the server's own pages ------------------
+
+
+class Browser:
+    """Django's login, logout and admin password pages over HTTP, with a cookie jar of its own."""
+
+    def __init__(self, base: str) -> None:
+        from http.cookiejar import CookieJar
+        from urllib.request import HTTPCookieProcessor, build_opener
+
+        self.base = base
+        self.jar = CookieJar()
+        self.opener = build_opener(HTTPCookieProcessor(self.jar))
+
+    def cookie(self, name: str) -> str:
+        return next(c.value for c in self.jar if c.name == name)
+
+    def submit(self, path: str, page: str | None = None, **fields: str) -> int:
+        """GET the form's ``page`` (for the CSRF cookie), then POST to ``path``; the final status."""
+        from urllib.parse import urlencode
+
+        self.opener.open(self.base + (page or path), timeout=30).read()
+        data = urlencode({"csrfmiddlewaretoken": self.cookie("csrftoken"), **fields}).encode()
+        with self.opener.open(self.base + path, data=data, timeout=30) as response:
+            return response.status
+
+    def session_headers(self) -> dict[str, str]:
+        return {"Cookie": f"sessionid={self.cookie('sessionid')}"}
+
+
+async def closed_live(client, timeout: float = 30.0) -> tuple[int | None, str | None]:
+    """The close code of a live socket the server closes, and the text of its last ``error`` frame."""
+    error = await client.wait_for(lambda f: f.get("type") == "error", timeout)
+    await asyncio.wait_for(client._reader, timeout)
+    return client.ws.close_code, error["error"]
+
+
+@pytest.mark.slow
+async def test_through_daphne_logout_and_password_change_close_the_sockets_they_revoke(tmp_path, migrated_sqlite):
+    import json as jsonlib
+
+    from tests.live import LiveClient, Worker, copy_of, single_env
+
+    env = {**single_env(copy_of(migrated_sqlite, tmp_path)), "ZOCKET_JSON": jsonlib.dumps(SIGNALS_ONLY)}
+    worker = Worker(env, tmp_path, "daphne")
+    worker.manage("demo_users")  # alice (staff) and bob, password "demo"
+    token = worker.manage("zocket_token", "alice").strip()
+    worker.start()
+    base = f"http://127.0.0.1:{worker.port}"
+    sockets: list[LiveClient] = []
+    try:
+        first, second = Browser(base), Browser(base)
+        for browser in (first, second):
+            assert await asyncio.to_thread(browser.submit, "/accounts/login/", username="alice", password="demo") == 200
+        by_first = await LiveClient.connect(worker.url, additional_headers=first.session_headers())
+        by_second = await LiveClient.connect(worker.url, additional_headers=second.session_headers())
+        by_token = await LiveClient.connect(worker.url, additional_headers={"Authorization": f"Bearer {token}"})
+        sockets += [by_first, by_second, by_token]
+        for client in sockets:
+            assert (await client.call("lab", "me", "whoami"))["claims"]["username"] == "alice"
+
+        # Logging out in the first browser closes that session's socket, and only that one.
+        assert await asyncio.to_thread(first.submit, "/accounts/logout/", page="/accounts/login/") == 200
+        assert await closed_live(by_first) == (4401, "logged out")
+        assert await by_second.call("lab", "me", "noop") == 0
+        assert await by_token.call("lab", "me", "noop") == 0
+
+        # A password change (the admin's form, in the second browser) revokes the token and the old session.
+        changed = await asyncio.to_thread(
+            second.submit,
+            "/admin/password_change/",
+            old_password="demo",
+            new_password1="a new passphrase",
+            new_password2="a new passphrase",
+        )
+        assert changed == 200
+        assert await closed_live(by_token) == (4401, "token revoked")
+        assert await closed_live(by_second) == (4401, "session ended")
+        # The browser that changed it holds a new session: its next socket is alice again.
+        fresh = await LiveClient.connect(worker.url, additional_headers=second.session_headers())
+        sockets.append(fresh)
+        assert (await fresh.call("lab", "me", "whoami"))["claims"]["username"] == "alice"
+    finally:
+        for client in sockets:
+            await client.close()
+        worker.stop()

@@ -23,6 +23,9 @@ Tokens are ``django.core.signing`` signatures (``TimestampSigner`` with the
 ``ZOCKET["TOKEN_SALT"]`` salt and the ``SECRET_KEY``) of the user's primary
 key, an expiry, and a digest of the user's session hash: changing the
 password revokes every token of that user, as it ends their sessions.
+
+``identity`` checks open sockets again with ``authenticated_user``: the same
+authenticator, and the session read afresh (``session_user``).
 """
 
 from __future__ import annotations
