@@ -282,4 +282,9 @@ def _permissions_changed(
     else:  # a group's permissions: whoever is in it
         transaction.on_commit(check_everyone_soon, using=using)
         return
-    transaction.on_commit(lambda: [check_user_soon(user_id) for user_id in users], using=using)
+
+    def check_them() -> None:
+        for user_id in users:
+            check_user_soon(user_id)
+
+    transaction.on_commit(check_them, using=using)
