@@ -29,9 +29,19 @@ def diff(old: Any, new: Any) -> list[dict[str, Any]]:
     return ops
 
 
-def apply(document: Any, patches: list[dict[str, Any]]) -> Any:
-    """``document`` with ``patches`` applied, leaving ``document`` untouched."""
-    return jsonpatch.apply_patch(document, patches, in_place=False)
+def diff_into(old: Any, new: Any, path: str, ops: list[dict[str, Any]]) -> None:
+    """Append to ``ops`` the operations that turn ``old`` into ``new``, both found at ``path``."""
+    _diff(old, new, path, ops)
+
+
+def pointer(path: str, key: str | int) -> str:
+    """The JSON pointer of ``key`` under ``path`` (RFC 6901 escaping)."""
+    return _pointer(path, key)
+
+
+def apply(document: Any, patches: list[dict[str, Any]], *, in_place: bool = False) -> Any:
+    """``document`` with ``patches`` applied (leaving ``document`` untouched unless ``in_place``)."""
+    return jsonpatch.apply_patch(document, patches, in_place=in_place)
 
 
 def _same(a: Any, b: Any) -> bool:
