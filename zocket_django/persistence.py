@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
 from collections.abc import Callable
 from enum import StrEnum
@@ -42,7 +43,7 @@ from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
-from . import protocol
+from . import protocol, transactions
 from .db import to_thread
 from .errors import ZocketError
 from .patches import apply as apply_patches
@@ -227,7 +228,12 @@ async def in_db_thread(fn: Callable[..., T], *args: Any) -> T:
     SQLite allows one writer at a time, so its work shares Django's one
     thread-sensitive thread instead of racing for the lock; other databases
     use the thread pool, so that different instances save in parallel.
+    Inside a step whose sync handler holds a transaction, ``fn`` runs in that
+    transaction instead: the save commits with the handler's own writes.
     """
+    held = transactions.held()
+    if held is not None:
+        return await held.run(fn, *args)
     return await to_thread(fn, thread_sensitive=_vendor() == "sqlite")(*args)
 
 
@@ -402,9 +408,12 @@ class SnapshotStore(Store):
     async def _append(self, patches: list[dict[str, Any]], version: int) -> None:
         assert self.saved_version is not None
         await in_db_thread(append_patches, self.spec.name, self.inst.actor_id, patches, version, self.saved_version)
+        transactions.on_commit(functools.partial(self._appended, version, len(protocol.encode(patches))))  # type: ignore[arg-type]
+
+    def _appended(self, version: int, size: int) -> None:
         self.saved_version = version
         self.log_rows += 1
-        self.log_bytes += len(protocol.encode(patches))  # type: ignore[arg-type]
+        self.log_bytes += size
         full = self.log_bytes >= self.state_bytes * FOLD_AT or self.log_rows >= MAX_LOG_ROWS
         if full and not self._compaction_queued:
             self._compaction_queued = True
@@ -426,7 +435,7 @@ class SnapshotStore(Store):
     async def _save(self, dump: Any, version: int) -> None:
         if not self.loaded:  # never write over a snapshot we could not read
             raise RuntimeError(f"{self._name()} was not restored; refusing to save it")
-        self.state_bytes = await in_db_thread(
+        size = await in_db_thread(
             _save_measured,
             self.spec.name,
             self.inst.actor_id,
@@ -437,8 +446,12 @@ class SnapshotStore(Store):
             self.log_rows > 0,
             self.logs,
         )
+        transactions.on_commit(functools.partial(self._saved, version, size))
+
+    def _saved(self, version: int, size: int) -> None:
         self.saved_version = version
         self.upgraded = False
+        self.state_bytes = size
         self.log_rows = self.log_bytes = 0
 
     async def _save_quietly(self, why: str) -> None:

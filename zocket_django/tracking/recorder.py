@@ -164,8 +164,13 @@ class Recorder:
         if self.shape is None:  # nothing was recorded: rebuild from the committed dump
             self.root = self.model.model_validate(self.dump)
         else:
-            for fn, *args in reversed(self.undo):
-                fn(*args)
+            try:
+                for fn, *args in reversed(self.undo):
+                    fn(*args)
+            except Exception:  # the state changed under the undo (a thread still running): rebuild it
+                log.exception("zocket: undoing a step failed; the state is rebuilt from the committed dump")
+                self.root = self.model.model_validate(self.dump)
+                self.precise = False
             if not self.precise:
                 self._register(self.root)
         self._end()
