@@ -24,9 +24,8 @@ def logged(monkeypatch):
 
 @_in_thread
 def log_rows(actor: str, actor_id: str) -> list[tuple[int, list]]:
-    return list(
-        SnapshotPatch.objects.filter(actor=actor, actor_id=actor_id).order_by("version").values_list("version", "patches")
-    )
+    rows = SnapshotPatch.objects.filter(actor=actor, actor_id=actor_id).order_by("version")
+    return list(rows.values_list("version", "patches"))
 
 
 @_in_thread

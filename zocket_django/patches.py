@@ -93,6 +93,9 @@ def _same_order(old: dict[str, Any], new: dict[str, Any]) -> bool:
 
 def _diff_lists(old: list[Any], new: list[Any], path: str, ops: list[dict[str, Any]]) -> None:
     m, n = len(old), len(new)
+    if n == 0 and m > 1:  # emptied: one operation, not one per item
+        ops.append({"op": "replace", "path": path, "value": []})
+        return
     shortest = min(m, n)
     # The common start, then the common end (not overlapping it).
     if old[:shortest] == new[:shortest]:
