@@ -209,6 +209,23 @@ def sizes_table(calls: int, postgres: str | None, database: str, sizes: list[int
     return out
 
 
+def run(sizes: list[int], calls: int, postgres: str | None, database: str) -> dict:
+    """The ``persist`` section of ``python -m bench``: ms per write-through call, whole writes against the log."""
+    from .harness import log
+
+    try:
+        postgres_database(postgres, database, create=False) if postgres else None
+    except Exception as exc:
+        log(f"PostgreSQL at {postgres} does not answer ({exc}): SQLite only")
+        postgres = None
+    table = sizes_table(calls, postgres, database, sizes)
+    for db, variants in table.items():
+        for n in map(str, sizes):
+            log(f"persist {db:<10} {int(n):>6} items: whole {variants['whole'][n]:.2f} ms/call, "
+                f"store's choice {variants['log'][n]:.2f} ms/call")
+    return {"sizes": sizes, "calls": calls, "databases": table}
+
+
 def run_child(url: str, calls: int, db_settings: dict | None = None, more: list[str] | None = None) -> dict:
     env = dict(os.environ, DATABASE_URL=url)
     args = [sys.executable, __file__, "--child", "--calls", str(calls), "--db-settings", json.dumps(db_settings or {})]
