@@ -27,6 +27,7 @@ _POSITIVE = (
     "MAX_QUEUED_CALLS",
     "TOKEN_MAX_AGE",
     "LEASE_TTL",
+    "IDENTITY_CHECK_INTERVAL",
 )
 
 
@@ -79,6 +80,9 @@ class ZocketSettings:
     #: (costs what recording saves; for tests and debugging). A mismatch is
     #: logged at ERROR and that step is diffed whole.
     VERIFY_PATCHES: bool = False
+    #: Seconds between two checks of an open socket's session or token (and of
+    #: the permissions its subscriptions need); Django's signals check at once.
+    IDENTITY_CHECK_INTERVAL: float = 30.0
 
     def __post_init__(self) -> None:
         for name in _POSITIVE:
