@@ -27,6 +27,8 @@ ORDERS = [
         "test_no_db_after",
         "test_transactional_fresh",
         "test_db_user_and_durable",
+        "test_sync_test_sees_a_clean_database",
+        "test_the_same_user_again",
         "test_no_db_after",
     ],
 ]

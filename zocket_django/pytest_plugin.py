@@ -3,6 +3,13 @@
 With zocket-django installed, every test of the project gets, as Django's own
 test cases give every test a clean database:
 
+- an async test marked ``django_db`` runs as ``django_db(transaction=True)``:
+  pytest-asyncio runs it on the main thread, where pytest-django's
+  transaction lives, while the async ORM, the server's auth and zocket's saves
+  run in worker threads on connections of their own; their writes would
+  neither be seen by the test's transaction nor rolled back with it (a user
+  created in one test would still exist in the next). Django's own test
+  runner has no such split: see ``ZocketTestMixin``;
 - after the test, on the test's own event loop, ``reset_actors()``: nothing
   stays hot (durable actors are saved while the database is still reachable);
 - after the test's database teardown, when the test had database access,
@@ -20,11 +27,14 @@ It needs pytest-django and pytest-asyncio (``asyncio_mode = "auto"``, or
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 import pytest
 
+#: The arguments of pytest-django's ``django_db`` mark, in order.
+DJANGO_DB_ARGS = ("transaction", "reset_sequences", "databases", "serialized_rollback", "available_apps")
 #: pytest-django fixtures that give a test database access.
 DB_FIXTURES = frozenset(
     {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback", "live_server"}
@@ -62,6 +72,17 @@ else:
 
         with blocker.unblock() if blocker is not None else contextlib.nullcontext():
             await reset_actors()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Async tests marked ``django_db`` become transactional (see the module's docstring)."""
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        if marker is None or not inspect.iscoroutinefunction(getattr(item, "obj", None)):
+            continue
+        options = {**dict(zip(DJANGO_DB_ARGS, marker.args, strict=False)), **marker.kwargs}
+        if not options.get("transaction"):
+            item.add_marker(pytest.mark.django_db(**{**options, "transaction": True}), append=False)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -51,3 +51,19 @@ async def test_failed_activation_raises_at_once():
 
 def test_sync_no_db():
     assert True
+
+
+@pytest.mark.django_db
+async def test_the_same_user_again():
+    """Async ORM writes run in a worker thread: without the plugin's transaction they would outlive the test."""
+    user = await User.objects.acreate(username="u1")
+    async with ZocketCommunicator(user=user) as client:
+        assert (await client.call("counter", "main", "add", amount=1)) == 1
+
+
+@pytest.mark.django_db
+def test_sync_test_sees_a_clean_database():
+    from zocket_django.models import Snapshot
+
+    assert not User.objects.exists()
+    assert not Snapshot.objects.exists()
