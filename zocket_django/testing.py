@@ -232,7 +232,7 @@ class ZocketCommunicator(WebsocketCommunicator):
             raise ZocketCallError(refusal)
 
     async def next_event(self, actor: str, actor_id: str, event: str | None = None) -> dict[str, Any]:
-        fields = {"actor": actor, "actorId": actor_id}
+        fields: dict[str, Any] = {"actor": actor, "actorId": actor_id}
         if event is not None:
             fields["event"] = event
         return await self.expect("event", **fields)
