@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +41,18 @@ GUIDES = [ROOT / "docs" / "install.md", ROOT / "docs" / "testing.md"]
 #: The ports the guides show, each replaced by a free one.
 GUIDE_PORTS = ("8000", "8001")
 STATIC_JS = "/static/zocket_django/zocket.js"
+#: What the wheel's build does not need from the working tree.
+BUILD_IGNORES = (
+    ".git",
+    ".venv*",
+    "node_modules",
+    "__pycache__",
+    "*.egg-info",
+    "build",
+    "dist",
+    "artifacts",
+    ".hypothesis",
+)
 
 
 @dataclass
@@ -152,9 +165,13 @@ class Walkthrough:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel, built from a copy of the sources: building writes ``*.egg-info`` next to them,
+    which would register the pytest plugin for every later run from the repository."""
+    source = tmp_path_factory.mktemp("source") / "zocket-django"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*BUILD_IGNORES))
     dist = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(source)],
         check=True,
         timeout=600,
         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
