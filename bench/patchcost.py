@@ -26,14 +26,21 @@ def _setup() -> None:
 
 
 class StubNode:
+    """The runtime's links (``runtime.Links``), keeping what was sent."""
+
+    channel = "bench"
+
     def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
+        self.sent: list[Any] = []
 
-    async def publish(self, group: str, message: dict[str, Any]) -> None:
+    async def publish(self, group: str, message: Any) -> None:
         self.sent.append(message)
 
-    async def send(self, channel: str, message: dict[str, Any]) -> None:
+    async def send(self, channel: str, message: Any) -> None:
         self.sent.append(message)
+
+    async def released(self, group: str) -> None:
+        pass
 
 
 class StubRuntime:
@@ -96,7 +103,7 @@ async def measure(n: int, reps: int, budget: float) -> dict[str, Any]:
     baseline_ms = timed(lambda: jsonpatch.make_patch(old, new), budget, max_runs=20) * 1e3
     validate_ms = timed(lambda: spec.state_model.model_validate(old), budget) * 1e3  # the rollback path
 
-    patch_frame = runtime.node.sent[-1]["frame"]
+    patch_frame = runtime.node.sent[-1].frame
     snapshot_frame = protocol.state_snapshot(spec.name, inst.actor_id, inst.dump, inst.version)
     return {
         "items": n,

@@ -11,13 +11,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 from pydantic import BaseModel
 
 from . import schema
 from .access import Check, ExtraAttributes, Guard, Rule, as_rule, compile_guard
-from .persistence import Persist
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -25,6 +25,14 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 HOOKS = ("on_activate", "on_deactivate", "on_connect", "on_disconnect")
+
+
+class Persist(StrEnum):
+    """How an actor's state survives deactivation and restarts (``Actor.persist``)."""
+
+    NONE = "none"
+    ON_DEACTIVATE = "on_deactivate"
+    WRITE_THROUGH = "write_through"
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,9 +255,23 @@ class Actor:
         if "name" not in cls.__dict__:
             return  # an abstract base: it shares code, it is not served
         cls.spec = _build_spec(cls)
-        from .registry import registry
+        _declared.append(cls)
+        for listener in _listeners:
+            listener(cls)
 
-        registry.register(cls)
+
+_declared: list[type[Actor]] = []
+_listeners: list[Callable[[type[Actor]], None]] = []
+
+
+def on_declare(listener: Callable[[type[Actor]], None]) -> None:
+    """Call ``listener`` with every concrete ``Actor`` subclass: those declared so far, then each new one.
+
+    The registry listens (so that this module need not import it).
+    """
+    _listeners.append(listener)
+    for cls in _declared:
+        listener(cls)
 
 
 def _build_spec(cls: type[Actor]) -> ActorSpec:

@@ -34,33 +34,24 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Callable
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
+from .actor import Persist
 from .db import to_thread
 from .errors import ZocketError
 from .protocol import Code
 
 if TYPE_CHECKING:
-    from .actor import ActorSpec
-    from .runtime import Instance
+    from .actor import Actor, ActorSpec
 
 log = logging.getLogger("zocket_django")
 
 T = TypeVar("T")
-
-
-class Persist(StrEnum):
-    """How an actor's state survives deactivation and restarts (``Actor.persist``)."""
-
-    NONE = "none"
-    ON_DEACTIVATE = "on_deactivate"
-    WRITE_THROUGH = "write_through"
 
 
 class ActivationFailed(ZocketError):
@@ -167,18 +158,40 @@ class Store:
 NO_STORE = Store()
 
 
-def store_for(inst: Instance) -> Store:
-    """The store of a new instance, by its actor's ``persist`` mode."""
+class Held(Protocol):
+    """What a store needs of its instance (``runtime.Instance``)."""
+
+    spec: ActorSpec
+    actor_id: str
+    actor: Actor
+    dump: Any
+    version: int
+
+    @property
+    def active(self) -> bool: ...
+
+    def enqueue(self, step: Callable[[], Awaitable[None]]) -> None: ...
+
+    def log_context(self, **more: Any) -> dict[str, Any]: ...
+
+
+def store_for(inst: Held, lose: Callable[[], None]) -> Store:
+    """The store of a new instance, by its actor's ``persist`` mode.
+
+    ``lose`` lets the instance go from this worker (without hooks or saves)
+    when its snapshot shows another worker took it over.
+    """
     if inst.spec.persist == Persist.NONE:
         return NO_STORE
-    return SnapshotStore(inst)
+    return SnapshotStore(inst, lose)
 
 
 class SnapshotStore(Store):
     """An instance of a durable actor, tied to its ``Snapshot`` row."""
 
-    def __init__(self, inst: Instance) -> None:
+    def __init__(self, inst: Held, lose: Callable[[], None]) -> None:
         self.inst = inst
+        self.lose = lose
         self.spec: ActorSpec = inst.spec
         self.write_through = self.spec.persist == Persist.WRITE_THROUGH
         #: ``False`` until the saved state came back: nothing is ever written before.
@@ -282,7 +295,7 @@ class SnapshotStore(Store):
             await self._save(dump, version)
         except SnapshotConflict as exc:
             log.error("zocket: %s; this worker lets the instance go", exc, extra=self.inst.log_context())
-            self.inst.runtime.drop(self.spec.name, self.inst.actor_id)
+            self.lose()
             raise ZocketError("this actor moved to another worker; nothing changed", code=Code.UNAVAILABLE) from exc
         except Exception as exc:
             log.exception(

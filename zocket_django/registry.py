@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import autodiscover_modules
 
-if TYPE_CHECKING:
-    from .actor import Actor, ActorSpec
+from .actor import Actor, ActorSpec, on_declare
 
 
 class Registry:
@@ -59,6 +56,7 @@ def _same_class(a: type, b: type) -> bool:
 
 
 registry = Registry()
+on_declare(registry.register)
 
 
 def autodiscover() -> None:
