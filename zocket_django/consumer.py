@@ -1,11 +1,11 @@
-"""The one WebSocket consumer that serves every actor, speaking PROTOCOL.md.
+"""The one WebSocket consumer that serves every actor, speaking docs/protocol.md.
 
 This is the hottest code of the project, so it departs from Channels' generic
-consumer in two places, both documented in DESIGN.md ("Hot paths"): it has no
-channel-layer channel of its own (the process's node receives for every
-socket), and it does not run ``close_old_connections`` in a thread before every
-frame (database work only ever happens in ``db.to_thread``, which manages
-connections itself).
+consumer in two places, both measured in docs/architecture.md ("Hot paths"):
+it has no channel-layer channel of its own (the process's node receives for
+every socket), and it does not run ``close_old_connections`` in a thread
+before every frame nor on disconnect (database work only ever happens in
+``db.to_thread``, which manages connections itself).
 
 It is also the edge where identity and access rules are enforced (the Django
 user object lives here): refusals are answered before anything is queued, so
@@ -35,7 +35,7 @@ from .node import Node, get_node
 from .protocol import Code
 from .registry import registry
 from .runtime import EVENTS, STATE, Caller, debug_details
-from .schema import validation_details
+from .schema import first_problem, validation_details
 
 log = logging.getLogger("zocket_django")
 
@@ -111,6 +111,13 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         await self.accept(subprotocol)
         self.node.attach(self)
         await self.send(text_data=protocol.welcome(self.client_id))
+
+    async def _websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # Channels' websocket_disconnect also runs aclose_old_connections, a
+        # database hop that fails where the database is off limits (a test
+        # without DB access); zocket's database work manages its own connections.
+        await self.disconnect(message.get("code", 1000))
+        raise StopConsumer
 
     async def disconnect(self, code: int) -> None:
         node = getattr(self, "node", None)
@@ -289,7 +296,9 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         try:
             return method.input_model.model_validate(given)
         except ValidationError as exc:
-            raise Refusal(Code.INVALID_INPUT, f"Invalid input for {method.name}", validation_details(exc)) from None
+            details = validation_details(exc)
+            message = f"Invalid input for {method.name}: {first_problem(details)}"
+            raise Refusal(Code.INVALID_INPUT, message, details) from None
 
     def _touch(self, spec: ActorSpec, actor_id: str) -> None:
         self.present.setdefault(self.node.group_name(spec.name, actor_id), (spec, actor_id))
@@ -403,7 +412,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
     _asgi_handlers = {
         "websocket.connect": AsyncJsonWebsocketConsumer.websocket_connect,
         "websocket.receive": AsyncJsonWebsocketConsumer.websocket_receive,
-        "websocket.disconnect": AsyncJsonWebsocketConsumer.websocket_disconnect,
+        "websocket.disconnect": _websocket_disconnect,
     }
 
 

@@ -237,7 +237,7 @@ class OwnerRouter:
         resend: Callable[[], Awaitable[None]] | None,
     ) -> int:
         self._tickets += 1
-        deadline = time.monotonic() + zocket_settings().CALL_TIMEOUT + zocket_settings().LEASE_TTL
+        deadline = time.monotonic() + zocket_settings().call_budget + zocket_settings().LEASE_TTL
         self.pending[self._tickets] = Pending(client_id, group, owner, actor, actor_id, rpc_id, deadline, resend)
         return self._tickets
 

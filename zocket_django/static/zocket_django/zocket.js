@@ -1,6 +1,6 @@
 /**
  * zocket.js: the browser client of zocket-django. A dependency-free ES module
- * speaking the Zocket wire protocol (see PROTOCOL.md); it also runs in Node 20
+ * speaking the Zocket wire protocol (docs/protocol.md); it also runs in Node 20
  * when given a WebSocket class (`import WebSocket from "ws"`, then
  * `createClient({ url, WebSocket })`).
  *
@@ -91,7 +91,7 @@
  */
 
 /**
- * Every rejection and report of this client. `code` is the server's (PROTOCOL.md) or one of
+ * Every rejection and report of this client. `code` is the server's (docs/protocol.md) or one of
  * the client's own: "timeout", "disconnected", "closed", "bad_frame", "bad_patch", "listener_error".
  */
 export class ZocketError extends Error {
@@ -209,11 +209,12 @@ export function applyPatch(doc, ops) {
       case "remove":
         remove(op.path);
         break;
-      case "replace":
-        value();
-        remove(op.path);
-        add(op.path, op.value);
+      case "replace": {
+        // in place: a replaced member keeps its position among its object's keys
+        const [c, k] = locate(op.path, true);
+        c[key(c, k)] = value();
         break;
+      }
       case "move":
         if (String(op.path).startsWith(op.from + "/")) badPatch(`cannot move ${op.from} into itself`);
         add(op.path, remove(op.from));
