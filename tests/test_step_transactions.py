@@ -119,7 +119,7 @@ async def test_write_through_saves_the_snapshot_in_the_handlers_transaction(conn
     in_db = await rows("d")
     assert [text for _, text, _ in in_db] == ["one", "three"]
     assert state_rows("durable_shelf", "d") == in_db
-    await hot_actors.deactivate_all()
+    await hot_actors.adeactivate_all()
     # Reactivated from its snapshot (version 2) and then its rows: both say the same.
     assert await client.call("durable_shelf", "d", "toggle", id=in_db[1][0]) is True
 

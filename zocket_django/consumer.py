@@ -37,7 +37,7 @@ from .registry import registry
 from .runtime import EVENTS, STATE, Caller, debug_details
 from .schema import first_problem, validation_details
 
-log = logging.getLogger("zocket_django")
+log = logging.getLogger(__name__)
 
 #: Longest ``id`` of an ``rpc`` or ``ping`` (it is echoed back).
 MAX_ID_LENGTH = 128
@@ -49,12 +49,11 @@ CLOSE_UNAUTHENTICATED = 4401
 OVERLOAD_WARNING_INTERVAL = 10.0
 
 
-class Refusal(Exception):
-    """A request the consumer answers with an error without queueing anything."""
-
-    def __init__(self, code: Code, message: str, details: Any = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.details = code, message, details
+#: Refusals of a malformed request (the consumer's own checks): answered, not logged, since
+#: any client can send them as fast as it likes. Refusals by access rules are logged.
+UNLOGGED_REFUSALS = frozenset(
+    {Code.BAD_REQUEST, Code.UNKNOWN_ACTOR, Code.UNKNOWN_METHOD, Code.INVALID_INPUT, Code.OVERLOADED}
+)
 
 
 class ZocketConsumer(AsyncJsonWebsocketConsumer):
@@ -230,9 +229,6 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             if guard is not None and (guard.middleware or guard.checks):
                 inputs = {name: getattr(args, name) for name in method.input_model.model_fields}
                 caller = await self._admit(guard, "rpc", spec, actor_id, method.name, inputs)
-        except Refusal as refusal:
-            await self.send(text_data=protocol.rpc_error(rpc_id, refusal.code, refusal.message, refusal.details))
-            return
         except ZocketError as exc:
             self._log_refusal(exc, message)
             await self.send(text_data=protocol.rpc_error(rpc_id, exc.code, exc.message, exc.details))
@@ -251,15 +247,14 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             spec, actor_id = self._target(message)
             key = (spec.name, actor_id, kind)
             if key not in self.subscriptions and len(self.subscriptions) >= self.limits.MAX_SUBSCRIPTIONS:
-                raise Refusal(Code.OVERLOADED, f"too many subscriptions (at most {self.limits.MAX_SUBSCRIPTIONS})")
+                raise ZocketError(
+                    f"too many subscriptions (at most {self.limits.MAX_SUBSCRIPTIONS})", code=Code.OVERLOADED
+                )
             guard = spec.read_guard
             if guard is not None:
                 await gate(guard, caller.user, self.perm_cache)
                 if guard.middleware or guard.checks:
                     caller = await self._admit(guard, message["type"], spec, actor_id, None, None)
-        except Refusal as refusal:
-            await self._error(refusal.code, refusal.message, message)
-            return
         except ZocketError as exc:
             self._log_refusal(exc, message)
             await self._error(exc.code, exc.message, message)
@@ -276,8 +271,8 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
     async def _unsubscribe(self, message: dict[str, Any], kind: str) -> None:
         try:
             spec, actor_id = self._target(message)
-        except Refusal as refusal:
-            await self._error(refusal.code, refusal.message, message)
+        except ZocketError as exc:
+            await self._error(exc.code, exc.message, message)
             return
         await self._drop_subscription(spec, actor_id, kind)
 
@@ -311,23 +306,25 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
     def _target(self, message: dict[str, Any]) -> tuple[ActorSpec, str]:
         actor, actor_id = message.get("actor"), message.get("actorId")
         if not isinstance(actor, str) or not isinstance(actor_id, str):
-            raise Refusal(Code.BAD_REQUEST, "actor and actorId must be strings")
+            raise ZocketError("actor and actorId must be strings", code=Code.BAD_REQUEST)
         spec = registry.get(actor)
         if spec is None:
-            raise Refusal(Code.UNKNOWN_ACTOR, f"unknown actor {actor[:64]!r}")
+            raise ZocketError(f"unknown actor {actor[:64]!r}", code=Code.UNKNOWN_ACTOR)
         if not actor_id or len(actor_id) > self.limits.MAX_ACTOR_ID_LENGTH:
-            raise Refusal(Code.BAD_REQUEST, f"actorId must be 1 to {self.limits.MAX_ACTOR_ID_LENGTH} characters")
+            raise ZocketError(
+                f"actorId must be 1 to {self.limits.MAX_ACTOR_ID_LENGTH} characters", code=Code.BAD_REQUEST
+            )
         if not self._valid_id(actor_id):
-            raise Refusal(Code.BAD_REQUEST, "actorId holds characters that are not allowed")
+            raise ZocketError("actorId holds characters that are not allowed", code=Code.BAD_REQUEST)
         return spec, actor_id
 
     @staticmethod
     def _method(spec: ActorSpec, name: Any) -> MethodSpec:
         if not isinstance(name, str):
-            raise Refusal(Code.BAD_REQUEST, "method must be a string")
+            raise ZocketError("method must be a string", code=Code.BAD_REQUEST)
         method = spec.methods.get(name)
         if method is None:
-            raise Refusal(Code.UNKNOWN_METHOD, f"{spec.name} has no method {name[:64]!r}")
+            raise ZocketError(f"{spec.name} has no method {name[:64]!r}", code=Code.UNKNOWN_METHOD)
         return method
 
     @staticmethod
@@ -335,17 +332,17 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         if given is None:
             given = {}
         if not isinstance(given, dict):
-            raise Refusal(
-                Code.INVALID_INPUT,
+            raise ZocketError(
                 f"Invalid input for {method.name}: expected a JSON object of its parameters",
-                [{"loc": [], "msg": "Input should be an object", "type": "dict_type"}],
+                code=Code.INVALID_INPUT,
+                details=[{"loc": [], "msg": "Input should be an object", "type": "dict_type"}],
             )
         try:
             return method.input_model.model_validate(given)
         except ValidationError as exc:
             details = validation_details(exc)
             message = f"Invalid input for {method.name}: {first_problem(details)}"
-            raise Refusal(Code.INVALID_INPUT, message, details) from None
+            raise ZocketError(message, code=Code.INVALID_INPUT, details=details) from None
 
     def _touch(self, spec: ActorSpec, actor_id: str) -> None:
         self.present.setdefault(self.node.group_name(spec.name, actor_id), (spec, actor_id))
@@ -382,6 +379,8 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         return {"zocket": {k: v for k, v in context.items() if isinstance(v, str)} | more}
 
     def _log_refusal(self, exc: ZocketError, message: dict[str, Any]) -> None:
+        if exc.code in UNLOGGED_REFUSALS:
+            return
         log.info(
             "zocket: %s refused (%s): %s",
             message.get("type"),
@@ -439,7 +438,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         )
         await self.close(code=1009)
 
-    async def _error(self, code: Code, text: str, message: dict[str, Any]) -> None:
+    async def _error(self, code: Code | str, text: str, message: dict[str, Any]) -> None:
         ref = {
             k: v
             for k in ("type", "id", "actor", "actorId")

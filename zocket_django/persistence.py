@@ -52,7 +52,7 @@ from .protocol import Code
 if TYPE_CHECKING:
     from .actor import Actor, ActorSpec
 
-log = logging.getLogger("zocket_django")
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

@@ -12,6 +12,7 @@ the patch before its own ``rpc:result``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -30,7 +31,7 @@ from .messages import EVENTS, STATE, Deliver, Message, Reply, Snapshot, group_na
 from .protocol import Code
 from .tracking import Recorder
 
-log = logging.getLogger("zocket_django")
+log = logging.getLogger(__name__)
 #: Steps each instance remembers for operators (the admin's "recent activity").
 RECENT_STEPS = 20
 
@@ -269,7 +270,7 @@ class Instance:
             await self.run_hook("on_disconnect", presence.caller)
 
     def info(self) -> dict[str, Any]:
-        """What operators see of this instance (admin, manager)."""
+        """What operators see of this instance (admin, hot_actors)."""
         subs = [p.subs for p in self.clients.values()]
         return {
             "actor": self.spec.name,
@@ -378,7 +379,7 @@ class Runtime:
         for inst in self.instances.values():
             for client_id, presence in list(inst.clients.items()):
                 if presence.caller.reply_to == channel:
-                    inst.enqueue(lambda inst=inst, client_id=client_id: inst.part(client_id))
+                    inst.enqueue(functools.partial(inst.part, client_id))
 
     async def deactivate_all(self, *, destroy: bool = False) -> int:
         """Deactivate every hot instance, and wait for deactivations already under way."""
