@@ -15,7 +15,7 @@ import pytest
 from django.db import OperationalError, connection
 from pydantic import BaseModel
 
-from zocket_django import Actor, Persist, hot_actors, method, persistence
+from zocket_django import Actor, Persist, hot_actors, method, snapshot_rows
 from zocket_django.consumer import ZocketConsumer
 from zocket_django.db import to_thread
 from zocket_django.models import Snapshot
@@ -192,7 +192,7 @@ async def test_a_failing_save_is_reported_not_acknowledged_and_undone(connect, m
     def broken_save(*args):
         raise OperationalError("the disk is full")
 
-    monkeypatch.setattr(persistence, "save_snapshot", broken_save)
+    monkeypatch.setattr(snapshot_rows, "save_snapshot", broken_save)
     with caplog.at_level(logging.ERROR, logger="zocket_django"):
         frame = await client.call_raw("ledger", "f", "add", amount=5)
     assert frame["code"] == "unavailable"
@@ -318,7 +318,7 @@ async def test_a_database_outage_at_activation_is_retried_by_the_next_request(co
     def down(*args):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(persistence, "load_snapshot", down)
+    monkeypatch.setattr(snapshot_rows, "load_snapshot", down)
     client = await connect()
     frame = await client.call_raw("strict", "o", "bump")
     assert (frame["code"], frame["error"]) == (
@@ -406,7 +406,7 @@ async def test_postgresql_stores_the_state_as_jsonb(connect):
 @pytest.mark.postgres
 async def test_postgresql_saves_of_different_instances_run_in_parallel(connect, monkeypatch):
     """Write-through saves use the thread pool on PostgreSQL: a slow save does not hold up other instances."""
-    original = persistence.save_snapshot
+    original = snapshot_rows.save_snapshot
     running, peak = 0, 0
 
     def slow_save(*args):
@@ -419,7 +419,7 @@ async def test_postgresql_saves_of_different_instances_run_in_parallel(connect, 
         finally:
             running -= 1
 
-    monkeypatch.setattr(persistence, "save_snapshot", slow_save)
+    monkeypatch.setattr(snapshot_rows, "save_snapshot", slow_save)
     client = await connect()
     assert await asyncio.gather(*(client.call("ledger", f"p{i}", "add", amount=i) for i in range(3))) == [0, 1, 2]
     assert peak >= 2

@@ -29,12 +29,14 @@ from . import identity, protocol
 from .access import Guard, Request, admit, gate
 from .actor import ActorSpec, MethodSpec
 from .auth import accepted_subprotocol, identify
+from .caller import Caller
 from .conf import ZocketSettings, zocket_settings
 from .errors import AuthenticationFailed, ZocketError
+from .messages import EVENTS, STATE
 from .node import Node, get_node
 from .protocol import Code
 from .registry import registry
-from .runtime import EVENTS, STATE, Caller, debug_details
+from .runtime import debug_details
 from .schema import first_problem, validation_details
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,8 @@ from .registry import registry
 
 if TYPE_CHECKING:
     from .cluster import Cluster
-    from .runtime import Instance, Runtime
+    from .instance import Instance
+    from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
