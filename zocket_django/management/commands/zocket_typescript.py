@@ -45,7 +45,7 @@ class Command(BaseCommand):
     ) -> None:
         problems = registry.problems()
         if problems:
-            lines = "\n".join(f"  {code}: {msg}" for code, msg in problems)
+            lines = "\n".join(f"  {problem}" for problem in problems)
             raise CommandError(f"broken actor declarations:\n{lines}")
         text = generate(registry.specs(), flavor)
         if check:
