@@ -635,6 +635,19 @@ def test_declarations_match_the_modules_exports():
     exported = set(re.findall(r"^export (?:async )?(?:function|class|const|let) (\w+)", js, re.M))
     declared = set(re.findall(r"^export declare (?:function|class|const) (\w+)", dts, re.M))
     assert exported == declared == {"createClient", "applyPatch", "ZocketError"}
+    js = (STATIC / "zocket-react.js").read_text()
+    dts = (STATIC / "zocket-react.d.ts").read_text()
+    exported = set(re.findall(r"^export (?:function|const) (\w+)", js, re.M))
+    declared = set(re.findall(r"^export declare function (\w+)", dts, re.M))
+    assert exported == declared == {
+        "ZocketProvider",
+        "useClient",
+        "useActor",
+        "useActorState",
+        "useEvent",
+        "useConnectionStatus",
+        "createZocketReact",
+    }
 
 
 # -- the compiler ------------------------------------------------------------------------------
@@ -678,9 +691,10 @@ def manage_typescript(output: Path, *options: str) -> None:
 
 
 def copy_client(workdir: Path) -> None:
-    """The browser client as a user ships it: zocket.js with zocket.d.ts next to it."""
-    for name in ("zocket.js", "zocket.d.ts"):
+    """The browser client as a user ships it: zocket.js and its hooks, each with its .d.ts next to it."""
+    for name in ("zocket.js", "zocket.d.ts", "zocket-react.js", "zocket-react.d.ts"):
         shutil.copy(STATIC / name, workdir / name)
+    (workdir / "node_modules").symlink_to(TSC.parent.parent, target_is_directory=True)  # React's types
 
 
 FIXTURE_FILES = sorted(p.name for p in FIXTURES.glob("*.ts"))
@@ -775,8 +789,9 @@ console.log(pair, found, untyped);
 
 def test_fixtures_cover_the_required_mistakes():
     assert {"ok.ts", "bad_method.ts", "bad_input.ts", "bad_event_payload.ts"} <= set(FIXTURE_FILES)
+    assert {"react_ok.ts", "react_bad_event.ts", "react_bad_selector.ts"} <= set(FIXTURE_FILES)
     for name in FIXTURE_FILES:
-        assert (expectation(name) is None) == (name == "ok.ts"), name
+        assert (expectation(name) is None) == name.endswith("ok.ts"), name
 
 
 def test_errors_are_found_and_attributed(compiled):
