@@ -27,6 +27,7 @@ _POSITIVE = (
     "MAX_QUEUED_CALLS",
     "TOKEN_MAX_AGE",
     "LEASE_TTL",
+    "IDENTITY_CHECK_INTERVAL",
 )
 
 
@@ -75,6 +76,9 @@ class ZocketSettings:
     TOKEN_MAX_AGE: int = 24 * 3600
     #: Salt of token signatures; changing it revokes every token issued.
     TOKEN_SALT: str = "zocket_django.token"
+    #: Seconds between two checks of an open socket's session or token (and of
+    #: the permissions its subscriptions need); Django's signals check at once.
+    IDENTITY_CHECK_INTERVAL: float = 30.0
 
     def __post_init__(self) -> None:
         for name in _POSITIVE:

@@ -439,3 +439,25 @@ class DurableShelf(Shelf):
 
     name = "durable_shelf"
     persist = Persist.WRITE_THROUGH
+
+
+# -- identity kept true (tests/test_identity.py) -------------------------------------------------
+
+
+class Archive(Actor):
+    """Reading needs a permission; so does one method. Its subscriptions end when the permission goes."""
+
+    name = "archive"
+    State = Counted
+    events = {"filed": str}
+    read = Rule(permissions="auth.view_user")
+
+    @method(permissions="auth.view_user")
+    async def peek(self, ctx) -> int:
+        return self.state.opened
+
+    @method
+    async def file(self, ctx, what: str) -> int:
+        self.state.opened += 1
+        ctx.emit("filed", what)
+        return self.state.opened
