@@ -639,15 +639,19 @@ def test_declarations_match_the_modules_exports():
     dts = (STATIC / "zocket-react.d.ts").read_text()
     exported = set(re.findall(r"^export (?:function|const) (\w+)", js, re.M))
     declared = set(re.findall(r"^export declare function (\w+)", dts, re.M))
-    assert exported == declared == {
-        "ZocketProvider",
-        "useClient",
-        "useActor",
-        "useActorState",
-        "useEvent",
-        "useConnectionStatus",
-        "createZocketReact",
-    }
+    assert (
+        exported
+        == declared
+        == {
+            "ZocketProvider",
+            "useClient",
+            "useActor",
+            "useActorState",
+            "useEvent",
+            "useConnectionStatus",
+            "createZocketReact",
+        }
+    )
 
 
 # -- the compiler ------------------------------------------------------------------------------
@@ -806,10 +810,14 @@ def test_the_declarations_themselves_compile(compiled):
     assert {f: e for f, e in compiled.items() if f not in fixtures} == {}
 
 
-@pytest.mark.parametrize("name", FIXTURE_FILES)
-def test_fixture(compiled, name):
-    expected = expectation(name)
-    errors = compiled.get(f"main/{name}", [])
+@pytest.mark.parametrize(
+    ("project", "folder", "name"),
+    [("main", FIXTURES, n) for n in FIXTURE_FILES] + [("zocket", ZOCKET_FIXTURES, n) for n in ZOCKET_FIXTURE_FILES],
+    ids=[f"main/{n}" for n in FIXTURE_FILES] + [f"zocket/{n}" for n in ZOCKET_FIXTURE_FILES],
+)
+def test_fixture(compiled, project, folder, name):
+    expected = expectation(name, folder)
+    errors = compiled.get(f"{project}/{name}", [])
     if expected is None:
         assert errors == [], "\n".join(errors)
         return
@@ -828,18 +836,6 @@ def test_the_zocket_declarations_and_the_standin_compile(compiled):
     standin = "node_modules/@zocket/client/index.d.ts"
     for file in ("zocket/app.d.ts", f"zocket/{standin}", "zocket_exotic/app.d.ts", "zocket_exotic/use.ts"):
         assert compiled.get(file) is None, compiled.get(file)
-
-
-@pytest.mark.parametrize("name", ZOCKET_FIXTURE_FILES)
-def test_zocket_fixture(compiled, name):
-    expected = expectation(name, ZOCKET_FIXTURES)
-    errors = compiled.get(f"zocket/{name}", [])
-    if expected is None:
-        assert errors == [], "\n".join(errors)
-        return
-    code, message = expected
-    assert len(errors) == 1, f"{name} should fail with exactly one error, got:\n" + "\n".join(errors)
-    assert f"error {code}: {message}" in errors[0], errors[0]
 
 
 def test_a_generated_ts_module_works_as_well(compiled):
