@@ -12,7 +12,7 @@ from django.db import OperationalError
 
 from demo_project.board.models import Todo
 from tests.testapp.actors import GATES
-from zocket_django import hot_actors, persistence
+from zocket_django import hot_actors, snapshot_rows
 
 
 async def rows(board: str) -> list[tuple[int, str, bool]]:
@@ -109,7 +109,7 @@ async def test_write_through_saves_the_snapshot_in_the_handlers_transaction(conn
     def refused(*args):
         raise OperationalError("disk full")
 
-    monkeypatch.setattr(persistence, "save_snapshot", refused)
+    monkeypatch.setattr(snapshot_rows, "save_snapshot", refused)
     frame = await client.call_raw("durable_shelf", "d", "add", text="two")
     assert (frame["code"], frame["error"]) == ("unavailable", "the change could not be saved; nothing changed")
     # The snapshot could not be saved, so the handler's row was not kept either.
