@@ -107,6 +107,8 @@ class ActorSpec:
     persist: Persist = Persist.NONE
     checkpoint_every: float | None = None
     schema_version: int = 1
+    #: Largest encoded state; ``None``: ``ZOCKET["MAX_STATE_BYTES"]``.
+    max_state_bytes: int | None = None
     problems: list[tuple[str, str]] = field(default_factory=list)  # (check id, message)
     #: What ``state:sub`` / ``event:sub`` must pass; ``None``: anyone may read.
     read_guard: Guard | None = None
@@ -217,6 +219,9 @@ class Actor:
     ``ON_DEACTIVATE``) and ``schema_version``, and may define the classmethod
     ``upgrade_state(cls, data, schema_version) -> dict`` for saved states that
     no longer fit ``State`` (see ``zocket_django.persistence``).
+    ``max_state_bytes`` caps the state's size as UTF-8 JSON (default
+    ``ZOCKET["MAX_STATE_BYTES"]``): a step that would grow it past that fails
+    with ``too_large`` and changes nothing.
     Access rules, checked at the consumer for every call and subscription:
     ``login_required``, ``permissions`` (Django permission names, all
     required), ``check`` (a function of the request, sync or async),
@@ -230,6 +235,7 @@ class Actor:
     persist: ClassVar[Persist] = Persist.NONE
     checkpoint_every: ClassVar[float | None] = None
     schema_version: ClassVar[int] = 1
+    max_state_bytes: ClassVar[int | None] = None
     spec: ClassVar[ActorSpec]
 
     login_required: ClassVar[bool] = False
@@ -269,6 +275,7 @@ def _build_spec(cls: type[Actor]) -> ActorSpec:
             problems.append(("zocket.E002", f"{cls.__qualname__}.State cannot be built from its defaults: {exc}"))
     spec = ActorSpec(name=name, cls=cls, state_model=state_model, problems=problems)
     _persistence_options(cls, spec)
+    _size_option(cls, spec)
     actor_rule, read_rule, chain = _access(cls, problems)
     spec.read_guard = compile_guard([actor_rule, read_rule], chain)
 
@@ -347,6 +354,17 @@ def _persistence_options(cls: type[Actor], spec: ActorSpec) -> None:
     if upgrade is not None and not isinstance(upgrade, classmethod | staticmethod):
         message = f"{where}.upgrade_state must be a classmethod (cls, data, schema_version)"
         spec.problems.append(("zocket.E007", message))
+
+
+def _size_option(cls: type[Actor], spec: ActorSpec) -> None:
+    """``max_state_bytes``: ``None`` or a positive integer."""
+    limit = cls.max_state_bytes
+    if limit is None:
+        return
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        spec.problems.append(("zocket.E013", f"{cls.__qualname__}.max_state_bytes must be a positive integer or None"))
+    else:
+        spec.max_state_bytes = limit
 
 
 ACCESS_ATTRIBUTES = ("login_required", "permissions", "check", "middleware", "read")

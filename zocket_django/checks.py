@@ -6,7 +6,9 @@ usable schema, E005 ``State`` not a pydantic model, E006 bad actor name,
 E007 bad persistence options (``persist``, ``checkpoint_every``,
 ``schema_version``, ``upgrade_state``), E008 bad access rule (or a method
 named like a rule attribute), E010 no channel layer, E011 bad ``ZOCKET``
-setting, E012 actor ids longer than a snapshot can hold.
+setting, E012 actor ids longer than a snapshot can hold, E013 bad
+``max_state_bytes``; W013 a ``max_state_bytes`` whose snapshots do not fit
+``MAX_MESSAGE_BYTES``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,28 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     except (ImproperlyConfigured, TypeError) as exc:
         errors.append(checks.Error(str(exc), id="zocket.E011"))
     return errors
+
+
+@checks.register("zocket")
+def check_state_sizes(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from .conf import SNAPSHOT_ENVELOPE_BYTES, zocket_settings
+
+    try:
+        room = zocket_settings().MAX_MESSAGE_BYTES - SNAPSHOT_ENVELOPE_BYTES
+    except (ImproperlyConfigured, TypeError):
+        return []  # reported by check_settings
+    return [
+        checks.Warning(
+            f"{spec.cls.__qualname__}.max_state_bytes is {spec.max_state_bytes}, more than a snapshot frame "
+            f"can carry (ZOCKET['MAX_MESSAGE_BYTES'] - {SNAPSHOT_ENVELOPE_BYTES} = {room}): subscribers of a "
+            "state that large get a too_large error instead of the state.",
+            hint="Raise daphne's --websocket-max-message-size and ZOCKET['MAX_MESSAGE_BYTES'] with it, "
+            "or lower max_state_bytes.",
+            id="zocket.W013",
+        )
+        for spec in registry.specs()
+        if spec.max_state_bytes is not None and spec.max_state_bytes > room
+    ]
 
 
 @checks.register("zocket")

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from . import persistence, protocol, signals
+from . import persistence, protocol, signals, statesize
 from .actor import Actor, ActorSpec, Context, Emission, MethodSpec
 from .conf import zocket_settings
 from .db import to_thread
 from .errors import ZocketError
 from .patches import diff
-from .protocol import Code
+from .protocol import Code, utf8_length
+from .statesize import StateTooLarge
 
 if TYPE_CHECKING:
     from .node import Node
@@ -108,6 +109,9 @@ class Instance:
         self.actor: Actor = spec.cls(actor_id, spec.initial_state())
         self.dump: Any = self.actor.state.model_dump(mode="json")
         self.version = 0
+        #: Largest encoded state this instance may reach, and what is known of its size.
+        self.max_state_bytes = spec.max_state_bytes or zocket_settings().MAX_STATE_BYTES
+        self.size = statesize.measure(self.dump).without_text()
         self.clients: dict[str, Presence] = {}
         self.queue: deque[Callable[[], Awaitable[None]]] = deque()
         self.busy = False
@@ -187,6 +191,9 @@ class Instance:
             # Encoded before committing: a state that is not JSON (a float
             # that became inf) is rolled back like any other failure.
             frame = protocol.state_patch(self.spec.name, self.actor_id, patches, self.version + 1) if patches else ""
+            if patches:
+                size = statesize.after_step(self.label, self.max_state_bytes, self.size, old, new, frame)
+                frame = self._state_frame(frame, size, self.version + 1)
             if patches and self.store.write_through:
                 await self.store.commit(new, self.version + 1)  # raises: undone, nothing acknowledged
         except BaseException as exc:
@@ -197,6 +204,7 @@ class Instance:
         if patches:
             self.version += 1
             self.dump = new
+            self.size = size.without_text()
             await node.publish(self.group, self.delivery(STATE, frame))
         self.recent.append((time.time(), label or ctx.method or "?", ctx.client_id, "ok", self.version))
         for message, targets in events:
@@ -206,6 +214,39 @@ class Instance:
                 for channel in targets:
                     await node.send(channel, message)
         return result
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.name}/{self.actor_id}"
+
+    def _state_frame(self, patch: str, size: statesize.Measure, version: int) -> str:
+        """What tells subscribers of a step: its patch, or the whole state when that is smaller."""
+        if size.text is not None and utf8_length(patch) > size.bound:
+            patch = protocol.state_snapshot_of(self.spec.name, self.actor_id, size.text, version)
+        return self.too_large(patch) or patch
+
+    def snapshot_frame(self) -> str:
+        """The ``state:snapshot`` of the current state, or the error its subscribers get instead."""
+        frame = protocol.state_snapshot(self.spec.name, self.actor_id, self.dump, self.version)
+        return self.too_large(frame) or frame
+
+    def too_large(self, frame: str) -> str | None:
+        """``None`` if the server can send ``frame`` (``MAX_MESSAGE_BYTES``), else a ``too_large`` error about it."""
+        limit = zocket_settings().MAX_MESSAGE_BYTES
+        size = utf8_length(frame)
+        if size <= limit:
+            return None
+        log.error(
+            "zocket: the state of %s does not fit one frame (%d bytes, MAX_MESSAGE_BYTES is %d); "
+            "its subscribers get a too_large error instead",
+            self.label,
+            size,
+            limit,
+            extra=self.log_context(),
+        )
+        ref = {"type": "state:sub", "actor": self.spec.name, "actorId": self.actor_id}
+        text = f"the state of {self.label} is too large to send ({size:,} bytes, over {limit:,})"
+        return protocol.error(Code.TOO_LARGE, text, ref)
 
     def _event_message(self, emission: Emission) -> tuple[dict[str, Any], set[str] | None]:
         schema = self.spec.events.get(emission.event)
@@ -235,6 +276,12 @@ class Instance:
         ctx = self.context(caller)
         try:
             await self.run(ctx, lambda: self.runtime.invoke(fn, is_async, self.actor, ctx, {}), label=hook)
+        except StateTooLarge:
+            if hook == "on_activate":
+                raise  # the activation fails: callers are told why
+            log.exception(
+                "%s.%s raised; its changes were rolled back", self.spec.name, hook, extra=self.log_context(hook=hook)
+            )
         except Exception:
             log.exception(
                 "%s.%s raised; its changes were rolled back", self.spec.name, hook, extra=self.log_context(hook=hook)
@@ -297,13 +344,18 @@ class Runtime:
             await asyncio.shield(predecessor.closed)
         try:
             await inst.store.restore()  # the saved state and version, before on_activate
+            inst.size = statesize.measure(inst.dump).without_text()
+            await inst.run_hook("on_activate")
+        except StateTooLarge as exc:
+            message = f"{inst.label} is unavailable: on_activate made its state too large ({exc.message})"
+            self._failed(inst, ZocketError(message, code=Code.TOO_LARGE, details=exc.details))
+            return
         except ZocketError as exc:
             self._failed(inst, exc)
             return
-        await inst.run_hook("on_activate")
         # Subscribers of an earlier incarnation (a destroyed instance, a dead
         # worker) get the state afresh and announce themselves again.
-        frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version)
+        frame = inst.snapshot_frame()
         await self.node.publish(inst.group, inst.delivery(STATE, frame, announce=True, owner=self.node.channel))
         inst.store.start()
         await signals.actor_activated.asend(inst.spec.cls, actor_id=inst.actor_id, instance=inst.actor)
@@ -499,6 +551,10 @@ class Runtime:
         presence.subs.update(kinds)
         if answer and STATE in kinds:
             frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version)
+            error = inst.too_large(frame)
+            if error is not None:  # answered; the subscription stays pending, as if the snapshot were on its way
+                await self._reply(caller, error, ticket)
+                return
             message = {
                 "type": "zocket.snapshot",
                 "client": caller.client_id,

@@ -365,3 +365,55 @@ class Sink(Actor):
     @method
     async def echo(self, ctx, value: Any = None) -> Any:
         return value
+
+
+# -- state size (tests/test_state_size.py) ----------------------------------------------
+
+
+class HeapState(BaseModel):
+    blobs: list[str] = []
+
+
+class Heap(Actor):
+    """A state that grows on demand, capped at 2,000 bytes."""
+
+    name = "heap"
+    State = HeapState
+    max_state_bytes = 2000
+
+    @method
+    async def put(self, ctx, size: int, count: int = 1) -> int:
+        self.state.blobs.extend("x" * size for _ in range(count))
+        return len(self.state.blobs)
+
+    @method
+    async def rewrite(self, ctx, size: int) -> None:
+        """Replace every blob: a patch larger than the state it makes."""
+        self.state.blobs = ["y" * size for _ in self.state.blobs]
+
+    @method
+    async def drop(self, ctx, count: int) -> int:
+        del self.state.blobs[:count]
+        return len(self.state.blobs)
+
+
+class Hoard(Heap):
+    """A heap allowed more than a frame can carry (when MAX_MESSAGE_BYTES is small)."""
+
+    name = "hoard"
+    max_state_bytes = 100_000
+
+
+class Bloat(Actor):
+    """An actor whose on_activate makes its state too large."""
+
+    name = "bloat"
+    State = HeapState
+    max_state_bytes = 1000
+
+    @method
+    async def size(self, ctx) -> int:
+        return len(self.state.blobs)
+
+    async def on_activate(self, ctx) -> None:
+        self.state.blobs = ["z" * 100] * 20
