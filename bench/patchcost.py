@@ -128,8 +128,7 @@ def edits(n: int) -> list[dict[str, Any]]:
     for shape, items in shapes.items():
         new = {"items": [dict(d) for d in items]}
         row: dict[str, Any] = {"items": n, "edit": shape}
-        for name, fn in (("jsonpatch", lambda a, b: jsonpatch.make_patch(a, b).patch),
-                         ("zocket", patches.diff)):
+        for name, fn in (("jsonpatch", lambda a, b: jsonpatch.make_patch(a, b).patch), ("zocket", patches.diff)):
             t0 = time.perf_counter()
             ops = fn(old, new)
             row[f"{name}_ms"] = (time.perf_counter() - t0) * 1e3
@@ -159,17 +158,26 @@ def run_subprocess(sizes: tuple[int, ...], reps: int, budget: float) -> dict[str
     from .harness import ROOT, log
 
     env = dict(os.environ, BENCH_REPS=str(reps), BENCH_BUDGET=str(budget), PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-m", "bench.patchcost", *map(str, sizes)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, check=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.patchcost", *map(str, sizes)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     measured = json.loads(done.stdout)
     rows = measured["sizes"]
     for row in rows:
         from .harness import summary
 
         row["step_ms"] = summary(row["step_ms"])
-        log(f"patch {row['items']:>6} items: step {row['step_ms']['median']:.3f} ms, diff {row['diff_ms']:.3f} ms, "
+        log(
+            f"patch {row['items']:>6} items: step {row['step_ms']['median']:.3f} ms, diff {row['diff_ms']:.3f} ms, "
             f"jsonpatch diff {row['jsonpatch_diff_ms']:.3f} ms, patch {row['patch_bytes']} B vs "
-            f"state {row['full_state_bytes']:,} B")
+            f"state {row['full_state_bytes']:,} B"
+        )
     import jsonpatch
 
     return {"sizes": rows, "edits": measured["edits"], "reps": reps, "jsonpatch": jsonpatch.__version__}

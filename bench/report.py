@@ -203,19 +203,29 @@ def _rpc_table(s: dict[str, Any], layer: str) -> list[str]:
         "|---|---|---|---|---|---|---|",
         *_rpc_rows(s),
     ]
-    out += ["", "Throughput ratio paired per repetition (zocket / baseline in the same repetition): " + "; ".join(
-        f"{conns} conn vs raw {fx(f['ratios']['raw']['calls_per_s_paired']['median'])}, "
-        f"vs raw-tuned {fx(f['ratios']['raw-tuned']['calls_per_s_paired']['median'])}"
-        for conns, f in s["conns"].items()
-    ) + ".", ""]
+    out += [
+        "",
+        "Throughput ratio paired per repetition (zocket / baseline in the same repetition): "
+        + "; ".join(
+            f"{conns} conn vs raw {fx(f['ratios']['raw']['calls_per_s_paired']['median'])}, "
+            f"vs raw-tuned {fx(f['ratios']['raw-tuned']['calls_per_s_paired']['median'])}"
+            for conns, f in s["conns"].items()
+        )
+        + ".",
+        "",
+    ]
     return out
 
 
 def _rpc_rows(s: dict[str, Any]) -> list[str]:
     out = []
     for conns, f in s["conns"].items():
-        for key, label, digits in (("calls_per_s", "calls/s", 0), ("p50_ms", "p50 ms", 3), ("p99_ms", "p99 ms", 3),
-                                   ("server_cpu_us_per_call", "server CPU µs per call", 0)):
+        for key, label, digits in (
+            ("calls_per_s", "calls/s", 0),
+            ("p50_ms", "p50 ms", 3),
+            ("p99_ms", "p99 ms", 3),
+            ("server_cpu_us_per_call", "server CPU µs per call", 0),
+        ):
             out.append(
                 f"| {conns} | {label} | {fmt(f['zocket'][key], digits)} | {fmt(f['raw'][key], digits)} | "
                 f"{fmt(f['raw-tuned'][key], digits)} | {fx(f['ratios']['raw'][key])} | "
@@ -254,8 +264,11 @@ def _fanout(s: dict[str, Any] | None) -> list[str]:
                     continue
                 g = f[system]
                 ra = f["ratios"].get(system)
-                ratios = (f"{fx(ra['all_p50_ms'])}, {fx(ra['all_p99_ms'])}, {fx(ra['server_cpu_ms_per_change'])}"
-                          if ra else "")
+                ratios = (
+                    f"{fx(ra['all_p50_ms'])}, {fx(ra['all_p99_ms'])}, {fx(ra['server_cpu_ms_per_change'])}"
+                    if ra
+                    else ""
+                )
                 out.append(
                     f"| {layer} | {int(n):,} | {system} | {fmt(g['all_p50_ms'], 1)} | {fmt(g['all_p99_ms'], 1)} | "
                     f"{fmt(g['each_p50_ms'], 1)} | {fmt(g['deliveries_per_s'])} | "
@@ -315,9 +328,13 @@ def _cluster(s: dict[str, Any] | None) -> list[str]:
         return [*out, "Did not complete (see the end of this page).", ""]
     if not s.get("measured"):
         return [*out, f"**{s['reason']}.**", ""]
-    out += ["One connection, sequential calls, channels-redis (two workers; `bench/cross_worker.py` compares "
-            "both Redis layers and measures failover).", "",
-            "| call | calls/s | p50 ms | p99 ms |", "|---|---|---|---|"]
+    out += [
+        "One connection, sequential calls, channels-redis (two workers; `bench/cross_worker.py` compares "
+        "both Redis layers and measures failover).",
+        "",
+        "| call | calls/s | p50 ms | p99 ms |",
+        "|---|---|---|---|",
+    ]
     for kind in ("local", "forwarded"):
         g = s[kind]
         out.append(f"| {kind} | {fmt(g['calls_per_s'])} | {fmt(g['p50_ms'], 3)} | {fmt(g['p99_ms'], 3)} |")
@@ -341,9 +358,11 @@ def _memory(s: dict[str, Any] | None) -> list[str]:
         f"| figure | {head} |",
         "|---|" + "---|" * (2 * len(layers)),
     ]
-    for key, label, digits, scale in (("base_kib", "RSS at start, MiB", 1, 1 / 1024),
-                                      ("per_idle_conn_kib", "per idle connection, KiB", 1, 1.0),
-                                      ("per_hot_instance_kib", "per hot actor instance, KiB", 1, 1.0)):
+    for key, label, digits, scale in (
+        ("base_kib", "RSS at start, MiB", 1, 1 / 1024),
+        ("per_idle_conn_kib", "per idle connection, KiB", 1, 1.0),
+        ("per_hot_instance_kib", "per hot actor instance, KiB", 1, 1.0),
+    ):
         cells = []
         for figures in layers.values():
             for system in ("zocket", "raw"):

@@ -63,16 +63,24 @@ def measure(
             for route, label in SYSTEMS.items():
                 r = one_run(server, route, conns, duration, warmup, rep)
                 runs[label].append(r)
-                log(f"rpc {layer} {conns:>2} conn {label:<9} rep {rep + 1}/{reps}: {r['calls_per_s']:7.0f} calls/s "
+                log(
+                    f"rpc {layer} {conns:>2} conn {label:<9} rep {rep + 1}/{reps}: {r['calls_per_s']:7.0f} calls/s "
                     f"p50 {r['p50_ms']:.3f} ms p99 {r['p99_ms']:.3f} ms "
                     f"(server {r['server_cpu_us_per_call']:.0f} us cpu/call, {r['server_cpu_pct']:.0f}% busy, "
-                    f"client {r['client_cpu_pct']:.0f}%)")
+                    f"client {r['client_cpu_pct']:.0f}%)"
+                )
         figures: dict[str, Any] = {}
         for label, rs in runs.items():
             figures[label] = {
                 key: summary([r[key] for r in rs])
-                for key in ("calls_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_call", "server_cpu_pct",
-                            "client_cpu_pct")
+                for key in (
+                    "calls_per_s",
+                    "p50_ms",
+                    "p99_ms",
+                    "server_cpu_us_per_call",
+                    "server_cpu_pct",
+                    "client_cpu_pct",
+                )
             }
             # The rep with the median throughput stands for the distribution plot.
             mid = sorted(rs, key=lambda r: r["calls_per_s"])[len(rs) // 2]
@@ -102,4 +110,3 @@ def _thin(values: list[float], keep: int) -> list[float]:
     data = sorted(values)
     step = len(data) / keep
     return [data[int(i * step)] for i in range(keep)]
-

@@ -19,7 +19,6 @@ from zocket_django import Actor, ZocketError, method
 
 from .models import Todo
 
-
 #: Items a board holds: its state (every item is in it) stays well under the actor's size limit.
 MAX_ITEMS = 1000
 

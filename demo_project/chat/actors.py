@@ -6,7 +6,6 @@ from pydantic import BaseModel, Field
 
 from zocket_django import Actor, Persist, method
 
-
 #: Messages a room keeps: the state (and so every snapshot) stays bounded however much is said.
 HISTORY = 100
 
