@@ -30,6 +30,7 @@ from .cluster import RedisLeases, SingleProcess, cluster_for, describe_worker
 from .conf import zocket_settings
 from .ops import Operations
 from .protocol import Code
+from .quotas import Quotas
 from .registry import registry
 from .runtime import EVENTS, STATE, Caller, Runtime
 
@@ -76,6 +77,8 @@ class Node:
         self.channel = ""
         self.runtime = Runtime(self)
         self.consumers: dict[str, ZocketConsumer] = {}
+        #: What each user's connections hold here (MAX_CONNECTIONS_PER_USER and the like).
+        self.quotas = Quotas()
         #: group → client id → subscription kinds of that local client.
         self.local: dict[str, dict[str, set[str]]] = {}
         self._joined: dict[str, float] = {}
@@ -345,13 +348,18 @@ class Node:
 
     # -- local sockets ---------------------------------------------------------------
 
-    def attach(self, consumer: ZocketConsumer) -> None:
-        self.consumers[consumer.client_id] = consumer
+    def attach(self, consumer: ZocketConsumer) -> str | None:
+        """Serve a new socket; why it is refused (its user has too many here), or ``None``."""
+        refused = self.quotas.open(consumer.caller.user_id)
+        if refused is None:
+            self.consumers[consumer.client_id] = consumer
+        return refused
 
     async def detach(self, consumer: ZocketConsumer) -> None:
         """The socket closed: forget its subscriptions; instances it touched run ``on_disconnect``."""
         client_id = consumer.client_id
-        self.consumers.pop(client_id, None)
+        if self.consumers.pop(client_id, None) is not None:
+            self.quotas.close(consumer.caller.user_id, consumer.present)
         for group, (spec, actor_id) in consumer.present.items():
             members = self.local.get(group)
             if members is not None and members.pop(client_id, None) is not None and not members:

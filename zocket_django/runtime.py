@@ -38,6 +38,8 @@ log = logging.getLogger("zocket_django")
 STATE, EVENTS = "state", "event"
 #: Steps each instance remembers for operators (the admin's "recent activity").
 RECENT_STEPS = 20
+#: Seconds between two warnings about activations refused at ``MAX_HOT_INSTANCES``.
+REFUSAL_WARNING_INTERVAL = 10.0
 
 
 @dataclass(slots=True)
@@ -293,6 +295,8 @@ class Instance:
         """Know ``caller`` from now on; its first arrival runs ``on_connect``."""
         presence = self.clients.get(caller.client_id)
         if presence is None:
+            if not self.clients:
+                self.runtime.idle.pop((self.spec.name, self.actor_id), None)
             presence = self.clients[caller.client_id] = Presence(caller)
             await self.run_hook("on_connect", caller)
         return presence
@@ -300,6 +304,8 @@ class Instance:
     async def part(self, client_id: str) -> None:
         presence = self.clients.pop(client_id, None)
         if presence is not None:
+            if not self.clients and self.active:
+                self.runtime.idle[(self.spec.name, self.actor_id)] = None
             await self.run_hook("on_disconnect", presence.caller)
 
     def info(self) -> dict[str, Any]:
@@ -324,17 +330,33 @@ class Runtime:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.instances: dict[tuple[str, str], Instance] = {}
+        #: Hot instances without connections, the longest idle first: evicted first at ``MAX_HOT_INSTANCES``.
+        self.idle: dict[tuple[str, str], None] = {}
         self._closing: dict[tuple[str, str], Instance] = {}
         self._sync_handlers: dict[Callable[..., Any], Callable[..., Awaitable[Any]]] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._refused = 0  # activations refused since the last warning
+        self._warned_at = -REFUSAL_WARNING_INTERVAL
 
     # -- activation ------------------------------------------------------------
 
     def instance(self, spec: ActorSpec, actor_id: str) -> Instance:
-        """The hot instance, activated (``on_activate`` queued first) if it was not."""
+        """The hot instance, activated (``on_activate`` queued first) if it was not.
+
+        At ``MAX_HOT_INSTANCES`` the longest idle instance without connections
+        is deactivated to make room; ``ZocketError`` (``overloaded``) when none
+        can be.
+        """
         key = (spec.name, actor_id)
         inst = self.instances.get(key)
         if inst is None:
+            limit = zocket_settings().MAX_HOT_INSTANCES
+            if len(self.instances) >= limit and not self._evict_one():
+                raise ZocketError(
+                    f"this server keeps as many actor instances hot as it may ({limit}, MAX_HOT_INSTANCES); "
+                    "try again later",
+                    code=Code.OVERLOADED,
+                )
             inst = self.instances[key] = Instance(self, spec, actor_id, self.node.group_name(spec.name, actor_id))
             inst.enqueue(lambda: self._activate(inst, self._closing.get(key)))
         return inst
@@ -366,23 +388,49 @@ class Runtime:
         key = (inst.spec.name, inst.actor_id)
         if self.instances.get(key) is inst:
             del self.instances[key]  # the next request tries again
+            self.idle.pop(key, None)
         if not inst.closed.done():
             inst.closed.set_result(None)
 
     async def deactivate(self, name: str, actor_id: str, *, destroy: bool = False) -> bool:
         """Run ``on_deactivate`` after the queued steps, save (or with ``destroy`` delete) the state, forget it."""
-        key = (name, actor_id)
-        inst = self.instances.pop(key, None)
+        inst = self._retire((name, actor_id), destroy)
         if inst is None:
             return False
+        await self._closed(inst)
+        return True
+
+    def _retire(self, key: tuple[str, str], destroy: bool = False) -> Instance | None:
+        """Stop serving an instance now and queue its deactivation; ``None`` if it was not hot."""
+        inst = self.instances.pop(key, None)
+        if inst is None:
+            return None
+        self.idle.pop(key, None)
         self._closing[key] = inst
         inst.enqueue(lambda: self._deactivate(inst, destroy))
+        return inst
+
+    async def _closed(self, inst: Instance) -> None:
+        """Wait until a retired instance is deactivated (saved when it persists)."""
+        key = (inst.spec.name, inst.actor_id)
         try:
             await asyncio.shield(inst.closed)
         finally:
             if self._closing.get(key) is inst:
                 del self._closing[key]
-        return True
+
+    def _evict_one(self) -> bool:
+        """Deactivate the longest idle instance without connections or queued steps; ``False`` if none."""
+        for key in list(self.idle):
+            inst = self.instances.get(key)
+            if inst is None or inst.clients:
+                del self.idle[key]  # stale
+            elif not inst.busy:
+                retired = self._retire(key)
+                assert retired is not None
+                self._spawn(self._closed(retired))
+                return True
+        return False
 
     async def _deactivate(self, inst: Instance, destroy: bool = False) -> None:
         try:
@@ -403,6 +451,7 @@ class Runtime:
         Steps still queued on it are answered ``unavailable``.
         """
         inst = self.instances.pop((name, actor_id), None)
+        self.idle.pop((name, actor_id), None)
         if inst is not None:
             inst.lost = True
             if not inst.closed.done():
@@ -457,7 +506,12 @@ class Runtime:
 
         An instance with ``MAX_QUEUED_CALLS`` steps waiting answers ``overloaded``.
         """
-        inst = self.instance(spec, actor_id)
+        try:
+            inst = self.instance(spec, actor_id)
+        except ZocketError as exc:
+            self._refuse_activation(spec, actor_id, caller, exc)
+            self._spawn(self._reply(caller, protocol.rpc_error(rpc_id, exc.code, exc.message), ticket))
+            return
         if len(inst.queue) >= zocket_settings().MAX_QUEUED_CALLS:
             log.warning(
                 "%s %r has %d queued steps; call refused",
@@ -535,8 +589,32 @@ class Runtime:
         ticket: int | None = None,
     ) -> None:
         """Add subscriptions; with ``answer`` and ``state`` among them, send a snapshot back."""
-        inst = self.instance(spec, actor_id)
+        try:
+            inst = self.instance(spec, actor_id)
+        except ZocketError as exc:
+            self._refuse_activation(spec, actor_id, caller, exc)
+            for kind in sorted(kinds):
+                ref = {"type": f"{kind}:sub", "actor": spec.name, "actorId": actor_id}
+                self._spawn(self._reply(caller, protocol.error(exc.code, exc.message, ref), ticket))
+            return
         inst.enqueue(lambda: self._subscribe(inst, caller, kinds, answer, ticket))
+
+    def _refuse_activation(self, spec: ActorSpec, actor_id: str, caller: Caller, exc: ZocketError) -> None:
+        """No room for one more hot instance: say so (one line per interval), give back the lease taken for it."""
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._warned_at >= REFUSAL_WARNING_INTERVAL:
+            log.warning(
+                "zocket: %d activation(s) refused, the last of %s/%s: %s",
+                self._refused,
+                spec.name,
+                actor_id,
+                exc.message,
+                extra={"zocket": {"actor": spec.name, "actor_id": actor_id, "client": caller.client_id}},
+            )
+            self._refused, self._warned_at = 0, now
+        if self.node.cluster.distributed:
+            self._spawn(self.node.released(self.node.group_name(spec.name, actor_id)))
 
     async def _subscribe(
         self, inst: Instance, caller: Caller, kinds: Set[str], answer: bool, ticket: int | None
