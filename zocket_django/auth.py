@@ -86,12 +86,12 @@ def _authenticator(path: str | None) -> Callable[[dict[str, Any]], Awaitable[Any
     fn = import_string(path)
     if inspect.iscoroutinefunction(fn):
         return fn
-    return to_thread(fn)
+    return to_thread(fn, thread_sensitive=False)  # not behind Django's one thread: handshakes run in parallel
 
 
 @lru_cache(maxsize=8)
 def _claims(path: str) -> Callable[[Any], Awaitable[dict[str, Any]]]:
-    return to_thread(import_string(path))
+    return to_thread(import_string(path), thread_sensitive=False)
 
 
 # -- tokens ----------------------------------------------------------------------
@@ -182,4 +182,4 @@ async def token_authenticator(scope: dict[str, Any]) -> Any:
     token = token_from_scope(scope)
     if token is None:
         return None
-    return await to_thread(user_for_token)(token)
+    return await to_thread(user_for_token, thread_sensitive=False)(token)

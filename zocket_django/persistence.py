@@ -15,7 +15,7 @@ An actor chooses how its state survives the process with ``persist``:
     the step (state and version) and answers ``unavailable``: an acknowledged
     change is never lost.
 
-All database work runs in a worker thread (``db.to_thread``) from
+All database work runs in one of zocket's database threads (``db.to_thread``) from
 inside a step of the instance's own queue, so it never blocks the event loop
 and never runs out of order with the instance's calls. The runtime calls in
 at three places: ``Store.restore`` when an instance activates,
@@ -42,7 +42,8 @@ from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
-from .db import to_thread
+from .conf import zocket_settings
+from .db import database_threads, to_thread
 from .errors import ZocketError
 from .protocol import Code
 
@@ -131,16 +132,19 @@ def delete_snapshot(actor: str, actor_id: str) -> bool:
 
 
 async def in_db_thread(fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn`` in a worker thread, off the event loop, with Django's connection handling.
+    """Run ``fn`` in one of zocket's database threads, off the event loop, with Django's connection handling.
 
-    SQLite allows one writer at a time, so its work shares Django's one
-    thread-sensitive thread instead of racing for the lock; other databases
-    use the thread pool, so that different instances save in parallel.
+    Not Django's one thread-sensitive thread, where sockets are authenticated:
+    ``DB_THREADS`` threads of their own. SQLite allows one writer at a time,
+    so its work has one thread instead of racing for the lock; other
+    databases use them all, so that different instances load and save in
+    parallel.
     """
     from .models import Snapshot
 
     sqlite = connections[router.db_for_write(Snapshot)].vendor == "sqlite"
-    return await to_thread(fn, thread_sensitive=sqlite)(*args)
+    threads = database_threads(1 if sqlite else zocket_settings().DB_THREADS)
+    return await to_thread(fn, executor=threads)(*args)
 
 
 # -- one instance's link to its snapshot ---------------------------------------------
