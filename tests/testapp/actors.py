@@ -417,3 +417,32 @@ class Bloat(Actor):
 
     async def on_activate(self, ctx) -> None:
         self.state.blobs = ["z" * 100] * 20
+
+
+# -- live-server tests (tests/test_hostile_load.py) ---------------------------------------
+
+
+class Nothing(BaseModel):
+    pass
+
+
+class Inspector(Actor):
+    """What a test asks of the worker serving it: how many instances are hot, whom one knows."""
+
+    name = "inspector"
+    State = Nothing
+
+    @method
+    async def hot(self, ctx) -> int:
+        from zocket_django.node import current_node
+
+        node = current_node()
+        return len(node.runtime.instances) if node is not None else 0
+
+    @method
+    async def clients(self, ctx, actor: str, actor_id: str) -> int | None:
+        from zocket_django.node import current_node
+
+        node = current_node()
+        inst = node.runtime.instances.get((actor, actor_id)) if node is not None else None
+        return None if inst is None else len(inst.clients)
