@@ -393,3 +393,106 @@ async def _drain(ws: ClientConnection) -> None:
     with contextlib.suppress(websockets.ConnectionClosed, asyncio.CancelledError):
         async for _ in ws:
             pass
+
+
+# -- item 1: a subscriber that never reads -----------------------------------------------------
+
+
+async def snapshot_flood(
+    url: str, pid: int, *, actor: tuple[str, str] = ("ballast", "big"), rate: float = 100.0, duration: float = 15.0
+) -> dict[str, Any]:
+    """One socket sends ``state:sub`` for one large instance ``rate`` times a second and never reads."""
+
+    async def attack() -> dict[str, Any]:
+        ws, _ = await open_socket(url, 30, max_queue=1)
+        frame = json.dumps({"type": "state:sub", "actor": actor[0], "actorId": actor[1]})
+        sent, closed = 0, None
+        deadline = time.monotonic() + duration
+        try:
+            while time.monotonic() < deadline:
+                await asyncio.wait_for(ws.send(frame), max(0.01, deadline - time.monotonic()))
+                sent += 1
+                await asyncio.sleep(1 / rate)
+        except TimeoutError:
+            pass
+        except websockets.ConnectionClosed as exc:
+            closed = exc.rcvd.code if exc.rcvd else None
+        rss_attacking = rss_mib(pid)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(), 5)
+        if closed is None and ws.close_code not in (None, 1000):
+            closed = ws.close_code
+        return {"subs_sent": sent, "attacker_closed_with": closed, "rss_attacking_mib": round(rss_attacking)}
+
+    return await _attack_with_good_client(url, pid, attack)
+
+
+# -- item 2: sockets that end abnormally ----------------------------------------------------------
+
+
+async def oversized_frames(
+    url: str, pid: int, *, sockets: int = 200, ids: int = 50, room: str = "ghosts", frame_bytes: int = 300_000
+) -> dict[str, Any]:
+    """Each socket joins a chat room and calls ``ids`` instances, then sends one frame over ``MAX_FRAME_BYTES``."""
+
+    async def attack() -> dict[str, Any]:
+        codes: Counter[str] = Counter()
+
+        async def one(n: int) -> None:
+            ws, _ = await open_socket(url, 60)
+            try:
+                await ws.send(json.dumps({"type": "state:sub", "actor": "chat", "actorId": room}))
+                frames = [rpc(f"o{i}", "chat", f"ghost-{n}-{i}", "send", text="boo") for i in range(ids)]
+                await _paced_calls(ws, frames, time.monotonic() + 60, window=WINDOW)
+                await ws.send("x" * frame_bytes)
+                await asyncio.wait_for(ws.wait_closed(), 30)
+                codes[str(ws.close_code)] += 1
+            except Exception as exc:
+                codes[type(exc).__name__] += 1
+            finally:
+                await ws.close()
+
+        await asyncio.gather(*(one(n) for n in range(sockets)))
+        return {"sockets": sockets, "closed_with": dict(codes)}
+
+    return await _attack_with_good_client(url, pid, attack)
+
+
+# -- item 4: subscribers closing while changes are published ---------------------------------------
+
+
+async def subscribe_churn(
+    url: str, pid: int, *, sockets: int = 1000, room: str = "churn", sends: int = 200, parallel: int = 50
+) -> dict[str, Any]:
+    """``sockets`` sockets subscribe to a room and close at once, ``parallel`` at a time, while messages are sent."""
+
+    async def attack() -> dict[str, Any]:
+        ws, _ = await open_socket(url, 30)
+        stop = asyncio.Event()
+
+        async def churn() -> int:
+            done = 0
+            gate = asyncio.Semaphore(parallel)
+
+            async def one() -> None:
+                nonlocal done
+                async with gate:
+                    with contextlib.suppress(Exception):
+                        sub, _ = await open_socket(url, 30)
+                        await sub.send(json.dumps({"type": "state:sub", "actor": "chat", "actorId": room}))
+                        await asyncio.sleep(0.01)
+                        sub.transport.abort()  # gone without a closing handshake
+                        done += 1
+
+            await asyncio.gather(*(one() for _ in range(sockets)))
+            stop.set()
+            return done
+
+        churner = asyncio.get_running_loop().create_task(churn())
+        frames = [rpc(f"c{i}", "chat", room, "send", text=f"message {i}") for i in range(sends)]
+        outcome = await _paced_calls(ws, frames, time.monotonic() + 120, pace=20, window=WINDOW)
+        churned = await churner
+        await ws.close()
+        return {"sends": outcome.pop("sent", 0), "answers": dict(outcome), "subscribers_churned": churned}
+
+    return await _attack_with_good_client(url, pid, attack)

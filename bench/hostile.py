@@ -42,6 +42,9 @@ SECTIONS: dict[str, Callable[[str, int], Awaitable[dict[str, Any]]]] = {
     "chat": lambda url, pid: attacks.chat_flood(url, pid, messages=2200, sockets=2),
     "board": lambda url, pid: attacks.board_rows(url, pid, rows=4800, sockets=4),
     "crowd": lambda url, pid: attacks.crowd(url, pid, sockets=2000, hold=10.0),
+    "flood": lambda url, pid: _flood(url, pid, messages=1700),
+    "ghosts": lambda url, pid: attacks.oversized_frames(url, pid, sockets=200, ids=50),
+    "churn": lambda url, pid: attacks.subscribe_churn(url, pid, sockets=2000, sends=300),
 }
 
 ASGI = "demo_project.asgi:application"
@@ -51,6 +54,9 @@ QUICK: dict[str, Callable[[str, int], Awaitable[dict[str, Any]]]] = {
     "chat": lambda url, pid: attacks.chat_flood(url, pid, messages=200, sockets=2),
     "board": lambda url, pid: attacks.board_rows(url, pid, rows=200, sockets=2),
     "crowd": lambda url, pid: attacks.crowd(url, pid, sockets=100, hold=2.0),
+    "flood": lambda url, pid: _flood(url, pid, messages=100),
+    "ghosts": lambda url, pid: attacks.oversized_frames(url, pid, sockets=10, ids=5),
+    "churn": lambda url, pid: attacks.subscribe_churn(url, pid, sockets=100, sends=20),
 }
 
 TITLES = {
@@ -58,7 +64,18 @@ TITLES = {
     "chat": "Item 3: 2,200 chat messages of 500 characters in one room, then a new subscriber",
     "board": "Item 3: 4,800 board items of 200 characters (over 1 MiB in all), then a new subscriber",
     "crowd": "Item 6: 2,000 sockets join one chat room at once, stay 10 s",
+    "flood": "Item 1: a chat room filled as far as the demo allows (1,700 messages of 500 characters asked), "
+    "then one socket sends 100 state:sub/s for it for 15 s and never reads",
+    "ghosts": "Item 2: 200 sockets join a room and call 50 chat rooms each, then send a 300 KB frame",
+    "churn": "Item 4: 2,000 sockets subscribe to a room and vanish, 50 at a time, while 300 messages are sent",
 }
+
+
+async def _flood(url: str, pid: int, *, messages: int) -> dict[str, Any]:
+    """Item 1 on the demo: make the chat as large as it lets anyone, then flood snapshots of it."""
+    filled = await attacks.chat_flood(url, pid, room="big", messages=messages, sockets=2)
+    flood = await attacks.snapshot_flood(url, pid, actor=("chat", "big"), duration=15.0)
+    return {"snapshot_bytes": filled["snapshot_bytes"], **flood}
 
 
 class DemoServer:

@@ -164,3 +164,54 @@ async def test_a_crowded_room_is_served_and_presence_returns_to_the_truth(tmp_pa
         await client.close()
     finally:
         worker.stop()
+
+
+# -- items 1, 2 and 4: output, cleanup and publishing (the consumer's side) ------------------------
+
+
+async def test_a_subscriber_that_never_reads_is_closed_and_its_memory_bounded(tmp_path, migrated_sqlite):
+    worker = serve(tmp_path, migrated_sqlite, "flood")
+    try:
+        assert worker.proc is not None
+        filler = await LiveClient.connect(worker.url)
+        assert await filler.call("ballast", "big", "fill", kib=900) == 900
+        await filler.close()
+        figures = await attacks.snapshot_flood(worker.url, worker.proc.pid, actor=("ballast", "big"), duration=15.0)
+        assert figures["attacker_closed_with"] == 4008, figures
+        served_well(figures)
+        assert attacks.rss_mib(worker.proc.pid) - figures["rss_start_mib"] < RSS_BOUND_MIB  # given back
+    finally:
+        worker.stop()
+
+
+async def test_sockets_closed_for_oversized_frames_leave_no_ghosts(tmp_path, migrated_sqlite):
+    worker = serve(tmp_path, migrated_sqlite, "ghosts", IDLE_TIMEOUT=2.0)
+    try:
+        assert worker.proc is not None
+        figures = await attacks.oversized_frames(worker.url, worker.proc.pid, sockets=60, ids=20)
+        assert figures["closed_with"] == {"4009": 60}, figures
+        served_well(figures)
+        client = await LiveClient.connect(worker.url)
+        snapshot = await client.subscribe_state("chat", "ghosts")
+        assert await until(lambda: _online_is(client, [client.client_id])), client.mirror("ghosts").state
+        await client.close()
+        assert await until(lambda: _hot_is(worker.url, 1)), worker.log()[-3000:]
+        assert snapshot["actorId"] == "ghosts"
+    finally:
+        worker.stop()
+
+
+async def _online_is(client: LiveClient, expected: list[str]) -> bool:
+    state = client.mirror("ghosts").state
+    return state is not None and state["online"] == expected
+
+
+async def test_subscribers_closing_while_changes_are_published_fail_no_change(tmp_path, migrated_sqlite):
+    worker = serve(tmp_path, migrated_sqlite, "churn", MESSAGE_RATE=None)
+    try:
+        assert worker.proc is not None
+        figures = await attacks.subscribe_churn(worker.url, worker.proc.pid, sockets=500, sends=200)
+        assert figures["answers"] == {"ok": 200}, figures
+        served_well(figures)
+    finally:
+        worker.stop()

@@ -34,6 +34,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.auth import AuthMiddleware, get_user
 from django.core import signing
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.module_loading import import_string
@@ -48,6 +49,28 @@ TOKEN_SUBPROTOCOL_PREFIX = "zocket.token."
 
 #: Separator of token parts: unlike ``:``, allowed in a ``Sec-WebSocket-Protocol`` token.
 _SEP = "."
+
+
+class SessionAuthMiddleware(AuthMiddleware):
+    """Channels' ``AuthMiddleware`` (``scope["user"]`` from the session), off Django's one sync thread.
+
+    Channels loads every socket's user on the thread that Django's sync views
+    share, even for a socket without a session cookie; under a burst of
+    handshakes they queue there one by one, past daphne's connect timeout.
+    Here a socket without a session is anonymous at once, and a session is
+    read in the thread pool, in parallel.
+    """
+
+    async def resolve_scope(self, scope: dict[str, Any]) -> None:
+        from django.contrib.auth.models import AnonymousUser
+
+        if scope["session"].session_key is None:
+            scope["user"]._wrapped = AnonymousUser()
+        else:
+            scope["user"]._wrapped = await _session_user(scope)
+
+
+_session_user = to_thread(get_user.func, thread_sensitive=False)
 
 
 def user_claims(user: Any) -> dict[str, Any]:

@@ -49,7 +49,7 @@ def to_thread(
     )
 
 
-@functools.lru_cache(maxsize=4)
-def database_threads(count: int) -> ThreadPoolExecutor:
-    """``count`` threads kept for zocket's own database work (snapshots), each with its own connection."""
-    return ThreadPoolExecutor(max_workers=count, thread_name_prefix="zocket-db")
+@functools.lru_cache(maxsize=8)
+def database_threads(name: str, count: int) -> ThreadPoolExecutor:
+    """``count`` threads named ``name`` kept for zocket's own database work, each with its own connection."""
+    return ThreadPoolExecutor(max_workers=count, thread_name_prefix=name)

@@ -131,19 +131,24 @@ def delete_snapshot(actor: str, actor_id: str) -> bool:
     return deleted > 0
 
 
-async def in_db_thread(fn: Callable[..., T], *args: Any) -> T:
+async def in_db_thread(fn: Callable[..., T], *args: Any, reads_only: bool = False) -> T:
     """Run ``fn`` in one of zocket's database threads, off the event loop, with Django's connection handling.
 
     Not Django's one thread-sensitive thread, where sockets are authenticated:
-    ``DB_THREADS`` threads of their own. SQLite allows one writer at a time,
-    so its work has one thread instead of racing for the lock; other
-    databases use them all, so that different instances load and save in
-    parallel.
+    ``DB_THREADS`` threads of their own, so that different instances load and
+    save in parallel. SQLite allows one writer at a time: its writes have one
+    thread instead of racing for the lock, and so does everything on an
+    in-memory SQLite database (tests), whose shared cache locks whole tables.
     """
     from .models import Snapshot
 
-    sqlite = connections[router.db_for_write(Snapshot)].vendor == "sqlite"
-    threads = database_threads(1 if sqlite else zocket_settings().DB_THREADS)
+    connection = connections[router.db_for_write(Snapshot)]
+    if connection.vendor != "sqlite":
+        threads = database_threads("zocket-db", zocket_settings().DB_THREADS)
+    elif reads_only and not connection.is_in_memory_db():
+        threads = database_threads("zocket-db-read", zocket_settings().DB_THREADS)
+    else:
+        threads = database_threads("zocket-db-write", 1)
     return await to_thread(fn, executor=threads)(*args)
 
 
@@ -206,7 +211,7 @@ class SnapshotStore(Store):
         """Load the snapshot into the instance (state and version); raise ``ActivationFailed``."""
         inst = self.inst
         try:
-            row = await in_db_thread(load_snapshot, self.spec.name, inst.actor_id)
+            row = await in_db_thread(load_snapshot, self.spec.name, inst.actor_id, reads_only=True)
         except Exception as exc:
             log.exception("zocket: could not load the snapshot of %s", self._name(), extra=inst.log_context())
             raise ActivationFailed(f"{self._name()} is unavailable: its saved state could not be loaded") from exc

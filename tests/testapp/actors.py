@@ -446,3 +446,19 @@ class Inspector(Actor):
         node = current_node()
         inst = node.runtime.instances.get((actor, actor_id)) if node is not None else None
         return None if inst is None else len(inst.clients)
+
+
+class BallastState(BaseModel):
+    blobs: list[str] = []
+
+
+class Ballast(Actor):
+    """A state of any size up to the default limit, for floods of snapshots."""
+
+    name = "ballast"
+    State = BallastState
+
+    @method
+    async def fill(self, ctx, kib: int) -> int:
+        self.state.blobs = ["b" * 1000] * kib
+        return len(self.state.blobs)
