@@ -27,6 +27,7 @@ password revokes every token of that user, as it ends their sessions.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import time
 from collections.abc import Awaitable, Callable
@@ -34,7 +35,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.auth import AuthMiddleware, get_user
+from channels.auth import get_user
 from django.core import signing
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.module_loading import import_string
@@ -51,23 +52,46 @@ TOKEN_SUBPROTOCOL_PREFIX = "zocket.token."
 _SEP = "."
 
 
-class SessionAuthMiddleware(AuthMiddleware):
-    """Channels' ``AuthMiddleware`` (``scope["user"]`` from the session), off Django's one sync thread.
+class SessionAuthMiddleware:
+    """A WebSocket's ``scope["cookies"]``, ``["session"]`` and ``["user"]``, as Channels' ``AuthMiddlewareStack``.
 
-    Channels loads every socket's user on the thread that Django's sync views
-    share, even for a socket without a session cookie; under a burst of
-    handshakes they queue there one by one, past daphne's connect timeout.
-    Here a socket without a session is anonymous at once, and a session is
-    read in the thread pool, in parallel.
+    Two differences, both about load. Channels loads every socket's user on
+    the thread Django's sync views share, even for a socket without a
+    session cookie, so a burst of handshakes queues there one by one, past
+    daphne's connect timeout; here a socket without a session is anonymous at
+    once, and a session is read in the thread pool, in parallel. And Channels
+    wraps ``send`` to save the session on HTTP responses, which a WebSocket
+    never sends, at a cost on every outgoing frame; here ``send`` is left
+    alone.
     """
 
-    async def resolve_scope(self, scope: dict[str, Any]) -> None:
-        from django.contrib.auth.models import AnonymousUser
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
 
-        if scope["session"].session_key is None:
-            scope["user"]._wrapped = AnonymousUser()
-        else:
-            scope["user"]._wrapped = await _session_user(scope)
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        from django.conf import settings
+        from django.contrib.auth.models import AnonymousUser
+        from django.http.cookie import parse_cookie
+
+        cookies: dict[str, str] = {}
+        for name, value in scope.get("headers", ()):
+            if name == b"cookie":
+                cookies = parse_cookie(value.decode("latin1"))
+                break
+        scope = dict(scope, cookies=cookies)
+        if "session" not in scope:
+            scope["session"] = _session_store()(cookies.get(settings.SESSION_COOKIE_NAME))
+        if "user" not in scope:
+            has_session = scope["session"].session_key is not None
+            scope["user"] = await _session_user(scope) if has_session else AnonymousUser()
+        return await self.inner(scope, receive, send)
+
+
+@lru_cache(maxsize=1)
+def _session_store() -> Any:
+    from django.conf import settings
+
+    return importlib.import_module(settings.SESSION_ENGINE).SessionStore
 
 
 _session_user = to_thread(get_user.func, thread_sensitive=False)

@@ -6,7 +6,6 @@ from typing import Any
 from urllib.parse import ParseResult
 
 from channels.security.websocket import OriginValidator
-from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import AppRegistryNotReady, ImproperlyConfigured
@@ -71,12 +70,11 @@ def _ensure_installed() -> None:
 def zocket_websocket(path: str = "ws/") -> Any:
     """The ``"websocket"`` application for ``ProtocolTypeRouter``.
 
-    Sessions and users come from Channels' session and cookie middleware
-    with ``SessionAuthMiddleware`` (Channels' ``AuthMiddlewareStack``, minus
-    its queue on Django's one sync thread); the ``Origin`` header must match
+    Sessions and users come from ``SessionAuthMiddleware`` (what Channels'
+    ``AuthMiddlewareStack`` sets, without its queue on Django's one sync
+    thread and its wrapper around every frame sent); the ``Origin`` header must match
     ``ALLOWED_HOSTS`` (cross-site WebSocket hijacking is closed by default).
     """
     from channels.routing import URLRouter
 
-    inner = SessionAuthMiddleware(URLRouter(zocket_urlpatterns(path)))
-    return ZocketOriginValidator(CookieMiddleware(SessionMiddleware(inner)))
+    return ZocketOriginValidator(SessionAuthMiddleware(URLRouter(zocket_urlpatterns(path))))
