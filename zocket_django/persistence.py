@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
 from collections.abc import Callable
 from enum import StrEnum
@@ -42,6 +43,7 @@ from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
+from . import transactions
 from .conf import zocket_settings
 from .db import database_threads, to_thread
 from .errors import ZocketError
@@ -139,8 +141,14 @@ async def in_db_thread(fn: Callable[..., T], *args: Any, reads_only: bool = Fals
     save in parallel. SQLite allows one writer at a time: its writes have one
     thread instead of racing for the lock, and so does everything on an
     in-memory SQLite database (tests), whose shared cache locks whole tables.
+    Inside a step whose sync handler holds a transaction, ``fn`` runs in that
+    transaction instead: the save commits with the handler's own writes.
     """
     from .models import Snapshot
+
+    held = transactions.held()
+    if held is not None:
+        return await held.run(fn, *args)
 
     connection = connections[router.db_for_write(Snapshot)]
     if connection.vendor != "sqlite":
@@ -314,6 +322,9 @@ class SnapshotStore(Store):
             self.spec.schema_version,
             self.saved_version,
         )
+        transactions.on_commit(functools.partial(self._saved, version))
+
+    def _saved(self, version: int) -> None:
         self.saved_version = version
         self.upgraded = False
 
