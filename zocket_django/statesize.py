@@ -52,19 +52,18 @@ def measure(dump: Any) -> Measure:
     return Measure(utf8_length(text), True, text)
 
 
-def after_step(name: str, limit: int, before: Measure, old: Any, new: Any, patch_frame: str) -> Measure:
-    """The size of ``new``, the state a step produced from ``old`` with ``patch_frame``.
+def after_step(name: str, limit: int, before: Measure, new: Any, patch_frame: str) -> Measure:
+    """The size of ``new``, the state a step produced with ``patch_frame`` from one of size ``before``.
 
     Raises ``StateTooLarge`` when ``new`` is over ``limit`` and larger than
-    ``old`` (a step that shrinks a state already over its limit, one restored
-    from an older snapshot, is let through, so the actor can repair it).
+    the state was (a step that shrinks a state already over its limit, one
+    restored from an older snapshot, is let through, so the actor can repair
+    it; where only a bound of the old size is known, that bound is the test).
     """
     grown = utf8_length(patch_frame)
     if before.bound + grown <= limit:
         return Measure(before.bound + grown, False)
     now = measure(new)
-    if now.bound > limit:
-        was = before.bound if before.exact else measure(old).bound
-        if now.bound > was:
-            raise StateTooLarge(name, now.bound, limit)
+    if now.bound > limit and now.bound > before.bound:
+        raise StateTooLarge(name, now.bound, limit)
     return now
