@@ -160,11 +160,11 @@ class Instance:
                 step = self.queue.popleft()
                 try:
                     await step()
-                    if self.lingering is not None:
-                        lingering, self.lingering = self.lingering, None
-                        await lingering
                 except Exception:
                     log.exception("zocket step failed", extra=self.log_context())
+                if self.lingering is not None:  # a timed-out sync handler: wait for its rollback
+                    lingering, self.lingering = self.lingering, None
+                    await lingering
                 self.last_activity = time.monotonic()
         finally:
             self.busy = False
