@@ -48,21 +48,12 @@ QUICK = {
 
 def ensure_requirements() -> None:
     """Install bench/requirements.txt into this interpreter when something is missing."""
-    missing = [m for m in ("matplotlib", "websockets") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("matplotlib", "websockets", "socketio", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing or not (Path(sys.executable).parent / "py-spy").exists():
         log(f"installing bench/requirements.txt ({', '.join(missing) or 'py-spy'} missing)")
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "-r",
-                str(ROOT / "requirements.txt"),
-                "-r",
-                str(ROOT / "bench" / "requirements.txt"),
-            ],
+            [sys.executable, "-m", "pip", "install", "-q", "-r", str(ROOT / "requirements.txt"),
+             "-r", str(ROOT / "bench" / "requirements.txt")],
             check=True,
         )
 
@@ -95,72 +86,44 @@ def meta(args: argparse.Namespace) -> dict[str, Any]:
     meminfo = Path("/proc/meminfo").read_text().splitlines()
     mem_kib = int(next(x for x in meminfo if x.startswith("MemTotal")).split()[1])
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     found = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
     ours = found.group(1) if found else "unknown"
     versions = {"zocket-django": f"{ours} (git {commit})", "python": platform.python_version()}
-    for dist in (
-        "Django",
-        "channels",
-        "daphne",
-        "Twisted",
-        "channels-redis",
-        "redis",
-        "pydantic",
-        "jsonpatch",
-        "websockets",
-    ):
+    for dist in ("Django", "channels", "daphne", "Twisted", "channels-redis", "redis", "pydantic", "jsonpatch",
+                 "websockets", "python-socketio", "uvicorn"):
         versions[dist] = version(dist)
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python -m bench"
-        + (" --quick" if args.quick else "")
-        + (f" --only {' '.join(args.only)}" if args.only else ""),
+        "command": "python -m bench" + (" --quick" if args.quick else "") +
+                   (f" --only {' '.join(args.only)}" if args.only else ""),
         "quick": args.quick,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "cpu_model": cpu_model,
-            "memory_gib": mem_kib / 2**20,
-            "kernel": platform.release(),
-        },
+        "machine": {"cpus": os.cpu_count(), "cpu_model": cpu_model, "memory_gib": mem_kib / 2**20,
+                    "kernel": platform.release()},
         "versions": versions,
         "load_before": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run (< 1 minute): few, short repetitions")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-        help="Redis for the channels-redis rows (default: $REDIS_URL or 127.0.0.1:6379)",
-    )
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+                        help="Redis for the channels-redis rows (default: $REDIS_URL or 127.0.0.1:6379)")
     parser.add_argument("--no-redis", action="store_true", help="skip the channels-redis rows")
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get("ZOCKET_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
-        help="PostgreSQL server for the persist section (a database of its own is created and dropped)",
-    )
+    parser.add_argument("--postgres", default=os.environ.get("ZOCKET_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+                        help="PostgreSQL server for the persist section (a database of its own is created and dropped)")
     parser.add_argument("--pg-database", default="zocket_bench", help="the persist section's PostgreSQL database")
     parser.add_argument("--out", type=Path, help="where to write RESULTS.md, results.json and latency.png")
-    parser.add_argument(
-        "--profile",
-        choices=("rpc", "rpc-redis", "fanout", "patch"),
-        help="instead of the benchmarks, record a py-spy profile of one scenario into bench/out/",
-    )
-    parser.add_argument(
-        "--render",
-        action="store_true",
-        help="only rewrite RESULTS.md and latency.png from results.json and bench/out/samples.json",
-    )
+    parser.add_argument("--profile", choices=("rpc", "rpc-redis", "fanout", "patch"),
+                        help="instead of the benchmarks, record a py-spy profile of one scenario into bench/out/")
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite RESULTS.md and latency.png from results.json and bench/out/samples.json")
     parser.add_argument("--no-install", action="store_true", help="do not pip install bench/requirements.txt")
     args = parser.parse_args()
 
@@ -214,14 +177,8 @@ def main() -> None:
     section("fanout", lambda: fanout.run(layers, **plan["fanout"]))
     section("patch", lambda: patchcost.run_subprocess(**plan["patch"]))
     section("persist", lambda: persistence.run(postgres=args.postgres, database=args.pg_database, **plan["persist"]))
-    section(
-        "cluster",
-        lambda: (
-            cluster.run(redis_url, **plan["cluster"])
-            if redis_url
-            else {"measured": False, "reason": "not measured: no Redis"}
-        ),
-    )
+    section("cluster", lambda: cluster.run(redis_url, **plan["cluster"]) if redis_url else
+            {"measured": False, "reason": "not measured: no Redis"})
     section("memory", lambda: memory.run(**plan["memory"], layers=layers))
 
     results["meta"]["elapsed_s"] = time.monotonic() - started
