@@ -64,15 +64,8 @@ def one_block(server: Server, system: str, n: int, changes: int, reps: int, tag:
     acks, stop = ctx.Queue(), ctx.Event()
     share = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
     specs = [
-        {
-            "url": server.url(ROUTES[system]),
-            "zocket": system == "zocket",
-            "n": share[i],
-            "actor_id": actor_id,
-            "acks": acks,
-            "stop": stop,
-            "proc": i,
-        }
+        {"url": server.url(ROUTES[system]), "zocket": system == "zocket", "n": share[i], "actor_id": actor_id,
+         "acks": acks, "stop": stop, "proc": i}
         for i in range(procs)
     ]
     clients = Clients("subscriber", specs).start(timeout=180)
@@ -96,22 +89,20 @@ def one_block(server: Server, system: str, n: int, changes: int, reps: int, tag:
             if got:
                 all_ms.append((max(got) - change["t0"]) / 1e6)
                 each_ms.extend((t - change["t0"]) / 1e6 for t in got)
-        blocks.append(
-            {
-                "all_p50_ms": percentile(all_ms, 50),
-                "all_p99_ms": percentile(all_ms, 99),
-                "each_p50_ms": percentile(each_ms, 50),
-                "each_p99_ms": percentile(each_ms, 99),
-                "deliveries_per_s": (n * len(block) - lost) / (sum(all_ms) / 1e3) if all_ms else None,
-                "lost": lost,
-                "changes": len(block),
-                # Server CPU time per change (from the call until every subscriber had it):
-                # robust to other processes competing for the cores, unlike the times above.
-                "server_cpu_ms_per_change": 1e3 * sum(c["server_cpu_s"] for c in block) / len(block),
-                "version_gaps": gaps,
-                "all_ms": all_ms,
-            }
-        )
+        blocks.append({
+            "all_p50_ms": percentile(all_ms, 50),
+            "all_p99_ms": percentile(all_ms, 99),
+            "each_p50_ms": percentile(each_ms, 50),
+            "each_p99_ms": percentile(each_ms, 99),
+            "deliveries_per_s": (n * len(block) - lost) / (sum(all_ms) / 1e3) if all_ms else None,
+            "lost": lost,
+            "changes": len(block),
+            # Server CPU time per change (from the call until every subscriber had it):
+            # robust to other processes competing for the cores, unlike the times above.
+            "server_cpu_ms_per_change": 1e3 * sum(c["server_cpu_s"] for c in block) / len(block),
+            "version_gaps": gaps,
+            "all_ms": all_ms,
+        })
     return blocks
 
 
@@ -129,21 +120,13 @@ def run(layers: dict[str, str | None], sizes: tuple[int, ...], changes: int, rep
                 with kind(redis_url=redis_url, label=f"fanout-{layer}") as server:
                     blocks = one_block(server, system, n, changes, reps, layer)
                 for i, blk in enumerate(blocks):
-                    log(
-                        f"fan-out {layer:<6} {n:>4} subs {system:<6} rep {i + 1}/{reps}: all received "
+                    log(f"fan-out {layer:<6} {n:>4} subs {system:<6} rep {i + 1}/{reps}: all received "
                         f"p50 {blk['all_p50_ms']:.1f} ms p99 {blk['all_p99_ms']:.1f} ms, lost {blk['lost']}, "
-                        f"server cpu {blk['server_cpu_ms_per_change']:.1f} ms/change"
-                    )
+                        f"server cpu {blk['server_cpu_ms_per_change']:.1f} ms/change")
                 figures[system] = {
                     key: summary([b[key] for b in blocks])
-                    for key in (
-                        "all_p50_ms",
-                        "all_p99_ms",
-                        "each_p50_ms",
-                        "each_p99_ms",
-                        "deliveries_per_s",
-                        "server_cpu_ms_per_change",
-                    )
+                    for key in ("all_p50_ms", "all_p99_ms", "each_p50_ms", "each_p99_ms", "deliveries_per_s",
+                                "server_cpu_ms_per_change")
                 }
                 figures[system]["lost"] = sum(b["lost"] for b in blocks)
                 figures[system]["deliveries"] = n * sum(b["changes"] for b in blocks)

@@ -54,18 +54,8 @@ class Server:
         return f"ws://127.0.0.1:{self.port}/{route.strip('/')}/"
 
     def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-v",
-            "0",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "bench.project.asgi:application",
-        ]
+        return [sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(self.port),
+                "bench.project.asgi:application"]
 
     def start(self, timeout: float = 30.0) -> Server:
         OUT.mkdir(parents=True, exist_ok=True)
@@ -78,12 +68,7 @@ class Server:
         self.port = free_port()
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.command(),
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            self.command(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -177,20 +162,6 @@ class PeerServer(Server):
         return f"ws://127.0.0.1:{self.port}/socket.io/?EIO=4&transport=websocket"
 
     def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.peer.app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--loop",
-            "asyncio",
-            "--ws",
-            "auto",
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ]
+        return [sys.executable, "-m", "uvicorn", "bench.peer.app:app", "--host", "127.0.0.1", "--port",
+                str(self.port), "--loop", "asyncio", "--ws", "auto", "--log-level", "warning",
+                "--no-access-log"]

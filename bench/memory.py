@@ -37,10 +37,9 @@ def one(system: str, n_idle: int, n_hot: int, rep: int, redis_url: str | None) -
         ctx = load.mp.get_context("spawn")
         stop = ctx.Event()
         procs = 2
-        idle = Clients(
-            "idle",
-            [{"url": server.url(route), "zocket": zocket, "n": n_idle // procs, "stop": stop} for _ in range(procs)],
-        ).start(timeout=120)
+        idle = Clients("idle", [
+            {"url": server.url(route), "zocket": zocket, "n": n_idle // procs, "stop": stop} for _ in range(procs)
+        ]).start(timeout=120)
         idle.go()
         with_idle = _settled_rss(server)
         out = {"base_kib": base, "idle_kib": with_idle, "per_idle_conn_kib": (with_idle - base) / n_idle}
@@ -68,11 +67,8 @@ def run(reps: int, n_idle: int, n_hot: int, layers: dict[str, str | None]) -> di
                 runs[system].append(r)
                 hot = r.get("per_hot_instance_kib")
                 extra = f", +{hot:.1f} KiB per hot instance" if hot is not None else ""
-                log(
-                    f"memory {layer:<6} {system:<6} rep {rep + 1}/{reps}: base {r['base_kib'] / 1024:.1f} MiB, "
-                    f"+{r['per_idle_conn_kib']:.1f} KiB per idle connection{extra}"
-                )
-        out["layers"][layer] = {
-            system: {key: summary([r[key] for r in rs]) for key in rs[0]} for system, rs in runs.items()
-        }
+                log(f"memory {layer:<6} {system:<6} rep {rep + 1}/{reps}: base {r['base_kib'] / 1024:.1f} MiB, "
+                    f"+{r['per_idle_conn_kib']:.1f} KiB per idle connection{extra}")
+        out["layers"][layer] = {system: {key: summary([r[key] for r in rs]) for key in rs[0]}
+                                for system, rs in runs.items()}
     return out

@@ -196,10 +196,8 @@ def sizes_table(calls: int, postgres: str | None, database: str, sizes: list[int
     out: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         wal = {"OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;"}}
-        out["sqlite"] = {
-            "whole": run_sizes(f"sqlite:///{tmp}/w.sqlite3", calls, sizes, False, wal),
-            "log": run_sizes(f"sqlite:///{tmp}/l.sqlite3", calls, sizes, True, wal),
-        }
+        out["sqlite"] = {"whole": run_sizes(f"sqlite:///{tmp}/w.sqlite3", calls, sizes, False, wal),
+                         "log": run_sizes(f"sqlite:///{tmp}/l.sqlite3", calls, sizes, True, wal)}
     if postgres:
         url = postgres_database(postgres, database, create=True)
         try:
@@ -223,10 +221,8 @@ def run(sizes: list[int], calls: int, postgres: str | None, database: str) -> di
     table = sizes_table(calls, postgres, database, sizes)
     for db, variants in table.items():
         for n in map(str, sizes):
-            log(
-                f"persist {db:<10} {int(n):>6} items: whole {variants['whole'][n]:.2f} ms/call, "
-                f"store's choice {variants['log'][n]:.2f} ms/call"
-            )
+            log(f"persist {db:<10} {int(n):>6} items: whole {variants['whole'][n]:.2f} ms/call, "
+                f"store's choice {variants['log'][n]:.2f} ms/call")
     return {"sizes": sizes, "calls": calls, "databases": table}
 
 

@@ -75,15 +75,8 @@ def _during(server: Server, name: str, seconds: int) -> Path:
 def profile_rpc(redis_url: str | None = None, conns: int = 50) -> Path:
     name = "rpc-redis" if redis_url else "rpc"
     with Server(label="profile", redis_url=redis_url) as server:
-        spec = {
-            "url": server.url("ws"),
-            "zocket": True,
-            "conns": conns,
-            "duration": SECONDS + 2,
-            "warmup": 0.5,
-            "id_prefix": "p-",
-            "server_pid": server.pid,
-        }
+        spec = {"url": server.url("ws"), "zocket": True, "conns": conns, "duration": SECONDS + 2, "warmup": 0.5,
+                "id_prefix": "p-", "server_pid": server.pid}
         clients = Clients("rpc", [spec]).start()
         clients.go()
         raw = _during(server, name, SECONDS)
@@ -100,24 +93,13 @@ def profile_fanout() -> Path:
     with Server(label="profile") as server:
         acks, stop = ctx.Queue(), ctx.Event()
         n, procs = 1000, 4
-        specs = [
-            {
-                "url": server.url("ws"),
-                "zocket": True,
-                "n": n // procs,
-                "actor_id": "pf",
-                "acks": acks,
-                "stop": stop,
-                "proc": i,
-            }
-            for i in range(procs)
-        ]
+        specs = [{"url": server.url("ws"), "zocket": True, "n": n // procs, "actor_id": "pf", "acks": acks,
+                  "stop": stop, "proc": i} for i in range(procs)]
         clients = Clients("subscriber", specs).start(timeout=180)
         clients.go()
         box: dict[str, Path] = {}
-        spy = threading.Thread(
-            target=lambda: box.setdefault("raw", record(["--pid", str(server.pid)], "fanout", SECONDS))
-        )
+        spy = threading.Thread(target=lambda: box.setdefault("raw", record(["--pid", str(server.pid)], "fanout",
+                                                                             SECONDS)))
         spy.start()
         asyncio.run(fanout.drive(server, "zocket", "pf", 60, procs, acks))
         spy.join()
@@ -134,9 +116,8 @@ def profile_patch() -> Path:
 
 def run(scenario: str) -> None:
     log(f"profiling {scenario} with py-spy")
-    raw = {"rpc": profile_rpc, "rpc-redis": profile_rpc_redis, "fanout": profile_fanout, "patch": profile_patch}[
-        scenario
-    ]()
+    raw = {"rpc": profile_rpc, "rpc-redis": profile_rpc_redis, "fanout": profile_fanout,
+           "patch": profile_patch}[scenario]()
     text = summarize(raw)
     out = OUT / f"profile-{scenario}-summary.txt"
     out.write_text(text)

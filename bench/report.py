@@ -132,17 +132,12 @@ def _goals(r: dict[str, Any]) -> list[str]:
     patch = r.get("patch")
     if not _skip(patch) and len(patch["sizes"]) > 1:
         small, large = patch["sizes"][0], patch["sizes"][-1]
-        for key, label in (
-            ("step_ms", "append"),
-            ("edit_middle_ms", "edit in the middle"),
-            ("remove_first_ms", "remove the first item"),
-            ("rollback_ms", "roll back a failing step"),
-        ):
+        for key, label in (("step_ms", "append"), ("edit_middle_ms", "edit in the middle"),
+                           ("remove_first_ms", "remove the first item"), ("rollback_ms", "roll back a failing step")):
             if key in small:
                 value = large[key]["median"] / small[key]["median"]
-                rows.append(
-                    f"| {label}, {large['items']:,} items / {small['items']:,} items | ≤ 2{TIMES} | {fx(value)} |"
-                )
+                rows.append(f"| {label}, {large['items']:,} items / {small['items']:,} items | ≤ 2{TIMES} | "
+                            f"{fx(value)} |")
     rpc = r.get("rpc")
     if not _skip(rpc):
         for conns, want_calls in (("50", 0.8), ("1", 1.0)):
@@ -150,38 +145,28 @@ def _goals(r: dict[str, Any]) -> list[str]:
             if f is None:
                 continue
             ra = f["ratios"]["raw-tuned"]
-            rows.append(
-                f"| RPC calls/s, {conns} connection{'s' if conns != '1' else ''}, zocket / raw-tuned | "
-                f"≥ {want_calls}{TIMES} | {fx(ra['calls_per_s'])} |"
-            )
-            rows.append(
-                f"| server CPU per call, {conns} connection{'s' if conns != '1' else ''}, zocket / "
-                f"raw-tuned | ≤ 1.2{TIMES} | {fx(ra['server_cpu_us_per_call'])} |"
-            )
+            rows.append(f"| RPC calls/s, {conns} connection{'s' if conns != '1' else ''}, zocket / raw-tuned | "
+                        f"≥ {want_calls}{TIMES} | {fx(ra['calls_per_s'])} |")
+            rows.append(f"| server CPU per call, {conns} connection{'s' if conns != '1' else ''}, zocket / "
+                        f"raw-tuned | ≤ 1.2{TIMES} | {fx(ra['server_cpu_us_per_call'])} |")
             if "socketio" in f["ratios"]:
-                rows.append(
-                    f"| RPC calls/s, {conns} connection{'s' if conns != '1' else ''}, zocket / "
-                    f"python-socketio | ≥ 1{TIMES} | {fx(f['ratios']['socketio']['calls_per_s'])} |"
-                )
+                rows.append(f"| RPC calls/s, {conns} connection{'s' if conns != '1' else ''}, zocket / "
+                            f"python-socketio | ≥ 1{TIMES} | {fx(f['ratios']['socketio']['calls_per_s'])} |")
     fan = r.get("fanout")
     if not _skip(fan):
         for layer, sizes in fan["layers"].items():
             for n, f in sizes.items():
                 ra = f["ratios"].get("socketio")
                 if ra:
-                    rows.append(
-                        f"| fan-out to {int(n):,} ({layer}), zocket / python-socketio: time until all "
-                        f"received, server CPU | < 1{TIMES} | {fx(ra['all_p50_ms'])}, "
-                        f"{fx(ra['server_cpu_ms_per_change'])} |"
-                    )
+                    rows.append(f"| fan-out to {int(n):,} ({layer}), zocket / python-socketio: time until all "
+                                f"received, server CPU | < 1{TIMES} | {fx(ra['all_p50_ms'])}, "
+                                f"{fx(ra['server_cpu_ms_per_change'])} |")
     persist = r.get("persist")
     if not _skip(persist):
         for db, variants in persist["databases"].items():
             n = str(persist["sizes"][-1])
-            rows.append(
-                f"| write-through at {int(n):,} items on {db}: whole write / store's choice | "
-                f"(cost follows the change) | {fx(variants['whole'][n] / variants['log'][n])} |"
-            )
+            rows.append(f"| write-through at {int(n):,} items on {db}: whole write / store's choice | "
+                        f"(cost follows the change) | {fx(variants['whole'][n] / variants['log'][n])} |")
     if not rows:
         return []
     return ["## Issue 17's goals (this run)", "", "| ratio | goal | measured |", "|---|---|---|", *rows, ""]
@@ -298,29 +283,19 @@ def _rpc_table(s: dict[str, Any], layer: str) -> list[str]:
         "|---|---|---|---|---|---|---|",
         *_rpc_rows(s),
     ]
-    out += [
-        "",
-        "Throughput ratio paired per repetition (zocket / baseline in the same repetition): "
-        + "; ".join(
-            f"{conns} conn vs raw {fx(f['ratios']['raw']['calls_per_s_paired']['median'])}, "
-            f"vs raw-tuned {fx(f['ratios']['raw-tuned']['calls_per_s_paired']['median'])}"
-            for conns, f in s["conns"].items()
-        )
-        + ".",
-        "",
-    ]
+    out += ["", "Throughput ratio paired per repetition (zocket / baseline in the same repetition): " + "; ".join(
+        f"{conns} conn vs raw {fx(f['ratios']['raw']['calls_per_s_paired']['median'])}, "
+        f"vs raw-tuned {fx(f['ratios']['raw-tuned']['calls_per_s_paired']['median'])}"
+        for conns, f in s["conns"].items()
+    ) + ".", ""]
     return out
 
 
 def _rpc_rows(s: dict[str, Any]) -> list[str]:
     out = []
     for conns, f in s["conns"].items():
-        for key, label, digits in (
-            ("calls_per_s", "calls/s", 0),
-            ("p50_ms", "p50 ms", 3),
-            ("p99_ms", "p99 ms", 3),
-            ("server_cpu_us_per_call", "server CPU µs per call", 0),
-        ):
+        for key, label, digits in (("calls_per_s", "calls/s", 0), ("p50_ms", "p50 ms", 3), ("p99_ms", "p99 ms", 3),
+                                   ("server_cpu_us_per_call", "server CPU µs per call", 0)):
             out.append(
                 f"| {conns} | {label} | {fmt(f['zocket'][key], digits)} | {fmt(f['raw'][key], digits)} | "
                 f"{fmt(f['raw-tuned'][key], digits)} | {fx(f['ratios']['raw'][key])} | "
@@ -361,11 +336,8 @@ def _fanout(s: dict[str, Any] | None) -> list[str]:
                     continue
                 g = f[system]
                 ra = f["ratios"].get(system)
-                ratios = (
-                    f"{fx(ra['all_p50_ms'])}, {fx(ra['all_p99_ms'])}, {fx(ra['server_cpu_ms_per_change'])}"
-                    if ra
-                    else ""
-                )
+                ratios = (f"{fx(ra['all_p50_ms'])}, {fx(ra['all_p99_ms'])}, {fx(ra['server_cpu_ms_per_change'])}"
+                          if ra else "")
                 out.append(
                     f"| {layer} | {int(n):,} | {system} | {fmt(g['all_p50_ms'], 1)} | {fmt(g['all_p99_ms'], 1)} | "
                     f"{fmt(g['each_p50_ms'], 1)} | {fmt(g['deliveries_per_s'])} | "
@@ -400,10 +372,8 @@ def _patch(s: Any) -> list[str]:
         )
     small, large = rows[0], rows[-1]
     if large["items"] > small["items"]:
-        ratio = {
-            k: large[k]["median"] / small[k]["median"]
-            for k in ("step_ms", "edit_middle_ms", "remove_first_ms", "rollback_ms")
-        }
+        ratio = {k: large[k]["median"] / small[k]["median"]
+                 for k in ("step_ms", "edit_middle_ms", "remove_first_ms", "rollback_ms")}
         out += [
             "",
             f"**{large['items']:,} items / {small['items']:,} items (same run):** append "
@@ -477,13 +447,9 @@ def _cluster(s: dict[str, Any] | None) -> list[str]:
         return [*out, "Did not complete (see the end of this page).", ""]
     if not s.get("measured"):
         return [*out, f"**{s['reason']}.**", ""]
-    out += [
-        "One connection, sequential calls, channels-redis (two workers; `bench/cross_worker.py` compares "
-        "both Redis layers and measures failover).",
-        "",
-        "| call | calls/s | p50 ms | p99 ms |",
-        "|---|---|---|---|",
-    ]
+    out += ["One connection, sequential calls, channels-redis (two workers; `bench/cross_worker.py` compares "
+            "both Redis layers and measures failover).", "",
+            "| call | calls/s | p50 ms | p99 ms |", "|---|---|---|---|"]
     for kind in ("local", "forwarded"):
         g = s[kind]
         out.append(f"| {kind} | {fmt(g['calls_per_s'])} | {fmt(g['p50_ms'], 3)} | {fmt(g['p99_ms'], 3)} |")
@@ -507,11 +473,9 @@ def _memory(s: dict[str, Any] | None) -> list[str]:
         f"| figure | {head} |",
         "|---|" + "---|" * (2 * len(layers)),
     ]
-    for key, label, digits, scale in (
-        ("base_kib", "RSS at start, MiB", 1, 1 / 1024),
-        ("per_idle_conn_kib", "per idle connection, KiB", 1, 1.0),
-        ("per_hot_instance_kib", "per hot actor instance, KiB", 1, 1.0),
-    ):
+    for key, label, digits, scale in (("base_kib", "RSS at start, MiB", 1, 1 / 1024),
+                                      ("per_idle_conn_kib", "per idle connection, KiB", 1, 1.0),
+                                      ("per_hot_instance_kib", "per hot actor instance, KiB", 1, 1.0)):
         cells = []
         for figures in layers.values():
             for system in ("zocket", "raw"):

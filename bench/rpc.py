@@ -51,21 +51,14 @@ def run(
         # node's channel), even for a local instance; the raw consumers answer
         # directly. One connection shows that hop. The peer runs with its Redis
         # manager (an acknowledgement does not go through it).
-        with (
-            Server(redis_url=redis_url, label="rpc-redis") as server,
-            PeerServer(redis_url=redis_url, label="rpc-redis") as peer,
-        ):
+        with Server(redis_url=redis_url, label="rpc-redis") as server, \
+                PeerServer(redis_url=redis_url, label="rpc-redis") as peer:
             out["redis"] = {"conns": measure(server, (1,), reps, duration, warmup, "redis", peer)}
     return out
 
 
 def measure(
-    server: Server,
-    conn_counts: tuple[int, ...],
-    reps: int,
-    duration: float,
-    warmup: float,
-    layer: str,
+    server: Server, conn_counts: tuple[int, ...], reps: int, duration: float, warmup: float, layer: str,
     peer: Server | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -78,24 +71,16 @@ def measure(
             for target, route, label in targets:
                 r = one_run(target, route, conns, duration, warmup, rep)
                 runs[label].append(r)
-                log(
-                    f"rpc {layer} {conns:>2} conn {label:<9} rep {rep + 1}/{reps}: {r['calls_per_s']:7.0f} calls/s "
+                log(f"rpc {layer} {conns:>2} conn {label:<9} rep {rep + 1}/{reps}: {r['calls_per_s']:7.0f} calls/s "
                     f"p50 {r['p50_ms']:.3f} ms p99 {r['p99_ms']:.3f} ms "
                     f"(server {r['server_cpu_us_per_call']:.0f} us cpu/call, {r['server_cpu_pct']:.0f}% busy, "
-                    f"client {r['client_cpu_pct']:.0f}%)"
-                )
+                    f"client {r['client_cpu_pct']:.0f}%)")
         figures: dict[str, Any] = {}
         for label, rs in runs.items():
             figures[label] = {
                 key: summary([r[key] for r in rs])
-                for key in (
-                    "calls_per_s",
-                    "p50_ms",
-                    "p99_ms",
-                    "server_cpu_us_per_call",
-                    "server_cpu_pct",
-                    "client_cpu_pct",
-                )
+                for key in ("calls_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_call", "server_cpu_pct",
+                            "client_cpu_pct")
             }
             # The rep with the median throughput stands for the distribution plot.
             mid = sorted(rs, key=lambda r: r["calls_per_s"])[len(rs) // 2]
@@ -126,3 +111,4 @@ def _thin(values: list[float], keep: int) -> list[float]:
     data = sorted(values)
     step = len(data) / keep
     return [data[int(i * step)] for i in range(keep)]
+
