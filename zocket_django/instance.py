@@ -16,18 +16,21 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
-from . import persistence, protocol, transactions
+from . import persistence, protocol, statesize, transactions
 from .actor import Actor, ActorSpec, Context, Emission
 from .caller import Caller
 from .conf import zocket_settings
 from .errors import ZocketError
 from .messages import EVENTS, STATE, Deliver, Message
-from .protocol import Code
+from .protocol import Code, utf8_length
 from .tracking import Recorder
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ class Links(Protocol):
     """How the runtime reaches sockets and other workers (``node.Node``)."""
 
     channel: str
+    cluster: Cluster
 
     async def publish(self, group: str, message: Deliver) -> None:
         """To every subscriber of the group, here and on other workers."""
@@ -55,6 +59,8 @@ class Owner(Protocol):
 
     node: Links
     instances: dict[tuple[str, str], Instance]
+    #: Hot instances without connections, the longest idle first.
+    idle: dict[tuple[str, str], None]
 
     def invoke(
         self, fn: Callable[..., Any], is_async: bool, actor: Actor, ctx: Context, kwargs: dict[str, Any]
@@ -82,6 +88,9 @@ class Instance:
         self.actor: Actor = spec.cls(actor_id, spec.initial_state())
         self.recorder = Recorder(spec.state_model, self.actor.state, verify=zocket_settings().VERIFY_PATCHES)
         self.version = 0
+        #: Largest encoded state this instance may reach, and what is known of its size.
+        self.max_state_bytes = spec.max_state_bytes or zocket_settings().MAX_STATE_BYTES
+        self.size = statesize.measure(self.dump).without_text()
         self.clients: dict[str, Presence] = {}
         self.queue: deque[Callable[[], Awaitable[None]]] = deque()
         self.busy = False
@@ -97,6 +106,11 @@ class Instance:
         self.failed: ZocketError | None = None
         #: A timed-out sync handler still running: the next step waits for it.
         self.lingering: Awaitable[None] | None = None
+        # The running step's deadline (loop time) and task, watched by one timer at a time (``bounded``).
+        self._deadline: float | None = None
+        self._step_task: asyncio.Task[Any] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._expired = False
         self.store = persistence.store_for(self, lambda: runtime.drop(spec.name, actor_id))
 
     @property
@@ -137,6 +151,48 @@ class Instance:
                 self.last_activity = time.monotonic()
         finally:
             self.busy = False
+
+    async def bounded(self, work: Awaitable[Any], limit: float) -> Any:
+        """``await work``, cancelled after ``limit`` seconds (``TimeoutError``), like ``asyncio.timeout``.
+
+        Cheaper per step: ``asyncio.timeout`` pushes a timer onto the loop's heap
+        for every call and cancels it (the heap is rebuilt as cancelled timers
+        pile up). Here one timer per instance stays armed across steps: when it
+        fires it cancels the step running past its deadline, or moves itself to
+        the running step's deadline, or lapses when no step runs.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = self._deadline = loop.time() + limit
+        task = self._step_task = asyncio.current_task()
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(deadline, self._watch)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if self._expired:
+                raise TimeoutError from None
+            raise
+        finally:
+            self._deadline = None
+            if self._expired:
+                self._expired = False
+                if task is not None:
+                    task.uncancel()
+
+    def _watch(self) -> None:
+        self._timer = None
+        deadline, task = self._deadline, self._step_task
+        if deadline is None or task is None:
+            return  # no step runs: the next one arms a timer
+        loop = asyncio.get_running_loop()
+        if loop.time() >= deadline:
+            self._expired = True
+            task.cancel()
+        else:
+            self._timer = loop.call_at(deadline, self._watch)
 
     def log_context(self, **more: Any) -> dict[str, Any]:
         return {"zocket": {"actor": self.spec.name, "actor_id": self.actor_id, **more}}
@@ -184,6 +240,9 @@ class Instance:
             # Encoded before committing: a state that is not JSON (a float
             # that became inf) is rolled back like any other failure.
             frame = protocol.state_patch(self.spec.name, self.actor_id, patches, self.version + 1) if patches else ""
+            if patches:
+                size = statesize.after_step(self.label, self.max_state_bytes, self.size, self.dump, frame)
+                frame = self._state_frame(frame, size, self.version + 1)
             if patches and self.store.write_through:
                 await self.store.commit(self.dump, self.version + 1, patches)  # raises: undone, nothing acknowledged
             await txn.commit()  # a sync handler's ORM work (and the save above, in its transaction)
@@ -198,6 +257,7 @@ class Instance:
         node = self.runtime.node
         if patches:
             self.version += 1
+            self.size = size.without_text()
             await node.publish(self.group, self.delivery(STATE, frame))
         self.recent.append((time.time(), label or ctx.method or "?", ctx.client_id, "ok", self.version))
         for message, targets in events:
@@ -207,6 +267,39 @@ class Instance:
                 for channel in targets:
                     await node.send(channel, message)
         return result
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.name}/{self.actor_id}"
+
+    def _state_frame(self, patch: str, size: statesize.Measure, version: int) -> str:
+        """What tells subscribers of a step: its patch, or the whole state when that is smaller."""
+        if size.text is not None and utf8_length(patch) > size.bound:
+            patch = protocol.state_snapshot_of(self.spec.name, self.actor_id, size.text, version)
+        return self.too_large(patch) or patch
+
+    def snapshot_frame(self) -> str:
+        """The ``state:snapshot`` of the current state, or the error its subscribers get instead."""
+        frame = protocol.state_snapshot(self.spec.name, self.actor_id, self.dump, self.version)
+        return self.too_large(frame) or frame
+
+    def too_large(self, frame: str) -> str | None:
+        """``None`` if the server can send ``frame`` (``MAX_MESSAGE_BYTES``), else a ``too_large`` error about it."""
+        limit = zocket_settings().MAX_MESSAGE_BYTES
+        size = utf8_length(frame)
+        if size <= limit:
+            return None
+        log.error(
+            "zocket: the state of %s does not fit one frame (%d bytes, MAX_MESSAGE_BYTES is %d); "
+            "its subscribers get a too_large error instead",
+            self.label,
+            size,
+            limit,
+            extra=self.log_context(),
+        )
+        ref = {"type": "state:sub", "actor": self.spec.name, "actorId": self.actor_id}
+        text = f"the state of {self.label} is too large to send ({size:,} bytes, over {limit:,})"
+        return protocol.error(Code.TOO_LARGE, text, ref)
 
     async def _roll_back(self, txn: transactions.StepTransaction) -> None:
         """Undo a sync handler's database work before its caller hears of the failure.
@@ -272,6 +365,8 @@ class Instance:
         """Know ``caller`` from now on; its first arrival runs ``on_connect``."""
         presence = self.clients.get(caller.client_id)
         if presence is None:
+            if not self.clients:
+                self.runtime.idle.pop((self.spec.name, self.actor_id), None)
             presence = self.clients[caller.client_id] = Presence(caller)
             await self.run_hook("on_connect", caller)
         return presence
@@ -279,10 +374,12 @@ class Instance:
     async def part(self, client_id: str) -> None:
         presence = self.clients.pop(client_id, None)
         if presence is not None:
+            if not self.clients and self.active:
+                self.runtime.idle[(self.spec.name, self.actor_id)] = None
             await self.run_hook("on_disconnect", presence.caller)
 
     def info(self) -> dict[str, Any]:
-        """What operators see of this instance (admin, hot_actors)."""
+        """What operators see of this instance (admin, manager)."""
         subs = [p.subs for p in self.clients.values()]
         return {
             "actor": self.spec.name,

@@ -15,7 +15,7 @@ An actor chooses how its state survives the process with ``persist``:
     the step (state and version) and answers ``unavailable``: an acknowledged
     change is never lost.
 
-All database work runs in a worker thread (``db.to_thread``) from
+All database work runs in one of zocket's database threads (``db.to_thread``) from
 inside a step of the instance's own queue, so it never blocks the event loop
 and never runs out of order with the instance's calls. The runtime calls in
 at three places: ``Store.restore`` when an instance activates,
@@ -110,7 +110,7 @@ NO_STORE = Store()
 
 
 class Held(Protocol):
-    """What a store needs of its instance (``runtime.Instance``)."""
+    """What a store needs of its instance (``instance.Instance``)."""
 
     spec: ActorSpec
     actor_id: str
@@ -177,7 +177,7 @@ class SnapshotStore(Store):
         """Load the snapshot into the instance (state and version); raise ``ActivationFailed``."""
         inst = self.inst
         try:
-            row = await in_db_thread(load_measured, self.spec.name, inst.actor_id)
+            row = await in_db_thread(load_measured, self.spec.name, inst.actor_id, reads_only=True)
         except Exception as exc:
             log.exception("zocket: could not load the snapshot of %s", self._name(), extra=inst.log_context())
             raise ActivationFailed(f"{self._name()} is unavailable: its saved state could not be loaded") from exc

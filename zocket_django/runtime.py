@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from . import persistence, protocol, signals, transactions
+from . import persistence, protocol, signals, statesize, transactions
 from .actor import Actor, ActorSpec, Context, MethodSpec
 from .caller import Caller
 from .conf import zocket_settings
@@ -25,8 +25,11 @@ from .errors import ZocketError
 from .instance import Instance, Links
 from .messages import STATE, Reply, Snapshot, group_name
 from .protocol import Code
+from .statesize import StateTooLarge
 
 log = logging.getLogger(__name__)
+#: Seconds between two warnings about activations refused at ``MAX_HOT_INSTANCES``.
+REFUSAL_WARNING_INTERVAL = 10.0
 
 
 class Runtime:
@@ -35,16 +38,32 @@ class Runtime:
     def __init__(self, node: Links) -> None:
         self.node = node
         self.instances: dict[tuple[str, str], Instance] = {}
+        #: Hot instances without connections, the longest idle first: evicted first at ``MAX_HOT_INSTANCES``.
+        self.idle: dict[tuple[str, str], None] = {}
         self._closing: dict[tuple[str, str], Instance] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._refused = 0  # activations refused since the last warning
+        self._warned_at = -REFUSAL_WARNING_INTERVAL
 
     # -- activation ------------------------------------------------------------
 
     def instance(self, spec: ActorSpec, actor_id: str) -> Instance:
-        """The hot instance, activated (``on_activate`` queued first) if it was not."""
+        """The hot instance, activated (``on_activate`` queued first) if it was not.
+
+        At ``MAX_HOT_INSTANCES`` the longest idle instance without connections
+        is deactivated to make room; ``ZocketError`` (``overloaded``) when none
+        can be.
+        """
         key = (spec.name, actor_id)
         inst = self.instances.get(key)
         if inst is None:
+            limit = zocket_settings().MAX_HOT_INSTANCES
+            if len(self.instances) >= limit and not self._evict_one():
+                raise ZocketError(
+                    f"this server keeps as many actor instances hot as it may ({limit}, MAX_HOT_INSTANCES); "
+                    "try again later",
+                    code=Code.OVERLOADED,
+                )
             inst = self.instances[key] = Instance(self, spec, actor_id, group_name(spec.name, actor_id))
             inst.enqueue(lambda: self._activate(inst, self._closing.get(key)))
         return inst
@@ -57,15 +76,19 @@ class Runtime:
         except ZocketError as exc:
             self._failed(inst, exc)
             return
+        inst.size = statesize.measure(inst.dump).without_text()
         try:
             await inst.run_hook("on_activate", reraise=True)
+        except StateTooLarge as exc:
+            message = f"{inst.label} is unavailable: on_activate made its state too large ({exc.message})"
+            self._failed(inst, ZocketError(message, code=Code.TOO_LARGE, details=exc.details))
+            return
         except Exception:  # as a snapshot that cannot be read: never run on a half-built state
-            name = f"{inst.spec.name}/{inst.actor_id}"
-            self._failed(inst, persistence.ActivationFailed(f"{name} is unavailable: its on_activate failed"))
+            self._failed(inst, persistence.ActivationFailed(f"{inst.label} is unavailable: its on_activate failed"))
             return
         # Subscribers of an earlier incarnation (a destroyed instance, a dead
         # worker) get the state afresh and announce themselves again.
-        frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version)
+        frame = inst.snapshot_frame()
         await self.node.publish(inst.group, inst.delivery(STATE, frame, announce=self.node.channel))
         inst.store.start()
         await signals.actor_activated.asend(inst.spec.cls, actor_id=inst.actor_id, instance=inst.actor)
@@ -76,23 +99,49 @@ class Runtime:
         key = (inst.spec.name, inst.actor_id)
         if self.instances.get(key) is inst:
             del self.instances[key]  # the next request tries again
+            self.idle.pop(key, None)
         if not inst.closed.done():
             inst.closed.set_result(None)
 
     async def deactivate(self, name: str, actor_id: str, *, destroy: bool = False) -> bool:
         """Run ``on_deactivate`` after the queued steps, save (or with ``destroy`` delete) the state, forget it."""
-        key = (name, actor_id)
-        inst = self.instances.pop(key, None)
+        inst = self._retire((name, actor_id), destroy)
         if inst is None:
             return False
+        await self._closed(inst)
+        return True
+
+    def _retire(self, key: tuple[str, str], destroy: bool = False) -> Instance | None:
+        """Stop serving an instance now and queue its deactivation; ``None`` if it was not hot."""
+        inst = self.instances.pop(key, None)
+        if inst is None:
+            return None
+        self.idle.pop(key, None)
         self._closing[key] = inst
         inst.enqueue(lambda: self._deactivate(inst, destroy))
+        return inst
+
+    async def _closed(self, inst: Instance) -> None:
+        """Wait until a retired instance is deactivated (saved when it persists)."""
+        key = (inst.spec.name, inst.actor_id)
         try:
             await asyncio.shield(inst.closed)
         finally:
             if self._closing.get(key) is inst:
                 del self._closing[key]
-        return True
+
+    def _evict_one(self) -> bool:
+        """Deactivate the longest idle instance without connections or queued steps; ``False`` if none."""
+        for key in list(self.idle):
+            inst = self.instances.get(key)
+            if inst is None or inst.clients:
+                del self.idle[key]  # stale
+            elif not inst.busy:
+                retired = self._retire(key)
+                assert retired is not None
+                self._spawn(self._closed(retired))
+                return True
+        return False
 
     async def _deactivate(self, inst: Instance, destroy: bool = False) -> None:
         try:
@@ -113,6 +162,7 @@ class Runtime:
         Steps still queued on it are answered ``unavailable``.
         """
         inst = self.instances.pop((name, actor_id), None)
+        self.idle.pop((name, actor_id), None)
         if inst is not None:
             inst.lost = True
             if not inst.closed.done():
@@ -168,7 +218,12 @@ class Runtime:
         An instance with ``MAX_QUEUED_CALLS`` steps waiting answers ``overloaded``;
         a call still queued after ``QUEUE_TIMEOUT`` is answered ``timeout`` and never runs.
         """
-        inst = self.instance(spec, actor_id)
+        try:
+            inst = self.instance(spec, actor_id)
+        except ZocketError as exc:
+            self._refuse_activation(spec, actor_id, caller, exc)
+            self._spawn(self._reply(caller, protocol.rpc_error(rpc_id, exc.code, exc.message), ticket))
+            return
         if len(inst.queue) >= zocket_settings().MAX_QUEUED_CALLS:
             log.warning(
                 "%s %r has %d queued steps; call refused",
@@ -202,12 +257,11 @@ class Runtime:
             return
         await inst.join(caller)
         ctx = inst.context(caller, method.name)
-        kwargs = {name: getattr(args, name) for name in method.input_model.model_fields}
+        kwargs = args.__dict__  # the validated input's fields, by name
         limit = zocket_settings().CALL_TIMEOUT  # from now: time spent queued is not the handler's
 
-        async def timed() -> Any:
-            async with asyncio.timeout(limit):  # no task per call, unlike wait_for
-                return await self.invoke(method.fn, method.is_async, inst.actor, ctx, kwargs)
+        def timed() -> Awaitable[Any]:
+            return inst.bounded(self.invoke(method.fn, method.is_async, inst.actor, ctx, kwargs), limit)
 
         try:
             # The result is encoded inside the step, so a result that is not JSON undoes it.
@@ -242,8 +296,32 @@ class Runtime:
         ticket: int | None = None,
     ) -> None:
         """Add subscriptions; with ``answer`` and ``state`` among them, send a snapshot back."""
-        inst = self.instance(spec, actor_id)
+        try:
+            inst = self.instance(spec, actor_id)
+        except ZocketError as exc:
+            self._refuse_activation(spec, actor_id, caller, exc)
+            for kind in sorted(kinds):
+                ref = {"type": f"{kind}:sub", "actor": spec.name, "actorId": actor_id}
+                self._spawn(self._reply(caller, protocol.error(exc.code, exc.message, ref), ticket))
+            return
         inst.enqueue(lambda: self._subscribe(inst, caller, kinds, answer, ticket))
+
+    def _refuse_activation(self, spec: ActorSpec, actor_id: str, caller: Caller, exc: ZocketError) -> None:
+        """No room for one more hot instance: say so (one line per interval), give back the lease taken for it."""
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._warned_at >= REFUSAL_WARNING_INTERVAL:
+            log.warning(
+                "zocket: %d activation(s) refused, the last of %s/%s: %s",
+                self._refused,
+                spec.name,
+                actor_id,
+                exc.message,
+                extra={"zocket": {"actor": spec.name, "actor_id": actor_id, "client": caller.client_id}},
+            )
+            self._refused, self._warned_at = 0, now
+        if self.node.cluster.distributed:
+            self._spawn(self.node.released(group_name(spec.name, actor_id)))
 
     async def _subscribe(
         self, inst: Instance, caller: Caller, kinds: Set[str], answer: bool, ticket: int | None
@@ -258,6 +336,10 @@ class Runtime:
         presence.subs.update(kinds)
         if answer and STATE in kinds:
             frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version)
+            error = inst.too_large(frame)
+            if error is not None:  # answered; the subscription stays pending, as if the snapshot were on its way
+                await self._reply(caller, error, ticket)
+                return
             await self.node.send(caller.reply_to, Snapshot(caller.client_id, inst.group, frame, ticket))
 
     def unsubscribe(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:

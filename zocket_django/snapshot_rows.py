@@ -1,6 +1,6 @@
 """The rows of durable actors (``Snapshot``, ``SnapshotPatch``), read and written in worker threads.
 
-Plain functions run off the event loop by ``in_db_thread``; ``persistence``
+Plain functions, run off the event loop by ``in_db_thread``; ``persistence``
 decides when to call them. Every write is fenced by the version the writer
 last read or wrote, so a stale owner never overwrites another worker's save.
 """
@@ -14,7 +14,8 @@ from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from . import protocol, transactions
-from .db import to_thread
+from .conf import zocket_settings
+from .db import database_threads, to_thread
 from .patches import apply as apply_patches
 
 T = TypeVar("T")
@@ -129,10 +130,15 @@ def delete_snapshot(actor: str, actor_id: str) -> bool:
     return deleted > 0
 
 
-def vendor() -> str:
+def snapshot_connection() -> Any:
+    """The connection (of this thread) that snapshots are written with."""
     from .models import Snapshot
 
-    return connections[router.db_for_write(Snapshot)].vendor
+    return connections[router.db_for_write(Snapshot)]
+
+
+def vendor() -> str:
+    return str(snapshot_connection().vendor)
 
 
 def load_measured(actor: str, actor_id: str) -> tuple[Any, int, int, int, int] | None:
@@ -150,16 +156,26 @@ def save_measured(*args: Any) -> int:
     return len(protocol.encode(save[2])) if measure else 0
 
 
-async def in_db_thread(fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn`` in a worker thread, off the event loop, with Django's connection handling.
+async def in_db_thread(fn: Callable[..., T], *args: Any, reads_only: bool = False) -> T:
+    """Run ``fn`` in one of zocket's database threads, off the event loop, with Django's connection handling.
 
-    SQLite allows one writer at a time, so its work shares Django's one
-    thread-sensitive thread instead of racing for the lock; other databases
-    use the thread pool, so that different instances save in parallel.
+    Not Django's one thread-sensitive thread, where sockets are authenticated:
+    ``DB_THREADS`` threads of their own, so that different instances load and
+    save in parallel. SQLite allows one writer at a time: its writes have one
+    thread instead of racing for the lock, and so does everything on an
+    in-memory SQLite database (tests), whose shared cache locks whole tables.
     Inside a step whose sync handler holds a transaction, ``fn`` runs in that
     transaction instead: the save commits with the handler's own writes.
     """
     held = transactions.held()
     if held is not None:
         return await held.run(fn, *args)
-    return await to_thread(fn, thread_sensitive=vendor() == "sqlite")(*args)
+
+    connection = snapshot_connection()
+    if connection.vendor != "sqlite":
+        threads = database_threads("zocket-db", zocket_settings().DB_THREADS)
+    elif reads_only and not connection.is_in_memory_db():
+        threads = database_threads("zocket-db-read", zocket_settings().DB_THREADS)
+    else:
+        threads = database_threads("zocket-db-write", 1)
+    return await to_thread(fn, executor=threads)(*args)
