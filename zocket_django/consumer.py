@@ -14,6 +14,7 @@ a refused request changes nothing, not even which instances are hot.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -22,20 +23,22 @@ from typing import Any
 
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from channels.utils import await_many_dispatch
 from pydantic import BaseModel, ValidationError
 
 from . import protocol
 from .access import Guard, Request, admit, gate
 from .actor import ActorSpec, MethodSpec
 from .auth import accepted_subprotocol, identify
+from .budget import Budget
 from .conf import ZocketSettings, zocket_settings
 from .errors import AuthenticationFailed, ZocketError
 from .node import Node, get_node
+from .output import Output
 from .protocol import Code
 from .registry import registry
 from .runtime import EVENTS, STATE, Caller, debug_details
 from .schema import validation_details
+from .transport import DaphneSocket, socket_of
 
 log = logging.getLogger("zocket_django")
 
@@ -45,8 +48,13 @@ MAX_ID_LENGTH = 128
 MAX_REF_LENGTH = 128
 #: Close code of a connection whose credentials were refused.
 CLOSE_UNAUTHENTICATED = 4401
-#: Seconds between two warnings about one connection exceeding the rate limit.
-OVERLOAD_WARNING_INTERVAL = 10.0
+#: Close code of a connection that sent a frame over ``MAX_FRAME_BYTES``
+#: (1009 would say so in the standard range, but servers let applications send only 1000 and 3000-4999).
+CLOSE_TOO_LARGE = 4009
+#: Close code of a connection that let more than ``MAX_OUTPUT_BYTES`` wait unread.
+CLOSE_TOO_SLOW = 4008
+#: Seconds between two warnings about one connection sending over its budget.
+THROTTLE_WARNING_INTERVAL = 10.0
 
 
 class Refusal(Exception):
@@ -64,34 +72,64 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
     client_id: str
     caller: Caller
     limits: ZocketSettings
+    socket: DaphneSocket | None
+    output: Output
+    budget: Budget
+    _waits = 0  # frames slowed down since the last warning
+    _warned_at = -THROTTLE_WARNING_INTERVAL
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        # Like AsyncConsumer.__call__, minus the per-connection channel.
-        self.scope = scope
-        self.base_send = send
-        self.present: dict[str, tuple[ActorSpec, str]] = {}
-        with contextlib.suppress(StopConsumer):
-            await await_many_dispatch([receive], self.dispatch)
+        """Serve one socket until it closes, and clean up however that happens.
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels' dispatch would call close_old_connections in a thread here.
-        handler = self._asgi_handlers.get(message["type"])
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(self, message)
+        Like ``AsyncConsumer.__call__``, minus the per-connection channel and
+        the task per ``receive``. The cleanup (``node.detach``: the socket's
+        subscriptions, and ``on_disconnect`` in every instance it touched)
+        runs on a normal close, on an error, on cancellation (daphne cancels
+        an application still running ``application_close_timeout`` seconds
+        after its socket closed) and when its output overflows.
+        """
+        self.scope = scope
+        self.present: dict[str, tuple[ActorSpec, str]] = {}
+        self.limits = limits = zocket_settings()
+        self.socket = socket_of(send)
+        self.output = Output(send, self.socket, limits.MAX_OUTPUT_BYTES, self._overflowed)
+        self.budget = Budget(
+            limits.MESSAGE_RATE, limits.MESSAGE_BURST, limits.BYTE_RATE, limits.BYTE_BURST, time.monotonic()
+        )
+        self._attached = False
+        try:
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    await self._frame(message)
+                elif kind == "websocket.connect":
+                    await self.websocket_connect(message)
+                elif kind == "websocket.disconnect":
+                    break
+        except StopConsumer:
+            pass
+        finally:
+            self._detach()
+            if self.socket is not None:
+                self.socket.resume_reading()
+            await asyncio.shield(self.output.stop())
+
+    def _detach(self) -> None:
+        """Forget this socket everywhere (once; never raises, never waits)."""
+        if self._attached:
+            self._attached = False
+            try:
+                self.node.detach(self)
+            except Exception:
+                log.exception("zocket: could not detach %s", self.client_id)
 
     # -- lifecycle ------------------------------------------------------------
 
     async def connect(self) -> None:
         self.node = await get_node()
         self.client_id = self.node.new_client_id()
-        limits = self.limits = zocket_settings()
-        self._valid_id = limits.actor_id_validator()
-        self._rate = float(limits.MESSAGE_RATE or 0)
-        self._burst = self._tokens = float(limits.MESSAGE_BURST)
-        self._stamp = time.monotonic()
-        self._refused = 0  # frames over the rate limit since the last warning
-        self._warned_at = -OVERLOAD_WARNING_INTERVAL
+        self._valid_id = self.limits.actor_id_validator()
         self.subscriptions: set[tuple[str, str, str]] = set()
         self.perm_cache: dict[str, bool] = {}
         subprotocol = accepted_subprotocol(self.scope)
@@ -104,51 +142,100 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
                 extra={"zocket": {"client": self.client_id, "code": Code.UNAUTHENTICATED, "reason": exc.message}},
             )
             await self.accept(subprotocol)
-            await self.send(text_data=protocol.error(Code.UNAUTHENTICATED, exc.message))
+            self.push(protocol.error(Code.UNAUTHENTICATED, exc.message))
             await self.close(code=CLOSE_UNAUTHENTICATED)
             raise StopConsumer from None
         self.caller = Caller(self.client_id, self.node.channel, user_id, claims, user)
         await self.accept(subprotocol)
         self.node.attach(self)
-        await self.send(text_data=protocol.welcome(self.client_id))
+        self._attached = True
+        self.push(protocol.welcome(self.client_id))
 
-    async def disconnect(self, code: int) -> None:
-        node = getattr(self, "node", None)
-        if node is not None and hasattr(self, "client_id"):
-            await node.detach(self)
+    # -- output ------------------------------------------------------------------
+
+    def push(self, frame: str) -> None:
+        """Send one encoded frame without waiting (see ``output.Output``)."""
+        self.output.push(frame)
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        # Channels' API, routed through the bounded output (never waits, never raises).
+        if text_data is not None:
+            self.output.push(text_data)
+        if close:
+            await self.close()
+
+    async def base_send(self, message: dict[str, Any]) -> None:
+        # accept and close (Channels' accept() and close() end up here), in order after pushed frames.
+        await self.output.send(message)
+
+    def _overflowed(self, pending: int) -> None:
+        """The peer does not read: cut it off and free what it holds."""
+        log.warning(
+            "zocket: %s has %d bytes waiting to be sent (over MAX_OUTPUT_BYTES); closing with %d",
+            self.client_id,
+            pending,
+            CLOSE_TOO_SLOW,
+            extra={"zocket": {"client": self.client_id, "user": self.caller.user_id, "pending": pending}},
+        )
+        self._detach()
+        if self.socket is not None:
+            # The close frame waits behind the unread bytes; autobahn drops the
+            # connection (and the buffer) when the peer does not answer it in time.
+            with contextlib.suppress(Exception):
+                self.socket.protocol.sendClose(code=CLOSE_TOO_SLOW, reason="too slow: not reading")
+        else:
+            self._closing = asyncio.ensure_future(self.output.send({"type": "websocket.close", "code": CLOSE_TOO_SLOW}))
 
     # -- frames ------------------------------------------------------------------
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+    async def _frame(self, message: dict[str, Any]) -> None:
+        """One ``websocket.receive``: size, then budget (waiting, not reading, when short), then the frame."""
+        text_data, bytes_data = message.get("text"), message.get("bytes")
         limit = self.limits.MAX_FRAME_BYTES
-        if text_data is None:
-            if bytes_data is not None and len(bytes_data) > limit:
-                await self._too_large(limit)
-                return
-        elif len(text_data) > limit or (len(text_data) * 4 > limit and _utf8_length(text_data) > limit):
+        if text_data is not None:
+            size = len(text_data)
+            if size * 4 > limit:  # maybe over: count the UTF-8 bytes
+                size = _utf8_length(text_data)
+        else:
+            size = len(bytes_data or b"")
+        if size > limit:
             await self._too_large(limit)
-            return
-        if self._rate:  # token bucket: MESSAGE_RATE per second, MESSAGE_BURST at once
-            now = time.monotonic()
-            tokens = self._tokens + (now - self._stamp) * self._rate
-            self._stamp = now
-            if tokens < 1.0:
-                self._tokens = tokens
-                await self._overloaded(text_data)
-                return
-            self._tokens = tokens - 1.0 if tokens <= self._burst else self._burst - 1.0
+            raise StopConsumer
+        if not hasattr(self, "caller"):
+            return  # refused at connect; nothing is processed
+        wait = self.budget.charge(size, time.monotonic())
+        if wait > 0:
+            self._throttled(wait)
+            if self.socket is not None:
+                self.socket.pause_reading()
+            try:
+                await asyncio.sleep(wait)
+            finally:
+                if self.socket is not None:
+                    self.socket.resume_reading()
+        try:
+            await self.receive(text_data=text_data, bytes_data=bytes_data)
+        except StopConsumer:
+            raise
+        except Exception:
+            log.exception(
+                "zocket: a frame from %s could not be handled",
+                self.client_id,
+                extra={"zocket": {"client": self.client_id, "user": self.caller.user_id}},
+            )
+            self.push(protocol.error(Code.HANDLER_ERROR, "the server could not handle this frame"))
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         if text_data is None:
-            await self.send(text_data=protocol.error(Code.BAD_REQUEST, "binary frames are not supported"))
+            self.push(protocol.error(Code.BAD_REQUEST, "binary frames are not supported"))
             return
         try:
             message = protocol.decode(text_data)
         except (ValueError, RecursionError):
-            await self.send(text_data=protocol.error(Code.BAD_REQUEST, "frame is not valid JSON"))
+            self.push(protocol.error(Code.BAD_REQUEST, "frame is not valid JSON"))
             return
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            await self.send(
-                text_data=protocol.error(Code.BAD_REQUEST, "frame must be a JSON object with a string type")
-            )
+            self.push(protocol.error(Code.BAD_REQUEST, "frame must be a JSON object with a string type"))
             return
         if "\\u" in text_data and protocol.has_lone_surrogate(text_data, message):
             # A JSON escape made a lone surrogate: no UTF-8 text can carry it back.
@@ -180,16 +267,16 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
                 inputs = {name: getattr(args, name) for name in method.input_model.model_fields}
                 caller = await self._admit(guard, "rpc", spec, actor_id, method.name, inputs)
         except Refusal as refusal:
-            await self.send(text_data=protocol.rpc_error(rpc_id, refusal.code, refusal.message, refusal.details))
+            self.push(protocol.rpc_error(rpc_id, refusal.code, refusal.message, refusal.details))
             return
         except ZocketError as exc:
             self._log_refusal(exc, message)
-            await self.send(text_data=protocol.rpc_error(rpc_id, exc.code, exc.message, exc.details))
+            self.push(protocol.rpc_error(rpc_id, exc.code, exc.message, exc.details))
             return
         except Exception as exc:
             self._log_failure(message)
             frame = protocol.rpc_error(rpc_id, Code.HANDLER_ERROR, "access check failed", debug_details(exc))
-            await self.send(text_data=frame)
+            self.push(frame)
             return
         self._touch(spec, actor_id)
         await self.node.call(spec, actor_id, caller, method, args, message.get("input"), rpc_id)
@@ -217,10 +304,22 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             self._log_failure(message)
             await self._error(Code.HANDLER_ERROR, "access check failed", message)
             return
+        try:
+            await self.node.subscribe(self, spec.name, actor_id, kind)
+        except Exception:  # the channel layer (Redis) is away: nothing changed
+            self._log_unavailable(message)
+            await self._error(Code.UNAVAILABLE, "cannot subscribe now; try again", message)
+            return
         self.subscriptions.add(key)
-        await self.node.subscribe(self, spec.name, actor_id, kind)
         self._touch(spec, actor_id)
-        await self.node.request_subscription(spec, actor_id, caller, kind)
+        try:
+            await self.node.request_subscription(spec, actor_id, caller, kind)
+        except Exception:  # the owner cannot be known (Redis is away)
+            self._log_unavailable(message)
+            self.subscriptions.discard(key)
+            with contextlib.suppress(Exception):
+                await self.node.unsubscribe(self, spec.name, actor_id, kind)
+            await self._error(Code.UNAVAILABLE, "cannot subscribe now; try again", message)
 
     async def _unsubscribe(self, message: dict[str, Any], kind: str) -> None:
         try:
@@ -250,7 +349,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             ping_id = ping_id if len(ping_id) <= MAX_ID_LENGTH else None
         elif not isinstance(ping_id, int) or isinstance(ping_id, bool) or abs(ping_id) >= 2**53:
             ping_id = None
-        await self.send(text_data=protocol.pong(ping_id))
+        self.push(protocol.pong(ping_id))
 
     # -- checks shared by every request ---------------------------------------------
 
@@ -334,6 +433,14 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             extra=self._log_context(message, code=str(exc.code)),
         )
 
+    def _log_unavailable(self, message: dict[str, Any]) -> None:
+        log.warning(
+            "zocket: %s refused: the channel layer or Redis is unreachable",
+            message.get("type"),
+            exc_info=True,
+            extra=self._log_context(message, code=Code.UNAVAILABLE),
+        )
+
     def _log_failure(self, message: dict[str, Any]) -> None:
         log.exception(
             "zocket: an access check or middleware raised; %s refused",
@@ -341,47 +448,30 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             extra=self._log_context(message, code=Code.HANDLER_ERROR),
         )
 
-    async def _overloaded(self, text_data: str | None) -> None:
-        """A frame over the rate limit: refused, answered, and the connection goes on."""
-        self._refused += 1
+    def _throttled(self, wait: float) -> None:
+        """A frame over the budget waits; one warning per connection per interval, not one per frame."""
+        self._waits += 1
         now = time.monotonic()
-        if now - self._warned_at >= OVERLOAD_WARNING_INTERVAL:  # one line per interval, not one per frame
+        if now - self._warned_at >= THROTTLE_WARNING_INTERVAL:
             log.warning(
-                "zocket: %s sends faster than %s frames/s; %d frame(s) refused",
+                "zocket: %s sends faster than its budget; %d frame(s) slowed down (reading paused)",
                 self.client_id,
-                self._rate,
-                self._refused,
-                extra={
-                    "zocket": {
-                        "client": self.client_id,
-                        "user": self.caller.user_id,
-                        "code": Code.OVERLOADED,
-                        "refused": self._refused,
-                    }
-                },
+                self._waits,
+                extra={"zocket": {"client": self.client_id, "user": self.caller.user_id, "slowed": self._waits}},
             )
-            self._warned_at, self._refused = now, 0
-        message: Any = None
-        if text_data is not None:
-            with contextlib.suppress(ValueError, RecursionError):
-                message = protocol.decode(text_data)
-        if not isinstance(message, dict):
-            message = {}
-        text = "too many messages; slow down"
-        rpc_id = message.get("id")
-        if message.get("type") == "rpc" and isinstance(rpc_id, str) and _echoable(rpc_id, MAX_ID_LENGTH):
-            await self.send(text_data=protocol.rpc_error(rpc_id, Code.OVERLOADED, text))
-            return
-        await self._error(Code.OVERLOADED, text, message)
+            self._warned_at, self._waits = now, 0
 
     async def _too_large(self, limit: int) -> None:
+        caller = getattr(self, "caller", None)
         log.warning(
-            "zocket: frame over %d bytes from %s; closing",
+            "zocket: frame over %d bytes from %s; closing with %d",
             limit,
-            self.client_id,
-            extra={"zocket": {"client": self.client_id, "user": self.caller.user_id}},
+            getattr(self, "client_id", "?"),
+            CLOSE_TOO_LARGE,
+            extra={"zocket": {"client": getattr(self, "client_id", None), "user": caller and caller.user_id}},
         )
-        await self.close(code=1009)
+        self._detach()
+        await self.close(code=CLOSE_TOO_LARGE, reason=f"frame over {limit} bytes")
 
     async def _error(self, code: Code, text: str, message: dict[str, Any]) -> None:
         ref = {
@@ -390,7 +480,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             if (isinstance(v := message.get(k), str) and _echoable(v, MAX_REF_LENGTH))
             or (isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**53)
         }
-        await self.send(text_data=protocol.error(code, text, ref))
+        self.push(protocol.error(code, text, ref))
 
     _frame_handlers = {
         "rpc": _rpc,
@@ -399,11 +489,6 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         "event:sub": _event_sub,
         "event:unsub": _event_unsub,
         "ping": _ping,
-    }
-    _asgi_handlers = {
-        "websocket.connect": AsyncJsonWebsocketConsumer.websocket_connect,
-        "websocket.receive": AsyncJsonWebsocketConsumer.websocket_receive,
-        "websocket.disconnect": AsyncJsonWebsocketConsumer.websocket_disconnect,
     }
 
 

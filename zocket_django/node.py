@@ -52,6 +52,8 @@ FULL_RETRY_SECONDS = 0.5
 OUTBOX_SIZE = 10000
 #: How many times a forwarded request may be passed on to yet another worker.
 MAX_HOPS = 3
+#: How long the cleanup of a closed socket retries what needs Redis (leaving groups, telling owners).
+DETACH_RETRY_SECONDS = 30.0
 
 
 class Pending:
@@ -81,6 +83,7 @@ class Node:
         self._joined: dict[str, float] = {}
         self._membership = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Future[Any]] = set()
         self._outbox: asyncio.Queue[tuple[str | None, str | None, dict[str, Any]]] = asyncio.Queue(OUTBOX_SIZE)
         self._tickets = 0
         self.pending: dict[int, Pending] = {}
@@ -106,6 +109,8 @@ class Node:
 
     async def stop(self) -> None:
         """Deactivate every instance, hand what other workers must hear to the layer, stop listening."""
+        if self._background:  # closed sockets still parting
+            await asyncio.wait(list(self._background), timeout=SEND_RETRY_SECONDS)
         await self.runtime.deactivate_all()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._outbox.join(), SEND_RETRY_SECONDS)
@@ -212,13 +217,12 @@ class Node:
         await self._forward(owner, spec, actor_id, caller, request, ticket)
 
     async def request_subscription(self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str) -> None:
-        """Ask the owner to count this subscription (and send a snapshot for state)."""
+        """Ask the owner to count this subscription (and send a snapshot for state).
+
+        Raises when the owner cannot be known (Redis is away): nothing was asked.
+        """
         group = self.group_name(spec.name, actor_id)
-        try:
-            owner = await self._owner(spec, actor_id, group)
-        except Exception:
-            log.exception("zocket: cannot tell who owns %s/%s", spec.name, actor_id)
-            return
+        owner = await self._owner(spec, actor_id, group)
         if owner is None:
             self.runtime.subscribe(spec, actor_id, caller, {kind}, answer=True)
             return
@@ -233,19 +237,18 @@ class Node:
         await self._forward(owner, spec, actor_id, caller, request, ticket)
 
     async def request_unsubscription(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:
-        await self._tell(spec, actor_id, {"op": "unsubscribe", "client_id": client_id, "kind": kind})
+        try:
+            await self._tell(spec, actor_id, {"op": "unsubscribe", "client_id": client_id, "kind": kind})
+        except Exception:
+            log.exception("zocket: cannot tell who owns %s/%s", spec.name, actor_id)
 
     async def request_leave(self, spec: ActorSpec, actor_id: str, client_id: str) -> None:
         await self._tell(spec, actor_id, {"op": "leave", "client_id": client_id})
 
     async def _tell(self, spec: ActorSpec, actor_id: str, request: dict[str, Any]) -> None:
-        """Unsubscribe or leave: never activates an instance just for that."""
+        """Unsubscribe or leave: never activates an instance just for that. Raises when the owner is unknown."""
         group = self.group_name(spec.name, actor_id)
-        try:
-            owner = await self._owner(spec, actor_id, group, acquire=False)
-        except Exception:
-            log.exception("zocket: cannot tell who owns %s/%s", spec.name, actor_id)
-            return
+        owner = await self._owner(spec, actor_id, group, acquire=False)
         if owner is None:
             self._local_request(spec, actor_id, None, request, None)
         elif owner:
@@ -341,22 +344,65 @@ class Node:
             if pending.rpc_id is not None:
                 await self._answer_unavailable(pending.client_id, pending.rpc_id)
             elif pending.resend is not None and pending.client_id in self.consumers:
-                await pending.resend()
+                try:
+                    await pending.resend()
+                except Exception:
+                    log.exception("zocket: could not ask for a subscription again")
 
     # -- local sockets ---------------------------------------------------------------
 
     def attach(self, consumer: ZocketConsumer) -> None:
         self.consumers[consumer.client_id] = consumer
 
-    async def detach(self, consumer: ZocketConsumer) -> None:
-        """The socket closed: forget its subscriptions; instances it touched run ``on_disconnect``."""
+    def detach(self, consumer: ZocketConsumer) -> None:
+        """The socket closed (or died): forget it; instances it touched run ``on_disconnect``.
+
+        Never waits and never raises: the consumer calls it from ``finally``,
+        possibly while being cancelled. What needs the channel layer or the
+        owner of an instance (leaving groups, telling owners) runs in a task of
+        the node's own, retried while Redis is away.
+        """
         client_id = consumer.client_id
         self.consumers.pop(client_id, None)
-        for group, (spec, actor_id) in consumer.present.items():
+        present, consumer.present = consumer.present, {}
+        emptied = []
+        for group in present:
             members = self.local.get(group)
             if members is not None and members.pop(client_id, None) is not None and not members:
-                await self._leave_group(group)
-            await self.request_leave(spec, actor_id, client_id)
+                emptied.append(group)
+        if present:
+            self._spawn(self._part(client_id, emptied, list(present.values())))
+
+    async def _part(self, client_id: str, groups: list[str], instances: list[tuple[ActorSpec, str]]) -> None:
+        for group in groups:
+            await self._retrying(f"leave the group {group}", lambda group=group: self._leave_group(group))
+        for spec, actor_id in instances:
+            await self._retrying(
+                f"tell {spec.name}/{actor_id} that {client_id} left",
+                lambda spec=spec, actor_id=actor_id: self.request_leave(spec, actor_id, client_id),
+            )
+
+    async def _retrying(self, what: str, attempt: Any) -> None:
+        """Run ``attempt()`` until it works, for ``DETACH_RETRY_SECONDS`` at most (Redis may be restarting)."""
+        delay, started = 0.05, time.monotonic()
+        while True:
+            try:
+                await attempt()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if time.monotonic() - started >= DETACH_RETRY_SECONDS:
+                    log.error("zocket: could not %s; giving up", what, exc_info=True)
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _spawn(self, work: Any) -> None:
+        """Run ``work`` in the background, keeping a reference until it is done."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def subscribe(self, consumer: ZocketConsumer, actor: str, actor_id: str, kind: str) -> None:
         """Start delivering ``kind`` frames of the instance to this consumer.
@@ -366,10 +412,10 @@ class Node:
         """
         group = self.group_name(actor, actor_id)
         async with self._membership:
-            members = self.local.setdefault(group, {})
             if group not in self._joined:
-                await self.layer.group_add(group, self.channel)
+                await self.layer.group_add(group, self.channel)  # may raise (Redis down): nothing changed
                 self._joined[group] = time.monotonic()
+            members = self.local.setdefault(group, {})
         kinds = members.setdefault(consumer.client_id, set())
         kinds.add(PENDING_STATE if kind == STATE else EVENTS)
 
@@ -504,7 +550,10 @@ class Node:
         for group, members in list(self.local.items()):
             for consumer, spec, actor_id, kinds in self._subscribers(group, members):
                 for kind in kinds:
-                    await self.request_subscription(spec, actor_id, consumer.caller, kind)
+                    try:
+                        await self.request_subscription(spec, actor_id, consumer.caller, kind)
+                    except Exception:
+                        log.exception("zocket: could not announce a subscriber of %s/%s", spec.name, actor_id)
 
     # -- housekeeping ---------------------------------------------------------------------
 
