@@ -1,11 +1,11 @@
-"""The one WebSocket consumer that serves every actor, speaking PROTOCOL.md.
+"""The one WebSocket consumer that serves every actor, speaking docs/protocol.md.
 
 This is the hottest code of the project, so it departs from Channels' generic
-consumer in two places, both documented in DESIGN.md ("Hot paths"): it has no
-channel-layer channel of its own (the process's node receives for every
-socket), and it does not run ``close_old_connections`` in a thread before every
-frame (database work only ever happens in ``db.to_thread``, which manages
-connections itself).
+consumer in two places, both measured in docs/architecture.md ("Hot paths"):
+it has no channel-layer channel of its own (the process's node receives for
+every socket), and it does not run ``close_old_connections`` in a thread
+before every frame nor on disconnect (database work only ever happens in
+``db.to_thread``, which manages connections itself).
 
 It is also the edge where identity and access rules are enforced (the Django
 user object lives here): refusals are answered before anything is queued, so
