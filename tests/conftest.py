@@ -85,4 +85,3 @@ def migrated_sqlite(tmp_path_factory) -> Path:
     template = tmp_path_factory.mktemp("migrated") / "template.sqlite3"
     migrate(single_env(template))
     return template
-

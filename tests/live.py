@@ -112,9 +112,18 @@ class Worker:
     Every start appends to one log file, ``log_dir / f"{name}.log"``.
     """
 
-    def __init__(self, env: dict[str, str], log_dir: Path, name: str, *, settings: str = LIVE_SETTINGS) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_dir: Path,
+        name: str,
+        *,
+        settings: str = LIVE_SETTINGS,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.env = env
         self.settings = settings
+        self.args = args  # more daphne options, e.g. ("--application-close-timeout", "1")
         self.port = free_port()
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
@@ -129,7 +138,7 @@ class Worker:
             log.write(f"--- starting on port {self.port}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), ASGI_APPLICATION],
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.args, ASGI_APPLICATION],
                 cwd=ROOT,
                 env=_environ(self.env, self.settings),
                 stdout=log,

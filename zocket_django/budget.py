@@ -25,10 +25,6 @@ class Budget:
         self._bytes = self._byte_burst
         self._stamp = now
 
-    @property
-    def limited(self) -> bool:
-        return bool(self._rate or self._byte_rate)
-
     def charge(self, size: int, now: float) -> float:
         """Pay for one frame of ``size`` bytes arriving at ``now``; the seconds to wait before handling it.
 
