@@ -11,7 +11,7 @@ handled the input (frames of one connection are handled in order).
 Two settings are loosened for this test only: no rate limit (so that every
 input reaches the parser instead of being answered ``overloaded``) and a 4 MB
 frame limit (so that 1 MB strings are parsed instead of closing the socket
-with 1009, which is what the default 256 KB limit does, see test_protocol).
+with 4009, which is what the default 256 KB limit does, see test_protocol).
 """
 
 import asyncio

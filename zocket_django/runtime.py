@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from . import persistence, protocol, signals
+from . import persistence, protocol, signals, transactions
 from .actor import Actor, ActorSpec, Context, Emission, MethodSpec
 from .conf import zocket_settings
-from .db import to_thread
 from .errors import ZocketError
 from .patches import diff
 from .protocol import Code
@@ -119,6 +118,8 @@ class Instance:
         self.closed = asyncio.get_running_loop().create_future()
         #: Set when the activation failed: queued requests get this error, nothing runs.
         self.failed: ZocketError | None = None
+        #: A timed-out sync handler still running: the next step waits for it.
+        self.lingering: Awaitable[None] | None = None
         self.store = persistence.store_for(self)
 
     @property
@@ -140,6 +141,9 @@ class Instance:
                 step = self.queue.popleft()
                 try:
                     await step()
+                    if self.lingering is not None:
+                        lingering, self.lingering = self.lingering, None
+                        await lingering
                 except Exception:
                     log.exception("zocket step failed", extra=self.log_context())
                 self.last_activity = time.monotonic()
@@ -171,10 +175,15 @@ class Instance:
         serialize: Callable[[Any], Any] | None = None,
         label: str | None = None,
     ) -> Any:
-        """Run ``invoke`` as one step: commit state and events if it returns, roll back if it raises."""
+        """Run ``invoke`` as one step: commit state and events if it returns, roll back if it raises.
+
+        A sync handler's database work is part of the step (``transactions``):
+        committed after everything else succeeded, before anything is published.
+        """
         if self.lost:
             raise ZocketError("this actor moved to another worker; try again", code=Code.UNAVAILABLE)
         old = self.dump
+        txn, token = transactions.begin()
         try:
             value = await invoke()
             result = serialize(value) if serialize is not None else None
@@ -189,10 +198,14 @@ class Instance:
             frame = protocol.state_patch(self.spec.name, self.actor_id, patches, self.version + 1) if patches else ""
             if patches and self.store.write_through:
                 await self.store.commit(new, self.version + 1)  # raises: undone, nothing acknowledged
+            await txn.commit()  # a sync handler's ORM work (and the save above, in its transaction)
         except BaseException as exc:
             self.actor.state = self.spec.state_model.model_validate(old)
+            await self._roll_back(txn, old)
             self.recent.append((time.time(), label or ctx.method or "?", ctx.client_id, _outcome(exc), self.version))
             raise
+        finally:
+            transactions.end(token)
         if patches:
             self.version += 1
             self.dump = new
@@ -216,6 +229,31 @@ class Instance:
         except Exception:
             log.exception("zocket: a committed %s could not be published", message["kind"], extra=self.log_context())
 
+    async def _roll_back(self, txn: transactions.StepTransaction, old: Any) -> None:
+        """Undo a sync handler's database work before its caller hears of the failure.
+
+        A handler still running past its deadline cannot be stopped: its caller
+        is answered now, and the next step waits until it has returned and
+        rolled back, then the state it touched meanwhile is undone.
+        """
+        ending = txn.roll_back()
+        if ending is None:
+            return
+        running = txn.running
+
+        async def settle() -> None:
+            try:
+                await ending
+            except Exception:
+                log.exception("zocket: rolling back a sync handler's transaction failed", extra=self.log_context())
+            if running:
+                self.actor.state = self.spec.state_model.model_validate(old)
+
+        if running:
+            self.lingering = settle()
+        else:
+            await settle()
+
     def _event_message(self, emission: Emission) -> tuple[dict[str, Any], set[str] | None]:
         schema = self.spec.events.get(emission.event)
         if schema is None:
@@ -236,7 +274,8 @@ class Instance:
         """The node message that carries one encoded frame to this instance's subscribers of ``kind``."""
         return {"type": "zocket.deliver", "group": self.group, "kind": kind, "frame": frame, **more}
 
-    async def run_hook(self, hook: str, caller: Caller | None = None) -> None:
+    async def run_hook(self, hook: str, caller: Caller | None = None, *, reraise: bool = False) -> None:
+        """Run a lifecycle hook as a step; a failure is logged (and raised again with ``reraise``)."""
         entry = self.spec.hooks.get(hook)
         if entry is None:
             return
@@ -248,6 +287,8 @@ class Instance:
             log.exception(
                 "%s.%s raised; its changes were rolled back", self.spec.name, hook, extra=self.log_context(hook=hook)
             )
+            if reraise:
+                raise
 
     # -- presence ------------------------------------------------------------
 
@@ -287,7 +328,6 @@ class Runtime:
         self.node = node
         self.instances: dict[tuple[str, str], Instance] = {}
         self._closing: dict[tuple[str, str], Instance] = {}
-        self._sync_handlers: dict[Callable[..., Any], Callable[..., Awaitable[Any]]] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
     # -- activation ------------------------------------------------------------
@@ -309,7 +349,12 @@ class Runtime:
         except ZocketError as exc:
             self._failed(inst, exc)
             return
-        await inst.run_hook("on_activate")
+        try:
+            await inst.run_hook("on_activate", reraise=True)
+        except Exception:  # as a snapshot that cannot be read: never run on a half-built state
+            name = f"{inst.spec.name}/{inst.actor_id}"
+            self._failed(inst, persistence.ActivationFailed(f"{name} is unavailable: its on_activate failed"))
+            return
         # Subscribers of an earlier incarnation (a destroyed instance, a dead
         # worker) get the state afresh and announce themselves again.
         frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version)
@@ -412,7 +457,8 @@ class Runtime:
     ) -> None:
         """Queue a validated call; its ``rpc:result`` goes to ``caller.reply_to``.
 
-        An instance with ``MAX_QUEUED_CALLS`` steps waiting answers ``overloaded``.
+        An instance with ``MAX_QUEUED_CALLS`` steps waiting answers ``overloaded``;
+        a call still queued after ``QUEUE_TIMEOUT`` is answered ``timeout`` and never runs.
         """
         inst = self.instance(spec, actor_id)
         if len(inst.queue) >= zocket_settings().MAX_QUEUED_CALLS:
@@ -426,8 +472,8 @@ class Runtime:
             frame = protocol.rpc_error(rpc_id, Code.OVERLOADED, f"{spec.name} is overloaded; try again later")
             self._spawn(self._reply(caller, frame, ticket))
             return
-        deadline = time.monotonic() + zocket_settings().CALL_TIMEOUT
-        inst.enqueue(lambda: self._call(inst, caller, method, args, rpc_id, deadline, ticket))
+        queued_until = time.monotonic() + zocket_settings().QUEUE_TIMEOUT
+        inst.enqueue(lambda: self._call(inst, caller, method, args, rpc_id, queued_until, ticket))
 
     async def _call(
         self,
@@ -436,45 +482,42 @@ class Runtime:
         method: MethodSpec,
         args: BaseModel,
         rpc_id: str,
-        deadline: float,
+        queued_until: float,
         ticket: int | None,
     ) -> None:
         if inst.failed is not None:  # the activation failed: nothing runs
             await self._reply(caller, protocol.rpc_error(rpc_id, inst.failed.code, inst.failed.message), ticket)
             return
+        if time.monotonic() > queued_until:  # nothing ran, so nothing changed: safe to answer timeout
+            text = f"{method.name} waited in the queue longer than QUEUE_TIMEOUT; it did not run"
+            await self._reply(caller, protocol.rpc_error(rpc_id, Code.TIMEOUT, text), ticket)
+            return
         await inst.join(caller)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            frame = protocol.rpc_error(rpc_id, Code.TIMEOUT, f"{method.name} timed out in the queue")
-        else:
-            ctx = inst.context(caller, method.name)
-            kwargs = {name: getattr(args, name) for name in method.input_model.model_fields}
+        ctx = inst.context(caller, method.name)
+        kwargs = {name: getattr(args, name) for name in method.input_model.model_fields}
+        limit = zocket_settings().CALL_TIMEOUT  # from now: time spent queued is not the handler's
 
-            async def timed() -> Any:
-                if method.is_async:
-                    async with asyncio.timeout(remaining):  # no task per call, unlike wait_for
-                        return await self.invoke(method.fn, True, inst.actor, ctx, kwargs)
-                started = time.monotonic()
-                value = await self.invoke(method.fn, False, inst.actor, ctx, kwargs)
-                if time.monotonic() - started > remaining:
-                    raise TimeoutError  # a thread cannot be interrupted; its step is undone instead
-                return value
+        async def timed() -> Any:
+            async with asyncio.timeout(limit):  # no task per call, unlike wait_for
+                return await self.invoke(method.fn, method.is_async, inst.actor, ctx, kwargs)
 
-            try:
-                # The result is encoded inside the step, so a result that is not JSON undoes it.
-                frame = await inst.run(ctx, timed, lambda v: protocol.rpc_result(rpc_id, method.serialize_result(v)))
-            except TimeoutError:
-                frame = protocol.rpc_error(rpc_id, Code.TIMEOUT, f"{method.name} took longer than its timeout")
-            except ZocketError as exc:
-                frame = protocol.rpc_error(rpc_id, exc.code, exc.message, exc.details)
-            except Exception as exc:
-                log.exception(
-                    "%s.%s raised; its changes were rolled back",
-                    inst.spec.name,
-                    method.name,
-                    extra=inst.log_context(method=method.name, client=caller.client_id, user=caller.user_id),
-                )
-                frame = protocol.rpc_error(rpc_id, Code.HANDLER_ERROR, f"{method.name} failed", debug_details(exc))
+        try:
+            # The result is encoded inside the step, so a result that is not JSON undoes it.
+            frame = await inst.run(ctx, timed, lambda v: protocol.rpc_result(rpc_id, method.serialize_result(v)))
+        except TimeoutError:
+            # An async handler was cancelled; a sync one's transaction rolls back when it returns.
+            text = f"{method.name} ran longer than CALL_TIMEOUT; its step was undone"
+            frame = protocol.rpc_error(rpc_id, Code.TIMEOUT, text)
+        except ZocketError as exc:
+            frame = protocol.rpc_error(rpc_id, exc.code, exc.message, exc.details)
+        except Exception as exc:
+            log.exception(
+                "%s.%s raised; its changes were rolled back",
+                inst.spec.name,
+                method.name,
+                extra=inst.log_context(method=method.name, client=caller.client_id, user=caller.user_id),
+            )
+            frame = protocol.rpc_error(rpc_id, Code.HANDLER_ERROR, f"{method.name} failed", debug_details(exc))
         await self._reply(caller, frame, ticket)
 
     async def _reply(self, caller: Caller, frame: str, ticket: int | None = None) -> None:
@@ -541,15 +584,14 @@ class Runtime:
     def invoke(
         self, fn: Callable[..., Any], is_async: bool, actor: Actor, ctx: Context, kwargs: dict[str, Any]
     ) -> Awaitable[Any]:
-        """Call a handler: coroutines on the loop, plain functions in a worker thread."""
+        """Call a handler inside the running step: coroutines on the loop, plain functions in a
+        worker thread, inside the step's database transaction (``transactions``)."""
         if is_async:
             return fn(actor, ctx, **kwargs)
-        runner = self._sync_handlers.get(fn)
-        if runner is None:
-            # Not thread-sensitive: instances run their sync handlers in parallel,
-            # each instance still one at a time (its queue waits for the thread).
-            runner = self._sync_handlers[fn] = to_thread(fn, thread_sensitive=False)
-        return runner(actor, ctx, **kwargs)
+        txn = transactions.current()
+        if txn is None:
+            raise RuntimeError("sync handlers run inside a step (Instance.run)")
+        return txn.start(fn, actor, ctx, **kwargs)
 
 
 def _outcome(exc: BaseException) -> str:
