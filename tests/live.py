@@ -216,9 +216,9 @@ def cluster_env(tmp_path: Path, redis_url: str, **zocket: Any) -> dict[str, str]
     """Environment for workers sharing one Redis (a fresh key prefix) and one SQLite file.
 
     Clients here call as fast as answers come back, so the per-connection rate
-    limit (``MESSAGE_RATE``, 100 frames/s by default) is off unless given.
+    budget (``MESSAGE_RATE``, ``BYTE_RATE``) is off unless given.
     """
-    zocket = {"MESSAGE_RATE": None, **zocket}
+    zocket = {"MESSAGE_RATE": None, "BYTE_RATE": None, **zocket}
     return {
         "REDIS_URL": redis_url,
         "CHANNEL_LAYER_PREFIX": f"t{uuid.uuid4().hex[:8]}",
