@@ -194,7 +194,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         limit = self.limits.MAX_FRAME_BYTES
         if text_data is not None:
             size = len(text_data)
-            if size * 4 > limit:  # maybe over: count the UTF-8 bytes
+            if size * 4 > limit and not text_data.isascii():  # maybe over: count the UTF-8 bytes
                 size = _utf8_length(text_data)
         else:
             size = len(bytes_data or b"")
@@ -237,7 +237,8 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             self.push(protocol.error(Code.BAD_REQUEST, "frame must be a JSON object with a string type"))
             return
-        if "\\u" in text_data and protocol.has_lone_surrogate(text_data, message):
+        # "\\" in: a one-character search (memchr), unlike "\\u" (~1 ms for 240 KB).
+        if "\\" in text_data and protocol.has_lone_surrogate(text_data, message):
             # A JSON escape made a lone surrogate: no UTF-8 text can carry it back.
             await self._error(Code.BAD_REQUEST, "frame holds a lone surrogate (not valid Unicode)", {})
             return
