@@ -25,7 +25,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from pydantic import BaseModel, ValidationError
 
-from . import protocol
+from . import identity, protocol
 from .access import Guard, Request, admit, gate
 from .actor import ActorSpec, MethodSpec
 from .auth import accepted_subprotocol, identify
@@ -75,6 +75,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
     socket: DaphneSocket | None
     output: Output
     budget: Budget
+    revoked = False  # its identity no longer holds: closing, nothing more is served
     _waits = 0  # frames slowed down since the last warning
     _warned_at = -THROTTLE_WARNING_INTERVAL
 
@@ -120,6 +121,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         if self._attached:
             self._attached = False
             try:
+                identity.unwatch(self)
                 self.node.detach(self)
             except Exception:
                 log.exception("zocket: could not detach %s", self.client_id)
@@ -142,14 +144,53 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
                 extra={"zocket": {"client": self.client_id, "code": Code.UNAUTHENTICATED, "reason": exc.message}},
             )
             await self.accept(subprotocol)
-            self.push(protocol.error(Code.UNAUTHENTICATED, exc.message))
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await self._close_unauthenticated(exc.message)
             raise StopConsumer from None
         self.caller = Caller(self.client_id, self.node.channel, user_id, claims, user)
         await self.accept(subprotocol)
         self.node.attach(self)
         self._attached = True
+        if user_id is not None:
+            identity.watch(self)  # its session or token is checked again while it is open
         self.push(protocol.welcome(self.client_id))
+
+    async def _close_unauthenticated(self, reason: str) -> None:
+        self.push(protocol.error(Code.UNAUTHENTICATED, reason))
+        await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    async def revoke(self, reason: str) -> None:
+        """The identity this socket was opened with no longer holds (``identity``): close it with 4401.
+
+        It leaves every instance at once; frames it sends meanwhile are ignored.
+        """
+        if self.revoked:
+            return
+        self.revoked = True
+        log.warning(
+            "zocket: closing %s: %s",
+            self.client_id,
+            reason,
+            extra={"zocket": {"client": self.client_id, "user": self.caller.user_id, "code": Code.UNAUTHENTICATED}},
+        )
+        self._detach()
+        await self._close_unauthenticated(reason)
+
+    async def end_subscription(self, spec: ActorSpec, actor_id: str, kind: str, refusal: ZocketError) -> None:
+        """Its ``read`` rule refuses this socket now (``identity``): unsubscribe it and say why."""
+        if (spec.name, actor_id, kind) not in self.subscriptions or self.revoked:
+            return
+        log.info(
+            "zocket: %s:sub of %s/%s ended for %s: %s",
+            kind,
+            spec.name,
+            actor_id,
+            self.client_id,
+            refusal.message,
+            extra={"zocket": {"client": self.client_id, "user": self.caller.user_id, "code": str(refusal.code)}},
+        )
+        await self._drop_subscription(spec, actor_id, kind)
+        ref = {"type": f"{kind}:sub", "actor": spec.name, "actorId": actor_id}
+        self.push(protocol.error(refusal.code, f"{refusal.message}; subscription ended", ref))
 
     # -- output ------------------------------------------------------------------
 
@@ -190,6 +231,8 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
 
     async def _frame(self, message: dict[str, Any]) -> None:
         """One ``websocket.receive``: size, then budget (waiting, not reading, when short), then the frame."""
+        if self.revoked:
+            return  # closing with 4401: nothing more is served
         text_data, bytes_data = message.get("text"), message.get("bytes")
         limit = self.limits.MAX_FRAME_BYTES
         if text_data is not None:
@@ -328,6 +371,9 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         except Refusal as refusal:
             await self._error(refusal.code, refusal.message, message)
             return
+        await self._drop_subscription(spec, actor_id, kind)
+
+    async def _drop_subscription(self, spec: ActorSpec, actor_id: str, kind: str) -> None:
         self.subscriptions.discard((spec.name, actor_id, kind))
         await self.node.unsubscribe(self, spec.name, actor_id, kind)
         await self.node.request_unsubscription(spec, actor_id, self.client_id, kind)
