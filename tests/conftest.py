@@ -86,9 +86,6 @@ def migrated_sqlite(tmp_path_factory) -> Path:
     template = tmp_path_factory.mktemp("migrated") / "template.sqlite3"
     migrate(single_env(template))
     return template
-<<<<<<< HEAD
-=======
-
 
 
 class _RecorderMismatches(logging.Handler):
@@ -112,4 +109,3 @@ def _recorded_patches_are_right():
     yield
     logger.removeHandler(handler)
     assert not handler.found, handler.found
->>>>>>> main
