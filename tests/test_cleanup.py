@@ -73,7 +73,7 @@ async def test_a_cancelled_consumer_parts(connect):
     observer, client = await joined(connect, own=True)
     await cancel(client)
     await until(lambda: _is(known_clients(observer), [observer.client_id]))
-    assert client.client_id not in current_node().consumers
+    assert client.client_id not in current_node().fanout.sockets
 
 
 async def test_a_cancelled_consumer_parts_while_it_is_slowed_down(connect, settings):
@@ -184,7 +184,7 @@ async def test_a_socket_that_does_not_read_is_closed_and_the_others_do_not_wait(
         for n in range(30):  # ~30 KB of patches for the slow socket; every call answered at once
             await writer.call("lab", "big", "add_item", text=f"{n}" * 1000)
         await until(lambda: _lacks_client("big", slow.client_id))
-        assert slow.client_id not in current_node().consumers
+        assert slow.client_id not in current_node().fanout.sockets
     finally:
         slow.future.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -16,16 +16,17 @@ import logging
 import os
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.core.exceptions import ImproperlyConfigured
 
 from .conf import zocket_settings
 
 if TYPE_CHECKING:
+    from channels.layers import BaseChannelLayer
     from redis.asyncio import Redis
-
-    from .node import Node
 
 log = logging.getLogger("zocket_django")
 
@@ -41,16 +42,65 @@ return 0
 """
 
 
+class Cluster(Protocol):
+    """Who owns an instance: the strategy a node asks before it runs or forwards a request."""
+
+    #: Whether other workers exist (messages for them go through the channel layer).
+    distributed: bool
+
+    async def start(self, channel: str) -> None:
+        """Begin as the worker listening on ``channel``."""
+
+    async def stop(self) -> None: ...
+
+    async def owner(self, group: str, *, acquire: bool) -> str | None:
+        """``None``: this worker owns it (``acquire``: or takes it now); else the owner's channel (``""``: nobody)."""
+
+    async def holder(self, group: str) -> str | None:
+        """The channel of the worker holding the instance now, asked afresh (``None``: nobody)."""
+
+    async def release(self, group: str) -> None:
+        """The instance deactivated here: give it up."""
+
+    def forget(self, group: str) -> None:
+        """Drop what is remembered of the owner (it did not answer, or moved)."""
+
+    async def tick(self) -> None:
+        """Periodic upkeep (leases, liveness), from the node's housekeeping."""
+
+    async def workers(self) -> dict[str, dict[str, Any]]:
+        """Every live worker's description, by channel."""
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """What an ownership strategy may ask of its worker, and nothing more."""
+
+    #: This worker as others see it (``describe_worker`` plus its channel).
+    describe: Callable[[], dict[str, Any]]
+    #: ``(actor, id, group)`` of every instance hot here.
+    hot: Callable[[], list[tuple[str, str, str]]]
+    #: The channels of other workers whose clients use instances hot here.
+    remote_channels: Callable[[], set[str]]
+    #: Another worker took the instance over: forget it here, without hooks.
+    drop: Callable[[str, str], None]
+    #: A worker died: its clients leave every instance here.
+    part_worker: Callable[[str], None]
+    #: Redis lost its data: join the groups again and re-announce the subscribers.
+    restore: Callable[[], Awaitable[None]]
+
+
 class SingleProcess:
     """The in-memory layer: this process owns every instance; nothing to renew."""
 
     distributed = False
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.channel = ""
 
-    async def start(self) -> None:
-        pass
+    async def start(self, channel: str) -> None:
+        self.channel = channel
 
     async def stop(self) -> None:
         pass
@@ -59,7 +109,7 @@ class SingleProcess:
         return None
 
     async def holder(self, group: str) -> str | None:
-        return self.node.channel
+        return self.channel
 
     async def release(self, group: str) -> None:
         pass
@@ -71,7 +121,7 @@ class SingleProcess:
         pass
 
     async def workers(self) -> dict[str, dict[str, Any]]:
-        return {self.node.channel: self.node.describe()}
+        return {self.channel: self.host.describe()}
 
 
 class RedisLeases:
@@ -79,8 +129,9 @@ class RedisLeases:
 
     distributed = True
 
-    def __init__(self, node: Node, redis: Redis, prefix: str) -> None:
-        self.node = node
+    def __init__(self, host: Host, redis: Redis, prefix: str) -> None:
+        self.host = host
+        self.channel = ""
         self.redis = redis
         self.prefix = f"{prefix}:zocket"
         self._owners: dict[str, tuple[str, float]] = {}  # group → (owner channel, valid until)
@@ -97,12 +148,13 @@ class RedisLeases:
     def _alive(self, channel: str) -> str:
         return f"{self.prefix}:node:{channel}"
 
-    async def start(self) -> None:
+    async def start(self, channel: str) -> None:
+        self.channel = channel
         await self._heartbeat()
 
     async def stop(self) -> None:
         try:
-            await self.redis.delete(self._alive(self.node.channel))
+            await self.redis.delete(self._alive(self.channel))
         finally:
             await self.redis.aclose(close_connection_pool=True)
 
@@ -119,7 +171,7 @@ class RedisLeases:
         now = time.monotonic()
         if cached is not None and cached[1] > now:
             return cached[0]
-        me = self.node.channel
+        me = self.channel
         for _ in range(3):
             holder = await self.holder(group)
             if holder == me:
@@ -142,7 +194,7 @@ class RedisLeases:
         self._owners.pop(group, None)
 
     async def release(self, group: str) -> None:
-        await self._release(keys=[self._lease(group)], args=[self.node.channel])
+        await self._release(keys=[self._lease(group)], args=[self.channel])
 
     # -- upkeep ------------------------------------------------------------------
 
@@ -150,44 +202,36 @@ class RedisLeases:
         """Renew leases and liveness; notice dead workers and a Redis that lost its data."""
         if await self._heartbeat():
             log.warning("zocket: Redis lost this worker's keys (restart?); restoring leases and groups")
-            await self.node.restore_groups()
+            await self.host.restore()
         await self._renew_leases()
         await self._part_dead_clients()
 
     async def _heartbeat(self) -> bool:
         """Refresh this worker's liveness key; True when it had vanished."""
         previous = await self.redis.set(
-            self._alive(self.node.channel),
-            json.dumps(self.node.describe()),
+            self._alive(self.channel),
+            json.dumps(self.host.describe()),
             px=int(self.ttl * 1000),
             get=True,
         )
         return previous is None
 
     async def _renew_leases(self) -> None:
-        runtime = self.node.runtime
         ttl_ms = int(self.ttl * 1000)
-        for key, inst in list(runtime.instances.items()):
-            state = await self._renew(keys=[self._lease(inst.group)], args=[self.node.channel, ttl_ms])
-            if state == -1 and await self.redis.set(self._lease(inst.group), self.node.channel, nx=True, px=ttl_ms):
+        for actor, actor_id, group in self.host.hot():
+            state = await self._renew(keys=[self._lease(group)], args=[self.channel, ttl_ms])
+            if state == -1 and await self.redis.set(self._lease(group), self.channel, nx=True, px=ttl_ms):
                 continue  # Redis forgot it; we still hold the instance, so we take it back
             if state in (0, -1):
-                log.error("zocket: lost the lease of %s/%s to another worker; dropping it here", *key)
-                runtime.drop(*key)
+                log.error("zocket: lost the lease of %s/%s to another worker; dropping it here", actor, actor_id)
+                self.host.drop(actor, actor_id)
 
     async def _part_dead_clients(self) -> None:
         """Clients of workers whose liveness key expired have left (``on_disconnect``)."""
-        me = self.node.channel
-        channels = {
-            p.caller.reply_to
-            for inst in self.node.runtime.instances.values()
-            for p in inst.clients.values()
-            if p.caller.reply_to != me
-        }
-        for channel in channels:
+        for channel in self.host.remote_channels():
             if not await self.redis.exists(self._alive(channel)):
                 log.warning("zocket: worker %s is gone; its clients leave", channel)
-                self.node.runtime.part_worker(channel)
+                self.host.part_worker(channel)
 
     async def workers(self) -> dict[str, dict[str, Any]]:
         """Every live worker's description, by channel."""
@@ -205,11 +249,10 @@ def describe_worker() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
 
 
-def cluster_for(node: Node) -> SingleProcess | RedisLeases:
+def cluster_for(layer: BaseChannelLayer, host: Host) -> Cluster:
     """Leases in Redis when the channel layer is channels-redis, else a single process."""
-    layer = node.layer
     if not type(layer).__module__.startswith("channels_redis"):
-        return SingleProcess(node)
+        return SingleProcess(host)
     from redis.asyncio import BlockingConnectionPool, Redis
 
     settings = zocket_settings()
@@ -224,13 +267,13 @@ def cluster_for(node: Node) -> SingleProcess | RedisLeases:
         from channels_redis.utils import decode_hosts
 
         hosts = getattr(layer, "hosts", None) or decode_hosts(kwargs.get("hosts"))
-        host = dict(hosts[0])
-        if "address" not in host and "host" not in host:
+        first = dict(hosts[0])
+        if "address" not in first and "host" not in first:
             raise ImproperlyConfigured(
                 "zocket_django cannot derive a Redis connection from this channel layer's hosts; "
                 'set ZOCKET["REDIS_URL"].'
             )
-        host.update(options)
-        address = host.pop("address", None)
-        pool = BlockingConnectionPool.from_url(address, **host) if address else BlockingConnectionPool(**host)
-    return RedisLeases(node, Redis(connection_pool=pool), prefix)
+        first.update(options)
+        address = first.pop("address", None)
+        pool = BlockingConnectionPool.from_url(address, **first) if address else BlockingConnectionPool(**first)
+    return RedisLeases(host, Redis(connection_pool=pool), prefix)

@@ -113,7 +113,7 @@ class Lab(Actor):
         return {
             "hot": len(instances),
             "presences": sum(len(i.clients) for i in instances),
-            "sockets": len(node.consumers) if node is not None else 0,
+            "sockets": len(node.fanout.sockets) if node is not None else 0,
         }
 
     async def on_activate(self, ctx) -> None:
