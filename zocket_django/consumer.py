@@ -55,6 +55,8 @@ CLOSE_TOO_LARGE = 4009
 CLOSE_TOO_SLOW = 4008
 #: Seconds between two warnings about one connection sending over its budget.
 THROTTLE_WARNING_INTERVAL = 10.0
+#: Close code of a connection refused because its user has too many open (``MAX_CONNECTIONS_PER_USER``).
+CLOSE_TOO_MANY_CONNECTIONS = 4429
 
 
 class Refusal(Exception):
@@ -148,7 +150,12 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             raise StopConsumer from None
         self.caller = Caller(self.client_id, self.node.channel, user_id, claims, user)
         await self.accept(subprotocol)
-        self.node.attach(self)
+        refused = self.node.attach(self)
+        if refused is not None:
+            log.warning("zocket: connection refused: %s", refused, extra={"zocket": {"user": user_id}})
+            self.push(protocol.error(Code.OVERLOADED, refused))
+            await self.close(code=CLOSE_TOO_MANY_CONNECTIONS)
+            raise StopConsumer
         self._attached = True
         if user_id is not None:
             identity.watch(self)  # its session or token is checked again while it is open
@@ -310,6 +317,10 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             if guard is not None and (guard.middleware or guard.checks):
                 inputs = {name: getattr(args, name) for name in method.input_model.model_fields}
                 caller = await self._admit(guard, "rpc", spec, actor_id, method.name, inputs)
+            refused = self.node.quotas.call(caller.user_id)
+            if refused is not None:
+                raise Refusal(Code.OVERLOADED, refused)
+            self._claim(spec, actor_id)
         except Refusal as refusal:
             self.push(protocol.rpc_error(rpc_id, refusal.code, refusal.message, refusal.details))
             return
@@ -322,7 +333,6 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             frame = protocol.rpc_error(rpc_id, Code.HANDLER_ERROR, "access check failed", debug_details(exc))
             self.push(frame)
             return
-        self._touch(spec, actor_id)
         await self.node.call(spec, actor_id, caller, method, args, message.get("input"), rpc_id)
 
     async def _subscribe(self, message: dict[str, Any], kind: str) -> None:
@@ -337,6 +347,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
                 await gate(guard, caller.user, self.perm_cache)
                 if guard.middleware or guard.checks:
                     caller = await self._admit(guard, message["type"], spec, actor_id, None, None)
+            self._claim(spec, actor_id)
         except Refusal as refusal:
             await self._error(refusal.code, refusal.message, message)
             return
@@ -355,7 +366,6 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             await self._error(Code.UNAVAILABLE, "cannot subscribe now; try again", message)
             return
         self.subscriptions.add(key)
-        self._touch(spec, actor_id)
         try:
             await self.node.request_subscription(spec, actor_id, caller, kind)
         except Exception:  # the owner cannot be known (Redis is away)
@@ -439,8 +449,15 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             message = f"Invalid input for {method.name}: {first_problem(details)}"
             raise Refusal(Code.INVALID_INPUT, message, details) from None
 
-    def _touch(self, spec: ActorSpec, actor_id: str) -> None:
-        self.present.setdefault(self.node.group_name(spec.name, actor_id), (spec, actor_id))
+    def _claim(self, spec: ActorSpec, actor_id: str) -> None:
+        """Count the instance as used by this connection (it keeps it hot); ``Refusal`` past the caps."""
+        group = self.node.group_name(spec.name, actor_id)
+        if group in self.present:
+            return
+        refused = self.node.quotas.use(self.caller.user_id, self.present, group)
+        if refused is not None:
+            raise Refusal(Code.OVERLOADED, refused)
+        self.present[group] = (spec, actor_id)
 
     async def _admit(
         self, guard: Guard, kind: str, spec: ActorSpec, actor_id: str, method: str | None, inputs: Any

@@ -32,6 +32,7 @@ from .mailbox import Mailbox
 from .messages import Deliver, Message, OpsReply, OpsRequest, Reply, Request, Snapshot, Unreadable
 from .ops import Operations
 from .owners import OwnerRouter, say_once
+from .quotas import Quotas
 from .runtime import Runtime
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ class Node:
         self.layer = layer
         self.channel = ""
         self.runtime = Runtime(self)
+        #: What each user's connections hold here (MAX_CONNECTIONS_PER_USER and the like).
+        self.quotas = Quotas()
         self.described = describe_worker()
         self.cluster: Cluster = cluster_for(layer, self._host())
         self._tasks: list[asyncio.Task[None]] = []
@@ -118,8 +121,12 @@ class Node:
 
     # -- what the consumer asks ----------------------------------------------------
 
-    def attach(self, socket: Socket) -> None:
-        self.fanout.attach(socket)
+    def attach(self, socket: Socket) -> str | None:
+        """Serve a new socket; why it is refused (its user has too many here), or ``None``."""
+        refused = self.quotas.open(socket.caller.user_id)
+        if refused is None:
+            self.fanout.attach(socket)
+        return refused
 
     def detach(self, socket: Socket) -> None:
         """The socket closed (or died): forget it; instances it touched run ``on_disconnect``.
@@ -129,6 +136,8 @@ class Node:
         owner of an instance (leaving groups, telling owners) runs in a task of
         the node's own, retried while Redis is away.
         """
+        if socket.client_id in self.fanout.sockets:
+            self.quotas.close(socket.caller.user_id, socket.present)
         emptied = self.fanout.detach(socket)
         present, socket.present = list(socket.present.values()), {}
         if emptied or present:

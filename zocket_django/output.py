@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .transport import DaphneSocket
+from .transport import DaphneSocket, past_sessions
 
 log = logging.getLogger("zocket_django")
 
@@ -38,6 +38,7 @@ class Output:
 
     def __init__(self, send: Send, socket: DaphneSocket | None, limit: int, overflow: Callable[[int], None]) -> None:
         self._send = send
+        self._send_frame = past_sessions(send)
         self.socket = socket
         self.limit = limit
         self._overflow = overflow
@@ -100,7 +101,8 @@ class Output:
                 if message["type"] == "websocket.send":
                     self._queued -= len(message["text"])
                 try:
-                    await self._send(message)
+                    frame = message["type"] == "websocket.send"
+                    await (self._send_frame if frame else self._send)(message)
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # the server refuses sends on a closed socket
