@@ -219,7 +219,7 @@ async def test_subscribers_closing_while_a_change_is_published_cause_no_false_er
     await asyncio.gather(talk(), churn())
     assert errors == []
     state = await good.subscribe_state("chat", "busy")
-    assert len(state["state"]["messages"]) == 150
+    assert state["state"]["messages"][-1]["text"] == "m149"  # (the chat keeps a bounded history)
     assert "rolled back" not in daphne.log()
     await good.close()
 
