@@ -95,7 +95,8 @@ class Walkthrough:
         }
         self.env["PATH"] = f"{self.venv / 'bin'}{os.pathsep}{self.env['PATH']}"
         self.env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-        subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True, timeout=120)
+        # No pip of its own (ensurepip is the slowest part of a venv): this pip installs into it.
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(self.venv)], check=True, timeout=120)
 
     def ported(self, text: str) -> str:
         for guide, real in self.ports.items():
@@ -119,7 +120,8 @@ class Walkthrough:
     def command(self, line: str, source: str) -> None:
         argv = shlex.split(self.ported(line))
         if argv[:2] == ["pip", "install"]:
-            argv = [str(self.venv / "bin" / "python"), "-m", "pip", "install", "-q", *map(self.package, argv[2:])]
+            python = str(self.venv / "bin" / "python")
+            argv = [sys.executable, "-m", "pip", "--python", python, "install", "-q", *map(self.package, argv[2:])]
         elif argv[0] in ("python", "django-admin", "pytest", "daphne"):
             argv[0] = str(self.venv / "bin" / argv[0])
         else:
