@@ -88,6 +88,7 @@ def migrated_sqlite(tmp_path_factory) -> Path:
     return template
 
 
+
 class _RecorderMismatches(logging.Handler):
     """Collects what VERIFY_PATCHES (on in tests/settings.py) found wrong with a recorded step."""
 
