@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from .caller import Caller
     from .fanout import Socket
 
-log = logging.getLogger("zocket_django")
+log = logging.getLogger(__name__)
 
 #: How long the cleanup of a closed socket retries what needs Redis (leaving groups, telling owners).
 DETACH_RETRY_SECONDS = 30.0
@@ -308,7 +308,7 @@ async def get_node() -> Node:
 
 
 def current_node() -> Node | None:
-    """This event loop's node if one was started (for the manager and tests)."""
+    """This event loop's node if one was started (for hot_actors and tests)."""
     try:
         return _nodes.get(asyncio.get_running_loop())
     except RuntimeError:
