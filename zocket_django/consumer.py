@@ -46,6 +46,8 @@ MAX_ID_LENGTH = 128
 MAX_REF_LENGTH = 128
 #: Close code of a connection whose credentials were refused.
 CLOSE_UNAUTHENTICATED = 4401
+#: Close code of a connection refused because its user has too many open (``MAX_CONNECTIONS_PER_USER``).
+CLOSE_TOO_MANY_CONNECTIONS = 4429
 #: Seconds between two warnings about one connection exceeding the rate limit.
 OVERLOAD_WARNING_INTERVAL = 10.0
 
@@ -117,7 +119,12 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             raise StopConsumer from None
         self.caller = Caller(self.client_id, self.node.channel, user_id, claims, user)
         await self.accept(subprotocol)
-        self.node.attach(self)
+        refused = self.node.attach(self)
+        if refused is not None:
+            log.warning("zocket: connection refused: %s", refused, extra={"zocket": {"user": user_id}})
+            await self.send(text_data=protocol.error(Code.OVERLOADED, refused))
+            await self.close(code=CLOSE_TOO_MANY_CONNECTIONS)
+            raise StopConsumer
         if user_id is not None:
             identity.watch(self)  # its session or token is checked again while it is open
         await self.send(text_data=protocol.welcome(self.client_id))
@@ -238,6 +245,10 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             if guard is not None and (guard.middleware or guard.checks):
                 inputs = {name: getattr(args, name) for name in method.input_model.model_fields}
                 caller = await self._admit(guard, "rpc", spec, actor_id, method.name, inputs)
+            refused = self.node.quotas.call(caller.user_id)
+            if refused is not None:
+                raise Refusal(Code.OVERLOADED, refused)
+            self._claim(spec, actor_id)
         except Refusal as refusal:
             await self.send(text_data=protocol.rpc_error(rpc_id, refusal.code, refusal.message, refusal.details))
             return
@@ -250,7 +261,6 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             frame = protocol.rpc_error(rpc_id, Code.HANDLER_ERROR, "access check failed", debug_details(exc))
             await self.send(text_data=frame)
             return
-        self._touch(spec, actor_id)
         await self.node.call(spec, actor_id, caller, method, args, message.get("input"), rpc_id)
 
     async def _subscribe(self, message: dict[str, Any], kind: str) -> None:
@@ -265,6 +275,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
                 await gate(guard, caller.user, self.perm_cache)
                 if guard.middleware or guard.checks:
                     caller = await self._admit(guard, message["type"], spec, actor_id, None, None)
+            self._claim(spec, actor_id)
         except Refusal as refusal:
             await self._error(refusal.code, refusal.message, message)
             return
@@ -278,7 +289,6 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             return
         self.subscriptions.add(key)
         await self.node.subscribe(self, spec.name, actor_id, kind)
-        self._touch(spec, actor_id)
         await self.node.request_subscription(spec, actor_id, caller, kind)
 
     async def _unsubscribe(self, message: dict[str, Any], kind: str) -> None:
@@ -355,8 +365,15 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             message = f"Invalid input for {method.name}: {first_problem(details)}"
             raise Refusal(Code.INVALID_INPUT, message, details) from None
 
-    def _touch(self, spec: ActorSpec, actor_id: str) -> None:
-        self.present.setdefault(self.node.group_name(spec.name, actor_id), (spec, actor_id))
+    def _claim(self, spec: ActorSpec, actor_id: str) -> None:
+        """Count the instance as used by this connection (it keeps it hot); ``Refusal`` past the caps."""
+        group = self.node.group_name(spec.name, actor_id)
+        if group in self.present:
+            return
+        refused = self.node.quotas.use(self.caller.user_id, self.present, group)
+        if refused is not None:
+            raise Refusal(Code.OVERLOADED, refused)
+        self.present[group] = (spec, actor_id)
 
     async def _admit(
         self, guard: Guard, kind: str, spec: ActorSpec, actor_id: str, method: str | None, inputs: Any

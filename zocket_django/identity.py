@@ -45,7 +45,7 @@ from .registry import registry
 
 if TYPE_CHECKING:
     from .actor import ActorSpec
-    from .runtime import Caller
+    from .caller import Caller
 
 log = logging.getLogger("zocket_django")
 

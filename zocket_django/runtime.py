@@ -21,18 +21,21 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from . import persistence, protocol, signals, transactions
+from . import persistence, protocol, signals, statesize, transactions
 from .actor import Actor, ActorSpec, Context, Emission, MethodSpec
 from .caller import Caller
 from .conf import zocket_settings
 from .errors import ZocketError
 from .messages import EVENTS, STATE, Deliver, Message, Reply, Snapshot, group_name
-from .protocol import Code
+from .protocol import Code, utf8_length
+from .statesize import StateTooLarge
 from .tracking import Recorder
 
 log = logging.getLogger("zocket_django")
 #: Steps each instance remembers for operators (the admin's "recent activity").
 RECENT_STEPS = 20
+#: Seconds between two warnings about activations refused at ``MAX_HOT_INSTANCES``.
+REFUSAL_WARNING_INTERVAL = 10.0
 
 
 class Links(Protocol):
@@ -69,6 +72,9 @@ class Instance:
         self.actor: Actor = spec.cls(actor_id, spec.initial_state())
         self.recorder = Recorder(spec.state_model, self.actor.state, verify=zocket_settings().VERIFY_PATCHES)
         self.version = 0
+        #: Largest encoded state this instance may reach, and what is known of its size.
+        self.max_state_bytes = spec.max_state_bytes or zocket_settings().MAX_STATE_BYTES
+        self.size = statesize.measure(self.dump).without_text()
         self.clients: dict[str, Presence] = {}
         self.queue: deque[Callable[[], Awaitable[None]]] = deque()
         self.busy = False
@@ -218,6 +224,9 @@ class Instance:
             # Encoded before committing: a state that is not JSON (a float
             # that became inf) is rolled back like any other failure.
             frame = protocol.state_patch(self.spec.name, self.actor_id, patches, self.version + 1) if patches else ""
+            if patches:
+                size = statesize.after_step(self.label, self.max_state_bytes, self.size, self.dump, frame)
+                frame = self._state_frame(frame, size, self.version + 1)
             if patches and self.store.write_through:
                 await self.store.commit(self.dump, self.version + 1, patches)  # raises: undone, nothing acknowledged
             await txn.commit()  # a sync handler's ORM work (and the save above, in its transaction)
@@ -232,6 +241,7 @@ class Instance:
         node = self.runtime.node
         if patches:
             self.version += 1
+            self.size = size.without_text()
             await node.publish(self.group, self.delivery(STATE, frame))
         self.recent.append((time.time(), label or ctx.method or "?", ctx.client_id, "ok", self.version))
         for message, targets in events:
@@ -241,6 +251,39 @@ class Instance:
                 for channel in targets:
                     await node.send(channel, message)
         return result
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.name}/{self.actor_id}"
+
+    def _state_frame(self, patch: str, size: statesize.Measure, version: int) -> str:
+        """What tells subscribers of a step: its patch, or the whole state when that is smaller."""
+        if size.text is not None and utf8_length(patch) > size.bound:
+            patch = protocol.state_snapshot_of(self.spec.name, self.actor_id, size.text, version)
+        return self.too_large(patch) or patch
+
+    def snapshot_frame(self) -> str:
+        """The ``state:snapshot`` of the current state, or the error its subscribers get instead."""
+        frame = protocol.state_snapshot(self.spec.name, self.actor_id, self.dump, self.version)
+        return self.too_large(frame) or frame
+
+    def too_large(self, frame: str) -> str | None:
+        """``None`` if the server can send ``frame`` (``MAX_MESSAGE_BYTES``), else a ``too_large`` error about it."""
+        limit = zocket_settings().MAX_MESSAGE_BYTES
+        size = utf8_length(frame)
+        if size <= limit:
+            return None
+        log.error(
+            "zocket: the state of %s does not fit one frame (%d bytes, MAX_MESSAGE_BYTES is %d); "
+            "its subscribers get a too_large error instead",
+            self.label,
+            size,
+            limit,
+            extra=self.log_context(),
+        )
+        ref = {"type": "state:sub", "actor": self.spec.name, "actorId": self.actor_id}
+        text = f"the state of {self.label} is too large to send ({size:,} bytes, over {limit:,})"
+        return protocol.error(Code.TOO_LARGE, text, ref)
 
     async def _roll_back(self, txn: transactions.StepTransaction) -> None:
         """Undo a sync handler's database work before its caller hears of the failure.
@@ -306,6 +349,8 @@ class Instance:
         """Know ``caller`` from now on; its first arrival runs ``on_connect``."""
         presence = self.clients.get(caller.client_id)
         if presence is None:
+            if not self.clients:
+                self.runtime.idle.pop((self.spec.name, self.actor_id), None)
             presence = self.clients[caller.client_id] = Presence(caller)
             await self.run_hook("on_connect", caller)
         return presence
@@ -313,6 +358,8 @@ class Instance:
     async def part(self, client_id: str) -> None:
         presence = self.clients.pop(client_id, None)
         if presence is not None:
+            if not self.clients and self.active:
+                self.runtime.idle[(self.spec.name, self.actor_id)] = None
             await self.run_hook("on_disconnect", presence.caller)
 
     def info(self) -> dict[str, Any]:
@@ -337,16 +384,32 @@ class Runtime:
     def __init__(self, node: Links) -> None:
         self.node = node
         self.instances: dict[tuple[str, str], Instance] = {}
+        #: Hot instances without connections, the longest idle first: evicted first at ``MAX_HOT_INSTANCES``.
+        self.idle: dict[tuple[str, str], None] = {}
         self._closing: dict[tuple[str, str], Instance] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._refused = 0  # activations refused since the last warning
+        self._warned_at = -REFUSAL_WARNING_INTERVAL
 
     # -- activation ------------------------------------------------------------
 
     def instance(self, spec: ActorSpec, actor_id: str) -> Instance:
-        """The hot instance, activated (``on_activate`` queued first) if it was not."""
+        """The hot instance, activated (``on_activate`` queued first) if it was not.
+
+        At ``MAX_HOT_INSTANCES`` the longest idle instance without connections
+        is deactivated to make room; ``ZocketError`` (``overloaded``) when none
+        can be.
+        """
         key = (spec.name, actor_id)
         inst = self.instances.get(key)
         if inst is None:
+            limit = zocket_settings().MAX_HOT_INSTANCES
+            if len(self.instances) >= limit and not self._evict_one():
+                raise ZocketError(
+                    f"this server keeps as many actor instances hot as it may ({limit}, MAX_HOT_INSTANCES); "
+                    "try again later",
+                    code=Code.OVERLOADED,
+                )
             inst = self.instances[key] = Instance(self, spec, actor_id, group_name(spec.name, actor_id))
             inst.enqueue(lambda: self._activate(inst, self._closing.get(key)))
         return inst
@@ -359,15 +422,19 @@ class Runtime:
         except ZocketError as exc:
             self._failed(inst, exc)
             return
+        inst.size = statesize.measure(inst.dump).without_text()
         try:
             await inst.run_hook("on_activate", reraise=True)
+        except StateTooLarge as exc:
+            message = f"{inst.label} is unavailable: on_activate made its state too large ({exc.message})"
+            self._failed(inst, ZocketError(message, code=Code.TOO_LARGE, details=exc.details))
+            return
         except Exception:  # as a snapshot that cannot be read: never run on a half-built state
-            name = f"{inst.spec.name}/{inst.actor_id}"
-            self._failed(inst, persistence.ActivationFailed(f"{name} is unavailable: its on_activate failed"))
+            self._failed(inst, persistence.ActivationFailed(f"{inst.label} is unavailable: its on_activate failed"))
             return
         # Subscribers of an earlier incarnation (a destroyed instance, a dead
         # worker) get the state afresh and announce themselves again.
-        frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version)
+        frame = inst.snapshot_frame()
         await self.node.publish(inst.group, inst.delivery(STATE, frame, announce=self.node.channel))
         inst.store.start()
         await signals.actor_activated.asend(inst.spec.cls, actor_id=inst.actor_id, instance=inst.actor)
@@ -378,23 +445,49 @@ class Runtime:
         key = (inst.spec.name, inst.actor_id)
         if self.instances.get(key) is inst:
             del self.instances[key]  # the next request tries again
+            self.idle.pop(key, None)
         if not inst.closed.done():
             inst.closed.set_result(None)
 
     async def deactivate(self, name: str, actor_id: str, *, destroy: bool = False) -> bool:
         """Run ``on_deactivate`` after the queued steps, save (or with ``destroy`` delete) the state, forget it."""
-        key = (name, actor_id)
-        inst = self.instances.pop(key, None)
+        inst = self._retire((name, actor_id), destroy)
         if inst is None:
             return False
+        await self._closed(inst)
+        return True
+
+    def _retire(self, key: tuple[str, str], destroy: bool = False) -> Instance | None:
+        """Stop serving an instance now and queue its deactivation; ``None`` if it was not hot."""
+        inst = self.instances.pop(key, None)
+        if inst is None:
+            return None
+        self.idle.pop(key, None)
         self._closing[key] = inst
         inst.enqueue(lambda: self._deactivate(inst, destroy))
+        return inst
+
+    async def _closed(self, inst: Instance) -> None:
+        """Wait until a retired instance is deactivated (saved when it persists)."""
+        key = (inst.spec.name, inst.actor_id)
         try:
             await asyncio.shield(inst.closed)
         finally:
             if self._closing.get(key) is inst:
                 del self._closing[key]
-        return True
+
+    def _evict_one(self) -> bool:
+        """Deactivate the longest idle instance without connections or queued steps; ``False`` if none."""
+        for key in list(self.idle):
+            inst = self.instances.get(key)
+            if inst is None or inst.clients:
+                del self.idle[key]  # stale
+            elif not inst.busy:
+                retired = self._retire(key)
+                assert retired is not None
+                self._spawn(self._closed(retired))
+                return True
+        return False
 
     async def _deactivate(self, inst: Instance, destroy: bool = False) -> None:
         try:
@@ -415,6 +508,7 @@ class Runtime:
         Steps still queued on it are answered ``unavailable``.
         """
         inst = self.instances.pop((name, actor_id), None)
+        self.idle.pop((name, actor_id), None)
         if inst is not None:
             inst.lost = True
             if not inst.closed.done():
@@ -470,7 +564,12 @@ class Runtime:
         An instance with ``MAX_QUEUED_CALLS`` steps waiting answers ``overloaded``;
         a call still queued after ``QUEUE_TIMEOUT`` is answered ``timeout`` and never runs.
         """
-        inst = self.instance(spec, actor_id)
+        try:
+            inst = self.instance(spec, actor_id)
+        except ZocketError as exc:
+            self._refuse_activation(spec, actor_id, caller, exc)
+            self._spawn(self._reply(caller, protocol.rpc_error(rpc_id, exc.code, exc.message), ticket))
+            return
         if len(inst.queue) >= zocket_settings().MAX_QUEUED_CALLS:
             log.warning(
                 "%s %r has %d queued steps; call refused",
@@ -543,8 +642,32 @@ class Runtime:
         ticket: int | None = None,
     ) -> None:
         """Add subscriptions; with ``answer`` and ``state`` among them, send a snapshot back."""
-        inst = self.instance(spec, actor_id)
+        try:
+            inst = self.instance(spec, actor_id)
+        except ZocketError as exc:
+            self._refuse_activation(spec, actor_id, caller, exc)
+            for kind in sorted(kinds):
+                ref = {"type": f"{kind}:sub", "actor": spec.name, "actorId": actor_id}
+                self._spawn(self._reply(caller, protocol.error(exc.code, exc.message, ref), ticket))
+            return
         inst.enqueue(lambda: self._subscribe(inst, caller, kinds, answer, ticket))
+
+    def _refuse_activation(self, spec: ActorSpec, actor_id: str, caller: Caller, exc: ZocketError) -> None:
+        """No room for one more hot instance: say so (one line per interval), give back the lease taken for it."""
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._warned_at >= REFUSAL_WARNING_INTERVAL:
+            log.warning(
+                "zocket: %d activation(s) refused, the last of %s/%s: %s",
+                self._refused,
+                spec.name,
+                actor_id,
+                exc.message,
+                extra={"zocket": {"actor": spec.name, "actor_id": actor_id, "client": caller.client_id}},
+            )
+            self._refused, self._warned_at = 0, now
+        if self.node.cluster.distributed:
+            self._spawn(self.node.released(group_name(spec.name, actor_id)))
 
     async def _subscribe(
         self, inst: Instance, caller: Caller, kinds: Set[str], answer: bool, ticket: int | None
@@ -559,6 +682,10 @@ class Runtime:
         presence.subs.update(kinds)
         if answer and STATE in kinds:
             frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version)
+            error = inst.too_large(frame)
+            if error is not None:  # answered; the subscription stays pending, as if the snapshot were on its way
+                await self._reply(caller, error, ticket)
+                return
             await self.node.send(caller.reply_to, Snapshot(caller.client_id, inst.group, frame, ticket))
 
     def unsubscribe(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:
