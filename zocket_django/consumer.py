@@ -30,15 +30,17 @@ from . import identity, protocol
 from .access import Guard, Request, admit, gate
 from .actor import ActorSpec, MethodSpec
 from .auth import accepted_subprotocol, identify
+from .caller import Caller
 from .conf import ZocketSettings, zocket_settings
 from .errors import AuthenticationFailed, ZocketError
+from .messages import EVENTS, STATE
 from .node import Node, get_node
 from .protocol import Code
 from .registry import registry
-from .runtime import EVENTS, STATE, Caller, debug_details
+from .runtime import debug_details
 from .schema import first_problem, validation_details
 
-log = logging.getLogger("zocket_django")
+log = logging.getLogger(__name__)
 
 #: Longest ``id`` of an ``rpc`` or ``ping`` (it is echoed back).
 MAX_ID_LENGTH = 128
@@ -52,12 +54,11 @@ CLOSE_TOO_MANY_CONNECTIONS = 4429
 OVERLOAD_WARNING_INTERVAL = 10.0
 
 
-class Refusal(Exception):
-    """A request the consumer answers with an error without queueing anything."""
-
-    def __init__(self, code: Code, message: str, details: Any = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.details = code, message, details
+#: Refusals of a malformed request (the consumer's own checks): answered, not logged, since
+#: any client can send them as fast as it likes. Refusals by access rules are logged.
+UNLOGGED_REFUSALS = frozenset(
+    {Code.BAD_REQUEST, Code.UNKNOWN_ACTOR, Code.UNKNOWN_METHOD, Code.INVALID_INPUT, Code.OVERLOADED}
+)
 
 
 class ZocketConsumer(AsyncJsonWebsocketConsumer):
@@ -247,11 +248,8 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
                 caller = await self._admit(guard, "rpc", spec, actor_id, method.name, inputs)
             refused = self.node.quotas.call(caller.user_id)
             if refused is not None:
-                raise Refusal(Code.OVERLOADED, refused)
+                raise ZocketError(refused, code=Code.OVERLOADED)
             self._claim(spec, actor_id)
-        except Refusal as refusal:
-            await self.send(text_data=protocol.rpc_error(rpc_id, refusal.code, refusal.message, refusal.details))
-            return
         except ZocketError as exc:
             self._log_refusal(exc, message)
             await self.send(text_data=protocol.rpc_error(rpc_id, exc.code, exc.message, exc.details))
@@ -269,16 +267,15 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             spec, actor_id = self._target(message)
             key = (spec.name, actor_id, kind)
             if key not in self.subscriptions and len(self.subscriptions) >= self.limits.MAX_SUBSCRIPTIONS:
-                raise Refusal(Code.OVERLOADED, f"too many subscriptions (at most {self.limits.MAX_SUBSCRIPTIONS})")
+                raise ZocketError(
+                    f"too many subscriptions (at most {self.limits.MAX_SUBSCRIPTIONS})", code=Code.OVERLOADED
+                )
             guard = spec.read_guard
             if guard is not None:
                 await gate(guard, caller.user, self.perm_cache)
                 if guard.middleware or guard.checks:
                     caller = await self._admit(guard, message["type"], spec, actor_id, None, None)
             self._claim(spec, actor_id)
-        except Refusal as refusal:
-            await self._error(refusal.code, refusal.message, message)
-            return
         except ZocketError as exc:
             self._log_refusal(exc, message)
             await self._error(exc.code, exc.message, message)
@@ -294,8 +291,8 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
     async def _unsubscribe(self, message: dict[str, Any], kind: str) -> None:
         try:
             spec, actor_id = self._target(message)
-        except Refusal as refusal:
-            await self._error(refusal.code, refusal.message, message)
+        except ZocketError as exc:
+            await self._error(exc.code, exc.message, message)
             return
         await self._drop_subscription(spec, actor_id, kind)
 
@@ -329,23 +326,25 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
     def _target(self, message: dict[str, Any]) -> tuple[ActorSpec, str]:
         actor, actor_id = message.get("actor"), message.get("actorId")
         if not isinstance(actor, str) or not isinstance(actor_id, str):
-            raise Refusal(Code.BAD_REQUEST, "actor and actorId must be strings")
+            raise ZocketError("actor and actorId must be strings", code=Code.BAD_REQUEST)
         spec = registry.get(actor)
         if spec is None:
-            raise Refusal(Code.UNKNOWN_ACTOR, f"unknown actor {actor[:64]!r}")
+            raise ZocketError(f"unknown actor {actor[:64]!r}", code=Code.UNKNOWN_ACTOR)
         if not actor_id or len(actor_id) > self.limits.MAX_ACTOR_ID_LENGTH:
-            raise Refusal(Code.BAD_REQUEST, f"actorId must be 1 to {self.limits.MAX_ACTOR_ID_LENGTH} characters")
+            raise ZocketError(
+                f"actorId must be 1 to {self.limits.MAX_ACTOR_ID_LENGTH} characters", code=Code.BAD_REQUEST
+            )
         if not self._valid_id(actor_id):
-            raise Refusal(Code.BAD_REQUEST, "actorId holds characters that are not allowed")
+            raise ZocketError("actorId holds characters that are not allowed", code=Code.BAD_REQUEST)
         return spec, actor_id
 
     @staticmethod
     def _method(spec: ActorSpec, name: Any) -> MethodSpec:
         if not isinstance(name, str):
-            raise Refusal(Code.BAD_REQUEST, "method must be a string")
+            raise ZocketError("method must be a string", code=Code.BAD_REQUEST)
         method = spec.methods.get(name)
         if method is None:
-            raise Refusal(Code.UNKNOWN_METHOD, f"{spec.name} has no method {name[:64]!r}")
+            raise ZocketError(f"{spec.name} has no method {name[:64]!r}", code=Code.UNKNOWN_METHOD)
         return method
 
     @staticmethod
@@ -353,26 +352,26 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         if given is None:
             given = {}
         if not isinstance(given, dict):
-            raise Refusal(
-                Code.INVALID_INPUT,
+            raise ZocketError(
                 f"Invalid input for {method.name}: expected a JSON object of its parameters",
-                [{"loc": [], "msg": "Input should be an object", "type": "dict_type"}],
+                code=Code.INVALID_INPUT,
+                details=[{"loc": [], "msg": "Input should be an object", "type": "dict_type"}],
             )
         try:
             return method.input_model.model_validate(given)
         except ValidationError as exc:
             details = validation_details(exc)
             message = f"Invalid input for {method.name}: {first_problem(details)}"
-            raise Refusal(Code.INVALID_INPUT, message, details) from None
+            raise ZocketError(message, code=Code.INVALID_INPUT, details=details) from None
 
     def _claim(self, spec: ActorSpec, actor_id: str) -> None:
-        """Count the instance as used by this connection (it keeps it hot); ``Refusal`` past the caps."""
+        """Count the instance as used by this connection (it keeps it hot); ``ZocketError`` past the caps."""
         group = self.node.group_name(spec.name, actor_id)
         if group in self.present:
             return
         refused = self.node.quotas.use(self.caller.user_id, self.present, group)
         if refused is not None:
-            raise Refusal(Code.OVERLOADED, refused)
+            raise ZocketError(refused, code=Code.OVERLOADED)
         self.present[group] = (spec, actor_id)
 
     async def _admit(
@@ -407,6 +406,8 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         return {"zocket": {k: v for k, v in context.items() if isinstance(v, str)} | more}
 
     def _log_refusal(self, exc: ZocketError, message: dict[str, Any]) -> None:
+        if exc.code in UNLOGGED_REFUSALS:
+            return
         log.info(
             "zocket: %s refused (%s): %s",
             message.get("type"),
@@ -464,7 +465,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         )
         await self.close(code=1009)
 
-    async def _error(self, code: Code, text: str, message: dict[str, Any]) -> None:
+    async def _error(self, code: Code | str, text: str, message: dict[str, Any]) -> None:
         ref = {
             k: v
             for k in ("type", "id", "actor", "actorId")

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from .caller import Caller
     from .fanout import Socket
 
-log = logging.getLogger("zocket_django")
+log = logging.getLogger(__name__)
 
 
 class Node:
@@ -261,7 +261,7 @@ async def get_node() -> Node:
 
 
 def current_node() -> Node | None:
-    """This event loop's node if one was started (for the manager and tests)."""
+    """This event loop's node if one was started (for hot_actors and tests)."""
     try:
         return _nodes.get(asyncio.get_running_loop())
     except RuntimeError:

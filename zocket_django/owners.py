@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .fanout import LocalFanout, Subscriber
     from .runtime import Runtime
 
-log = logging.getLogger("zocket_django")
+log = logging.getLogger(__name__)
 
 #: How many times a forwarded request may be passed on to yet another worker.
 MAX_HOPS = 3

@@ -92,14 +92,14 @@ def rpc_result(rpc_id: str, result: Any) -> str:
     return encode({"type": "rpc:result", "id": rpc_id, "result": result})
 
 
-def rpc_error(rpc_id: str, code: Code, message: str, details: Any = None) -> str:
+def rpc_error(rpc_id: str, code: Code | str, message: str, details: Any = None) -> str:
     frame: dict[str, Any] = {"type": "rpc:result", "id": rpc_id, "error": message, "code": code}
     if details is not None:
         frame["details"] = details
     return encode(frame)
 
 
-def error(code: Code, message: str, ref: dict[str, Any] | None = None) -> str:
+def error(code: Code | str, message: str, ref: dict[str, Any] | None = None) -> str:
     frame: dict[str, Any] = {"type": "error", "code": code, "error": message}
     if ref:
         frame["ref"] = ref
