@@ -255,19 +255,28 @@ class Instance:
         finally:
             transactions.end(token)
         recorder.commit(state)
-        node = self.runtime.node
         if patches:
             self.version += 1
             self.size = size.without_text()
-            await node.publish(self.group, self.delivery(STATE, frame))
         self.recent.append((time.time(), label or ctx.method or "?", ctx.client_id, "ok", self.version))
+        # Committed: from here on nothing may turn the step into an error for its caller.
+        if patches:
+            await self._publish(self.delivery(STATE, frame), None)
         for message, targets in events:
+            await self._publish(message, targets)
+        return result
+
+    async def _publish(self, message: Deliver, targets: set[str] | None) -> None:
+        """Hand one committed frame to the node; a failure is logged, never raised (subscribers resync on the gap)."""
+        node = self.runtime.node
+        try:
             if targets is None:
                 await node.publish(self.group, message)
             else:
                 for channel in targets:
                     await node.send(channel, message)
-        return result
+        except Exception:
+            log.exception("zocket: a committed %s could not be published", message.kind, extra=self.log_context())
 
     @property
     def label(self) -> str:

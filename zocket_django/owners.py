@@ -112,13 +112,12 @@ class OwnerRouter:
         await self.send(owner, Request(spec.name, actor_id, caller, Call(method.name, raw, rpc_id), ticket))
 
     async def request_subscription(self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str) -> None:
-        """Ask the owner to count this subscription (and send a snapshot for state)."""
+        """Ask the owner to count this subscription (and send a snapshot for state).
+
+        Raises when the owner cannot be known (Redis is away): nothing was asked.
+        """
         group = group_name(spec.name, actor_id)
-        try:
-            owner = await self._owner(spec, actor_id, group)
-        except Exception:
-            log.exception("zocket: cannot tell who owns %s/%s", spec.name, actor_id)
-            return
+        owner = await self._owner(spec, actor_id, group)
         if owner is None:
             self.runtime.subscribe(spec, actor_id, caller, {kind}, answer=True)
             return
@@ -132,19 +131,19 @@ class OwnerRouter:
         await self.send(owner, Request(spec.name, actor_id, caller, Subscribe((kind,), True), ticket))
 
     async def request_unsubscription(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:
-        await self._tell(spec, actor_id, Unsubscribe(client_id, kind))
+        try:
+            await self._tell(spec, actor_id, Unsubscribe(client_id, kind))
+        except Exception:
+            log.exception("zocket: cannot tell who owns %s/%s", spec.name, actor_id)
 
     async def request_leave(self, spec: ActorSpec, actor_id: str, client_id: str) -> None:
+        """Raises when the owner cannot be known (Redis is away): the caller retries."""
         await self._tell(spec, actor_id, Leave(client_id))
 
     async def _tell(self, spec: ActorSpec, actor_id: str, op: Op) -> None:
         """Pass a notice to the owner, if any; nobody activates an instance just for that."""
         group = group_name(spec.name, actor_id)
-        try:
-            owner = await self._owner(spec, actor_id, group, acquire=False)
-        except Exception:
-            log.exception("zocket: cannot tell who owns %s/%s", spec.name, actor_id)
-            return
+        owner = await self._owner(spec, actor_id, group, acquire=False)
         if owner is None:
             self._carry_out(spec, Request(spec.name, actor_id, None, op))
         elif owner:
@@ -163,7 +162,10 @@ class OwnerRouter:
         """Ask the owners again for every subscription of these subscribers (Redis lost its data)."""
         for socket, spec, actor_id, kinds in subscribers:
             for kind in kinds:
-                await self.request_subscription(spec, actor_id, socket.caller, kind)
+                try:
+                    await self.request_subscription(spec, actor_id, socket.caller, kind)
+                except Exception:
+                    log.exception("zocket: could not announce a subscriber of %s/%s", spec.name, actor_id)
 
     # -- from other workers ---------------------------------------------------------------
 
@@ -280,4 +282,7 @@ class OwnerRouter:
             if pending.rpc_id is not None:
                 await self.answer_unavailable(pending.client_id, pending.rpc_id)
             elif pending.resend is not None and pending.client_id in self.fanout.sockets:
-                await pending.resend()
+                try:
+                    await pending.resend()
+                except Exception:
+                    log.exception("zocket: could not ask for a subscription again")
