@@ -23,10 +23,10 @@ from zocket_django.testing import isolate_actors
 
 
 def _in_thread(fn):
-    """Run ``fn`` off the loop as the runtime does: on PostgreSQL in a pool thread with a
-    connection of its own (so it sees only committed rows); on SQLite in the one thread
-    the runtime's saves use (the test database is SQLite's shared-cache memory database,
-    whose table locks do not wait, so reads and writes must not overlap)."""
+    """Run ``fn`` off the loop as the runtime does, through ``db.to_thread``: on PostgreSQL in
+    a pool thread with a connection of its own (so it sees only committed rows); on SQLite
+    in Django's sync thread, taking the database's turn as the runtime's hops do (the test
+    database is SQLite's shared-cache memory database, whose table locks do not wait)."""
 
     async def run(*args, **kwargs):
         call = functools.partial(fn, *args, **kwargs)

@@ -8,8 +8,8 @@ test cases give every test a clean database:
   transaction lives, while the async ORM, the server's auth and zocket's saves
   run in worker threads on connections of their own; their writes would
   neither be seen by the test's transaction nor rolled back with it (a user
-  created in one test would still exist in the next). Django's own test
-  runner has no such split: see ``ZocketTestMixin``;
+  created in one test would still exist in the next). ``ZocketTestMixin``
+  does the same for Django's test runner;
 - after the test, on the test's own event loop, ``reset_actors()``: nothing
   stays hot (durable actors are saved while the database is still reachable);
 - after the test's database teardown, when the test had database access,

@@ -163,7 +163,8 @@ async def in_db_thread(fn: Callable[..., T], *args: Any, reads_only: bool = Fals
     ``DB_THREADS`` threads of their own, so that different instances load and
     save in parallel. SQLite allows one writer at a time: its writes have one
     thread instead of racing for the lock, and so does everything on an
-    in-memory SQLite database (tests), whose shared cache locks whole tables.
+    in-memory SQLite database (tests), whose shared cache locks whole tables;
+    on SQLite each call also takes the database's turn (``db.sqlite_turn``).
     Inside a step whose sync handler holds a transaction, ``fn`` runs in that
     transaction instead: the save commits with the handler's own writes.
     """

@@ -305,7 +305,9 @@ class ZocketTestMixin:
 
     Every async test method ends with ``reset_actors()`` on its own event loop,
     and after the test's database teardown every snapshot is deleted
-    (``clear_snapshots``): each test starts with nothing hot and nothing saved::
+    (``clear_snapshots``): each test starts with nothing hot and nothing saved.
+    A ``TestCase`` runs as a ``TransactionTestCase``, as the pytest plugin
+    makes async database tests transactional::
 
         class CounterTests(ZocketTestMixin, TestCase):
             async def test_add(self):
@@ -314,6 +316,20 @@ class ZocketTestMixin:
     """
 
     _testMethodName: str
+
+    @classmethod
+    def _databases_support_transactions(cls) -> bool:
+        """``False``: a ``TestCase`` runs as a ``TransactionTestCase`` (its tables flushed after each test).
+
+        zocket reads and writes on connections of its own (sessions at
+        connect, snapshots, sync handlers' steps), committed. A test's open
+        transaction would hide its data from them (PostgreSQL: a user created
+        in the test has no session to zocket) or lock them out of every table
+        it wrote (SQLite's shared-cache test database fails at once: "database
+        table is locked"). The pytest plugin makes async tests transactional
+        for the same reason. Django then calls ``setUpTestData`` before each test.
+        """
+        return False
 
     def _setup_and_call(self, result: Any, debug: bool = False) -> None:
         method = getattr(self, self._testMethodName)
