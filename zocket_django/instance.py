@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel
 
 from . import persistence, protocol, statesize, transactions
-from .actor import Actor, ActorSpec, Context, Emission
+from .actor import Actor, ActorSpec
 from .caller import Caller
 from .conf import zocket_settings
+from .context import Context, Emission
 from .errors import ZocketError
 from .messages import EVENTS, STATE, Deliver, Message
 from .protocol import Code, utf8_length

@@ -18,9 +18,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from . import persistence, protocol, signals, statesize, transactions
-from .actor import Actor, ActorSpec, Context, MethodSpec
+from .actor import Actor, ActorSpec, MethodSpec
 from .caller import Caller
 from .conf import zocket_settings
+from .context import Context
 from .errors import ZocketError
 from .instance import Instance, Links
 from .messages import STATE, Reply, Snapshot, group_name
