@@ -11,6 +11,7 @@ restart) and puts its leases and group memberships back.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -35,16 +36,60 @@ if holder == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 if holder then return 0 end
 return -1
 """
+# Take a free lease, unless Redis lost its data less than a lease ago: then an
+# owner that is still alive may not have noticed yet, and it must get the time
+# to take its own leases back first. KEYS: lease, marker of Redis' data;
+# ARGV: me, ttl ms. Returns 0 (taken), -1 (held by someone), or ms to wait.
+_SINCE = """
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local since = tonumber(redis.call('get', KEYS[2]))
+if not since then
+  redis.call('set', KEYS[2], now)
+  since = now
+end
+"""
+_ACQUIRE = (
+    _SINCE
+    + """
+local wait = since + tonumber(ARGV[2]) - now
+if wait > 0 then return wait end
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+return -1
+"""
+)
+# Take back a lease Redis forgot while we hold the instance: always when we
+# surely held it (ARGV[3] == "1"), otherwise only within a lease of Redis losing
+# its data, when nobody else can have taken it. Returns 1 when taken back.
+_RECLAIM = (
+    _SINCE
+    + """
+if ARGV[3] == '1' or now - since < tonumber(ARGV[2]) then
+  if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+end
+return 0
+"""
+)
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
 
 
+#: A lease not renewed for this fraction of ``LEASE_TTL`` is in doubt: its
+#: instance acknowledges nothing more until a renewal succeeds. Renewals come
+#: every third of the TTL, so one late renewal is tolerated; the rest is the
+#: margin before another worker may take the lease.
+DOUBT_AFTER = 0.75
+
+
 class SingleProcess:
     """The in-memory layer: this process owns every instance; nothing to renew."""
 
     distributed = False
+
+    def holds(self, group: str) -> bool:
+        return True
 
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -84,7 +129,13 @@ class RedisLeases:
         self.redis = redis
         self.prefix = f"{prefix}:zocket"
         self._owners: dict[str, tuple[str, float]] = {}  # group → (owner channel, valid until)
+        #: group → when the last successful acquisition or renewal of our lease was sent (monotonic).
+        self._held: dict[str, float] = {}
+        #: Redis lost its data and the groups and subscribers are not all back yet.
+        self._restoring = False
         self._renew = redis.register_script(_RENEW)
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._reclaim = redis.register_script(_RECLAIM)
         self._release = redis.register_script(_RELEASE)
 
     @property
@@ -97,7 +148,16 @@ class RedisLeases:
     def _alive(self, channel: str) -> str:
         return f"{self.prefix}:node:{channel}"
 
+    @property
+    def _since(self) -> str:
+        """Marker of Redis' data: when it was first seen empty (milliseconds, Redis' clock)."""
+        return f"{self.prefix}:since"
+
     async def start(self) -> None:
+        # A cluster that starts from nothing has no owner to wait for.
+        alive = [key async for key in self.redis.scan_iter(match=self._alive("*"), count=500)]
+        if not alive:
+            await self.redis.set(self._since, 0, nx=True)
         await self._heartbeat()
 
     async def stop(self) -> None:
@@ -122,16 +182,29 @@ class RedisLeases:
         me = self.node.channel
         for _ in range(3):
             holder = await self.holder(group)
-            if holder == me:
+            if holder == me:  # ours, but the instance is not hot here: renew before it runs anything
+                sent = time.monotonic()
+                if await self._renew(keys=[self._lease(group)], args=[me, int(self.ttl * 1000)]) == 1:
+                    self._held[group] = sent
                 return None
             if holder is not None:
                 self._owners[group] = (holder, now + self.ttl / 2)
                 return holder
             if not acquire:
                 return ""
-            if await self.redis.set(self._lease(group), me, nx=True, px=int(self.ttl * 1000)):
+            sent = time.monotonic()
+            wait = await self._acquire(keys=[self._lease(group), self._since], args=[me, int(self.ttl * 1000)])
+            if wait == 0:
+                self._held[group] = sent
                 return None
+            if wait > 0:  # Redis restarted: live owners take their leases back first
+                await asyncio.sleep(wait / 1000)
         raise ConnectionError(f"the lease of {group} keeps changing hands")
+
+    def holds(self, group: str) -> bool:
+        """Whether this worker surely still owns ``group``'s lease (renewed recently enough)."""
+        held = self._held.get(group)
+        return held is not None and time.monotonic() - held < self.ttl * DOUBT_AFTER
 
     async def holder(self, group: str) -> str | None:
         value = await self.redis.get(self._lease(group))
@@ -142,16 +215,26 @@ class RedisLeases:
         self._owners.pop(group, None)
 
     async def release(self, group: str) -> None:
+        self._held.pop(group, None)
         await self._release(keys=[self._lease(group)], args=[self.node.channel])
 
     # -- upkeep ------------------------------------------------------------------
 
     async def tick(self) -> None:
-        """Renew leases and liveness; notice dead workers and a Redis that lost its data."""
+        """Renew leases and liveness; notice dead workers and a Redis that lost its data.
+
+        Each step raises when Redis fails it; the next tick does it again. The
+        restoration of groups and subscribers after Redis lost its data is
+        remembered as owed until it has completed once.
+        """
         if await self._heartbeat():
             log.warning("zocket: Redis lost this worker's keys (restart?); restoring leases and groups")
-            await self.node.restore_groups()
+            self._restoring = True
         await self._renew_leases()
+        if self._restoring:
+            await self.node.restore_groups()
+            self._restoring = False
+            log.warning("zocket: groups and subscribers restored after Redis lost its data")
         await self._part_dead_clients()
 
     async def _heartbeat(self) -> bool:
@@ -168,12 +251,21 @@ class RedisLeases:
         runtime = self.node.runtime
         ttl_ms = int(self.ttl * 1000)
         for key, inst in list(runtime.instances.items()):
+            sent = time.monotonic()
             state = await self._renew(keys=[self._lease(inst.group)], args=[self.node.channel, ttl_ms])
-            if state == -1 and await self.redis.set(self._lease(inst.group), self.node.channel, nx=True, px=ttl_ms):
-                continue  # Redis forgot it; we still hold the instance, so we take it back
-            if state in (0, -1):
-                log.error("zocket: lost the lease of %s/%s to another worker; dropping it here", *key)
-                runtime.drop(*key)
+            if state == -1:  # Redis forgot it (a restart); nobody else can have it yet: take it back
+                held = "1" if self.holds(inst.group) else "0"
+                if await self._reclaim(
+                    keys=[self._lease(inst.group), self._since], args=[self.node.channel, ttl_ms, held]
+                ):
+                    self._held[inst.group] = sent
+                    continue
+            elif state not in (0, -1):
+                self._held[inst.group] = sent
+                continue
+            log.error("zocket: lost the lease of %s/%s; dropping it here", *key)
+            self._held.pop(inst.group, None)
+            runtime.drop(*key)
 
     async def _part_dead_clients(self) -> None:
         """Clients of workers whose liveness key expired have left (``on_disconnect``)."""

@@ -29,6 +29,7 @@ from . import protocol
 from .access import Guard, Request, admit, gate
 from .actor import ActorSpec, MethodSpec
 from .auth import accepted_subprotocol, identify
+from .callkeys import MAX_KEY_LENGTH
 from .conf import ZocketSettings, zocket_settings
 from .errors import AuthenticationFailed, ZocketError
 from .node import Node, get_node
@@ -107,10 +108,25 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             await self.send(text_data=protocol.error(Code.UNAUTHENTICATED, exc.message))
             await self.close(code=CLOSE_UNAUTHENTICATED)
             raise StopConsumer from None
-        self.caller = Caller(self.client_id, self.node.channel, user_id, claims, user)
+        self.caller = Caller(
+            self.client_id, self.node.channel, user_id, claims, user, key_scope=self._key_scope(user_id)
+        )
         await self.accept(subprotocol)
         self.node.attach(self)
         await self.send(text_data=protocol.welcome(self.client_id))
+
+    def _key_scope(self, user_id: str | None) -> str:
+        """Whose keyed calls this socket makes: an identity that outlives the socket (``callkeys``).
+
+        A user's keys are theirs on every socket; an anonymous socket's are its
+        Django session's when it has one, else shared by every anonymous caller
+        (the shipped clients' keys are random, 128 bits: they do not collide,
+        and a key is bound to the call it was first used for).
+        """
+        if user_id is not None:
+            return f"user:{user_id}"
+        session_key = getattr(self.scope.get("session"), "session_key", None)
+        return f"session:{session_key}" if session_key else "anonymous"
 
     async def disconnect(self, code: int) -> None:
         node = getattr(self, "node", None)
@@ -169,7 +185,10 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             await self._error(Code.BAD_REQUEST, f"rpc id must be 1 to {MAX_ID_LENGTH} characters", message)
             return
         caller = self.caller
+        key = message.get("key")
         try:
+            if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH):
+                raise Refusal(Code.BAD_REQUEST, f"rpc key must be a string of 1 to {MAX_KEY_LENGTH} characters")
             spec, actor_id = self._target(message)
             method = self._method(spec, message.get("method"))
             guard = method.guard
@@ -192,7 +211,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             await self.send(text_data=frame)
             return
         self._touch(spec, actor_id)
-        await self.node.call(spec, actor_id, caller, method, args, message.get("input"), rpc_id)
+        await self.node.call(spec, actor_id, caller, method, args, message.get("input"), rpc_id, key)
 
     async def _subscribe(self, message: dict[str, Any], kind: str) -> None:
         caller = self.caller

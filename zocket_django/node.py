@@ -194,9 +194,17 @@ class Node:
         return await self.cluster.owner(group, acquire=acquire)
 
     async def call(
-        self, spec: ActorSpec, actor_id: str, caller: Caller, method: MethodSpec, args: BaseModel, raw: Any, rpc_id: str
+        self,
+        spec: ActorSpec,
+        actor_id: str,
+        caller: Caller,
+        method: MethodSpec,
+        args: BaseModel,
+        raw: Any,
+        rpc_id: str,
+        key: str | None = None,
     ) -> None:
-        """Run a validated call here or on the worker that owns the instance."""
+        """Run a validated call here or on the worker that owns the instance (``key``: at most once)."""
         group = self.group_name(spec.name, actor_id)
         try:
             owner = await self._owner(spec, actor_id, group)
@@ -205,20 +213,23 @@ class Node:
             await self._answer_unavailable(caller.client_id, rpc_id)
             return
         if owner is None:
-            self.runtime.call(spec, actor_id, caller, method, args, rpc_id)
+            self.runtime.call(spec, actor_id, caller, method, args, rpc_id, key=key)
             return
         ticket = self._track(caller.client_id, group, owner, rpc_id, None)
-        request = {"op": "call", "method": method.name, "input": raw, "rpc_id": rpc_id}
+        request = {"op": "call", "method": method.name, "input": raw, "rpc_id": rpc_id, "key": key}
         await self._forward(owner, spec, actor_id, caller, request, ticket)
 
     async def request_subscription(self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str) -> None:
         """Ask the owner to count this subscription (and send a snapshot for state)."""
-        group = self.group_name(spec.name, actor_id)
         try:
-            owner = await self._owner(spec, actor_id, group)
+            await self._request_subscription(spec, actor_id, caller, kind)
         except Exception:
             log.exception("zocket: cannot tell who owns %s/%s", spec.name, actor_id)
-            return
+
+    async def _request_subscription(self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str) -> None:
+        """``request_subscription`` that raises when the owner cannot be found (Redis away)."""
+        group = self.group_name(spec.name, actor_id)
+        owner = await self._owner(spec, actor_id, group)
         if owner is None:
             self.runtime.subscribe(spec, actor_id, caller, {kind}, answer=True)
             return
@@ -281,7 +292,7 @@ class Node:
             assert caller is not None
             method = spec.methods[request["method"]]
             args = method.input_model.model_validate(request["input"] or {})
-            self.runtime.call(spec, actor_id, caller, method, args, request["rpc_id"], ticket)
+            self.runtime.call(spec, actor_id, caller, method, args, request["rpc_id"], ticket, request.get("key"))
         elif op == "subscribe":
             assert caller is not None
             self.runtime.subscribe(
@@ -497,14 +508,19 @@ class Node:
             log.warning("zocket: could not release the lease of %s (it will expire)", group, exc_info=True)
 
     async def restore_groups(self) -> None:
-        """Redis lost its data: join our groups again and re-announce our subscribers."""
+        """Redis lost its data: join our groups again and re-announce our subscribers.
+
+        Raises when Redis fails a step; the cluster's next tick runs it all again.
+        State subscribers are sent a fresh snapshot by the owner (the patches
+        in flight during the restart are lost).
+        """
         for group in list(self._joined):
             await self.layer.group_add(group, self.channel)
             self._joined[group] = time.monotonic()
         for group, members in list(self.local.items()):
             for consumer, spec, actor_id, kinds in self._subscribers(group, members):
                 for kind in kinds:
-                    await self.request_subscription(spec, actor_id, consumer.caller, kind)
+                    await self._request_subscription(spec, actor_id, consumer.caller, kind)
 
     # -- housekeeping ---------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import time
 from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -78,13 +79,13 @@ class ActivationFailed(ZocketError):
 # -- the ORM, in worker threads ---------------------------------------------------
 
 
-def load_snapshot(actor: str, actor_id: str) -> tuple[Any, int, int] | None:
-    """``(state, version, schema_version)`` of the saved snapshot, or ``None``."""
+def load_snapshot(actor: str, actor_id: str) -> tuple[Any, int, int, Any] | None:
+    """``(state, version, schema_version, calls)`` of the saved snapshot, or ``None``."""
     from .models import Snapshot
 
     return (
         Snapshot.objects.filter(actor=actor, actor_id=actor_id)
-        .values_list("state", "version", "schema_version")
+        .values_list("state", "version", "schema_version", "calls")
         .first()
     )
 
@@ -98,12 +99,13 @@ class SnapshotConflict(Exception):
 
 
 def save_snapshot(
-    actor: str, actor_id: str, state: Any, version: int, schema_version: int, expected: int | None
+    actor: str, actor_id: str, state: Any, version: int, schema_version: int, expected: int | None, calls: Any
 ) -> None:
     """Write the snapshot if the stored one is still at ``expected`` (``None``: there is none).
 
     The condition fences off a stale owner; it costs nothing more than the
-    write itself (one UPDATE, or one INSERT for a new instance).
+    write itself (one UPDATE, or one INSERT for a new instance). ``calls``, the
+    outcomes of recent keyed calls, goes in the same statement as the state.
     """
     from .models import Snapshot
 
@@ -111,13 +113,18 @@ def save_snapshot(
         try:
             with transaction.atomic():
                 Snapshot.objects.create(
-                    actor=actor, actor_id=actor_id, state=state, version=version, schema_version=schema_version
+                    actor=actor,
+                    actor_id=actor_id,
+                    state=state,
+                    version=version,
+                    schema_version=schema_version,
+                    calls=calls,
                 )
         except IntegrityError:
             raise SnapshotConflict(f"{actor}/{actor_id} was saved by someone else meanwhile") from None
         return
     updated = Snapshot.objects.filter(actor=actor, actor_id=actor_id, version=expected).update(
-        state=state, version=version, schema_version=schema_version, updated_at=timezone.now()
+        state=state, version=version, schema_version=schema_version, calls=calls, updated_at=timezone.now()
     )
     if not updated:
         raise SnapshotConflict(f"{actor}/{actor_id} is no longer at version {expected} in the database")
@@ -157,7 +164,7 @@ class Store:
     def start(self) -> None:
         pass
 
-    async def commit(self, dump: Any, version: int) -> None:
+    async def commit(self, dump: Any, version: int, calls: Any) -> None:
         pass
 
     async def close(self, *, destroy: bool = False) -> None:
@@ -207,11 +214,12 @@ class SnapshotStore(Store):
             log.exception("zocket: could not load the snapshot of %s", self._name(), extra=inst.log_context())
             raise ActivationFailed(f"{self._name()} is unavailable: its saved state could not be loaded") from exc
         if row is not None:
-            data, version, schema_version = row
+            data, version, schema_version, calls = row
             state = self._validate(data, schema_version, version)
             inst.actor.state = state
             inst.dump = state.model_dump(mode="json")
             inst.version = version
+            inst.calls.load(calls, time.time())
             self.saved_version = version
         self.loaded = True
 
@@ -276,10 +284,11 @@ class SnapshotStore(Store):
 
     # -- steps --------------------------------------------------------------------------
 
-    async def commit(self, dump: Any, version: int) -> None:
-        """Write-through: the step's new state must be committed before anyone hears of it."""
+    async def commit(self, dump: Any, version: int, calls: Any) -> None:
+        """Write-through: the step's new state (and the call outcomes that go with it) must be committed
+        before anyone hears of it."""
         try:
-            await self._save(dump, version)
+            await self._save(dump, version, calls)
         except SnapshotConflict as exc:
             log.error("zocket: %s; this worker lets the instance go", exc, extra=self.inst.log_context())
             self.inst.runtime.drop(self.spec.name, self.inst.actor_id)
@@ -293,7 +302,7 @@ class SnapshotStore(Store):
             )
             raise ZocketError("the change could not be saved; nothing changed", code=Code.UNAVAILABLE) from exc
 
-    async def _save(self, dump: Any, version: int) -> None:
+    async def _save(self, dump: Any, version: int, calls: Any) -> None:
         if not self.loaded:  # never write over a snapshot we could not read
             raise RuntimeError(f"{self._name()} was not restored; refusing to save it")
         await in_db_thread(
@@ -304,6 +313,7 @@ class SnapshotStore(Store):
             version,
             self.spec.schema_version,
             self.saved_version,
+            calls,
         )
         self.saved_version = version
         self.upgraded = False
@@ -311,7 +321,7 @@ class SnapshotStore(Store):
     async def _save_quietly(self, why: str) -> None:
         inst = self.inst
         try:
-            await self._save(inst.dump, inst.version)
+            await self._save(inst.dump, inst.version, inst.calls.dump())
         except Exception:
             log.exception(
                 "zocket: the %s save of %s at version %d failed; changes since version %s are not saved",

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from . import persistence, protocol, signals
 from .actor import Actor, ActorSpec, Context, Emission, MethodSpec
+from .callkeys import CallWindow, KeyReused, fingerprint
 from .conf import zocket_settings
 from .db import to_thread
 from .errors import ZocketError
@@ -55,6 +56,8 @@ class Caller:
     claims: dict[str, Any] = field(default_factory=dict)
     user: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Whose keyed calls these are (``callkeys``): an identity that outlives the socket.
+    key_scope: str = "anonymous"
 
     def to_wire(self) -> dict[str, Any]:
         """JSON form for a request forwarded to another worker (the user object stays here)."""
@@ -64,6 +67,7 @@ class Caller:
             "user_id": self.user_id,
             "claims": self.claims,
             "extra": self.extra,
+            "key_scope": self.key_scope,
         }
 
     @classmethod
@@ -75,6 +79,7 @@ class Caller:
             data.get("claims") or {},
             _lazy_user(data.get("user_id")),
             data.get("extra") or {},
+            data.get("key_scope") or "anonymous",
         )
 
 
@@ -87,6 +92,30 @@ def _lazy_user(user_id: str | None) -> Any:
     if user_id is None:
         return AnonymousUser()
     return SimpleLazyObject(lambda: get_user_model()._default_manager.get(pk=user_id))
+
+
+_last_epoch = 0
+
+
+def new_epoch() -> int:
+    """The epoch of a new incarnation: wall-clock milliseconds, increasing within the process.
+
+    Incarnations of one instance follow each other in time (a new one starts
+    after the old one's lease is gone), so a later incarnation has a larger
+    epoch and a client can tell the newer state from a straggler of the older.
+    """
+    global _last_epoch
+    _last_epoch = max(int(time.time() * 1000), _last_epoch + 1)
+    return _last_epoch
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedCall:
+    """A call that carries a key: whose it is, the key, and what call it stands for."""
+
+    scope: str
+    key: str
+    fingerprint: str
 
 
 @dataclass(slots=True)
@@ -108,6 +137,13 @@ class Instance:
         self.actor: Actor = spec.cls(actor_id, spec.initial_state())
         self.dump: Any = self.actor.state.model_dump(mode="json")
         self.version = 0
+        #: This incarnation, on every snapshot and patch: versions count within one epoch.
+        self.epoch = new_epoch()
+        settings = zocket_settings()
+        #: Outcomes of recent keyed calls (saved with the state of durable actors).
+        self.calls = CallWindow(
+            settings.CALL_KEYS_PER_CALLER, settings.CALL_KEYS_PER_INSTANCE, settings.CALL_KEY_SECONDS
+        )
         self.clients: dict[str, Presence] = {}
         self.queue: deque[Callable[[], Awaitable[None]]] = deque()
         self.busy = False
@@ -170,10 +206,14 @@ class Instance:
         invoke: Callable[[], Awaitable[Any]],
         serialize: Callable[[Any], Any] | None = None,
         label: str | None = None,
+        keyed: KeyedCall | None = None,
     ) -> Any:
-        """Run ``invoke`` as one step: commit state and events if it returns, roll back if it raises."""
-        if self.lost:
-            raise ZocketError("this actor moved to another worker; try again", code=Code.UNAVAILABLE)
+        """Run ``invoke`` as one step: commit state and events if it returns, roll back if it raises.
+
+        A keyed call's outcome (``serialize``'s encoded body) is remembered in
+        the same commit as the state it produced.
+        """
+        self._check_owned()
         old = self.dump
         try:
             value = await invoke()
@@ -186,10 +226,20 @@ class Instance:
             patches = diff(old, new)
             # Encoded before committing: a state that is not JSON (a float
             # that became inf) is rolled back like any other failure.
-            frame = protocol.state_patch(self.spec.name, self.actor_id, patches, self.version + 1) if patches else ""
+            frame = (
+                protocol.state_patch(self.spec.name, self.actor_id, patches, self.version + 1, self.epoch)
+                if patches
+                else ""
+            )
+            self._check_owned()  # the lease went into doubt while the handler ran: acknowledge nothing
+            if keyed is not None:
+                self.calls.remember(keyed.scope, keyed.key, keyed.fingerprint, result, time.time())
             if patches and self.store.write_through:
-                await self.store.commit(new, self.version + 1)  # raises: undone, nothing acknowledged
+                # raises: undone, nothing acknowledged (fenced: a stale owner's save is refused)
+                await self.store.commit(new, self.version + 1, self.calls.dump())
         except BaseException as exc:
+            if keyed is not None:
+                self.calls.forget(keyed.scope, keyed.key)
             self.actor.state = self.spec.state_model.model_validate(old)
             self.recent.append((time.time(), label or ctx.method or "?", ctx.client_id, _outcome(exc), self.version))
             raise
@@ -206,6 +256,17 @@ class Instance:
                 for channel in targets:
                     await node.send(channel, message)
         return result
+
+    def _check_owned(self) -> None:
+        """Refuse to run (or acknowledge) a step once this worker may no longer own the instance.
+
+        Another worker may take the instance over when the lease is gone; from
+        the moment the lease is in doubt (not renewed for a while) this one
+        acknowledges nothing more, so that no acknowledged change is made on a
+        copy that is about to be replaced.
+        """
+        if self.lost or not self.runtime.node.cluster.holds(self.group):
+            raise ZocketError("this actor is moving to another worker; try again", code=Code.UNAVAILABLE)
 
     def _event_message(self, emission: Emission) -> tuple[dict[str, Any], set[str] | None]:
         schema = self.spec.events.get(emission.event)
@@ -303,7 +364,7 @@ class Runtime:
         await inst.run_hook("on_activate")
         # Subscribers of an earlier incarnation (a destroyed instance, a dead
         # worker) get the state afresh and announce themselves again.
-        frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version)
+        frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version, inst.epoch)
         await self.node.publish(inst.group, inst.delivery(STATE, frame, announce=True, owner=self.node.channel))
         inst.store.start()
         await signals.actor_activated.asend(inst.spec.cls, actor_id=inst.actor_id, instance=inst.actor)
@@ -400,10 +461,13 @@ class Runtime:
         args: BaseModel,
         rpc_id: str,
         ticket: int | None = None,
+        key: str | None = None,
     ) -> None:
         """Queue a validated call; its ``rpc:result`` goes to ``caller.reply_to``.
 
         An instance with ``MAX_QUEUED_CALLS`` steps waiting answers ``overloaded``.
+        A call with a ``key`` runs at most once: a retry is queued behind the
+        first attempt (one queue) and answered with its remembered outcome.
         """
         inst = self.instance(spec, actor_id)
         if len(inst.queue) >= zocket_settings().MAX_QUEUED_CALLS:
@@ -418,7 +482,10 @@ class Runtime:
             self._spawn(self._reply(caller, frame, ticket))
             return
         deadline = time.monotonic() + zocket_settings().CALL_TIMEOUT
-        inst.enqueue(lambda: self._call(inst, caller, method, args, rpc_id, deadline, ticket))
+        keyed = None
+        if key is not None:
+            keyed = KeyedCall(caller.key_scope, key, fingerprint(method.name, args.model_dump(mode="json")))
+        inst.enqueue(lambda: self._call(inst, caller, method, args, rpc_id, deadline, ticket, keyed))
 
     async def _call(
         self,
@@ -429,44 +496,69 @@ class Runtime:
         rpc_id: str,
         deadline: float,
         ticket: int | None,
+        keyed: KeyedCall | None = None,
     ) -> None:
         if inst.failed is not None:  # the activation failed: nothing runs
             await self._reply(caller, protocol.rpc_error(rpc_id, inst.failed.code, inst.failed.message), ticket)
             return
         await inst.join(caller)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            frame = protocol.rpc_error(rpc_id, Code.TIMEOUT, f"{method.name} timed out in the queue")
-        else:
-            ctx = inst.context(caller, method.name)
-            kwargs = {name: getattr(args, name) for name in method.input_model.model_fields}
-
-            async def timed() -> Any:
-                if method.is_async:
-                    async with asyncio.timeout(remaining):  # no task per call, unlike wait_for
-                        return await self.invoke(method.fn, True, inst.actor, ctx, kwargs)
-                started = time.monotonic()
-                value = await self.invoke(method.fn, False, inst.actor, ctx, kwargs)
-                if time.monotonic() - started > remaining:
-                    raise TimeoutError  # a thread cannot be interrupted; its step is undone instead
-                return value
-
+        if keyed is not None:
             try:
-                # The result is encoded inside the step, so a result that is not JSON undoes it.
-                frame = await inst.run(ctx, timed, lambda v: protocol.rpc_result(rpc_id, method.serialize_result(v)))
-            except TimeoutError:
-                frame = protocol.rpc_error(rpc_id, Code.TIMEOUT, f"{method.name} took longer than its timeout")
-            except ZocketError as exc:
-                frame = protocol.rpc_error(rpc_id, exc.code, exc.message, exc.details)
-            except Exception as exc:
-                log.exception(
-                    "%s.%s raised; its changes were rolled back",
-                    inst.spec.name,
-                    method.name,
-                    extra=inst.log_context(method=method.name, client=caller.client_id, user=caller.user_id),
-                )
-                frame = protocol.rpc_error(rpc_id, Code.HANDLER_ERROR, f"{method.name} failed", debug_details(exc))
-        await self._reply(caller, frame, ticket)
+                known = inst.calls.lookup(keyed.scope, keyed.key, keyed.fingerprint, time.time())
+            except KeyReused:
+                known = protocol.error_outcome(Code.BAD_REQUEST, "this key was already used for a different call")
+            if known is not None:
+                await self._reply(caller, protocol.rpc_reply(rpc_id, known), ticket)
+                return
+        body = await self._run_call(inst, caller, method, args, deadline, keyed)
+        await self._reply(caller, protocol.rpc_reply(rpc_id, body), ticket)
+
+    async def _run_call(
+        self,
+        inst: Instance,
+        caller: Caller,
+        method: MethodSpec,
+        args: BaseModel,
+        deadline: float,
+        keyed: KeyedCall | None,
+    ) -> str:
+        """Run one call as a step; the encoded body of its ``rpc:result`` (a keyed one's is remembered)."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:  # it never ran: a retry may run it
+            return protocol.error_outcome(Code.TIMEOUT, f"{method.name} timed out in the queue")
+        ctx = inst.context(caller, method.name)
+        kwargs = {name: getattr(args, name) for name in method.input_model.model_fields}
+
+        async def timed() -> Any:
+            if method.is_async:
+                async with asyncio.timeout(remaining):  # no task per call, unlike wait_for
+                    return await self.invoke(method.fn, True, inst.actor, ctx, kwargs)
+            started = time.monotonic()
+            value = await self.invoke(method.fn, False, inst.actor, ctx, kwargs)
+            if time.monotonic() - started > remaining:
+                raise TimeoutError  # a thread cannot be interrupted; its step is undone instead
+            return value
+
+        try:
+            # The result is encoded inside the step, so a result that is not JSON undoes it.
+            return await inst.run(ctx, timed, lambda v: protocol.outcome(method.serialize_result(v)), keyed=keyed)
+        except TimeoutError:
+            body = protocol.error_outcome(Code.TIMEOUT, f"{method.name} took longer than its timeout")
+        except ZocketError as exc:
+            body = protocol.error_outcome(exc.code, exc.message, exc.details)
+            if exc.code in (Code.UNAVAILABLE, Code.OVERLOADED):
+                return body  # nothing ran or nothing stayed: a retry may run it
+        except Exception as exc:
+            log.exception(
+                "%s.%s raised; its changes were rolled back",
+                inst.spec.name,
+                method.name,
+                extra=inst.log_context(method=method.name, client=caller.client_id, user=caller.user_id),
+            )
+            body = protocol.error_outcome(Code.HANDLER_ERROR, f"{method.name} failed", debug_details(exc))
+        if keyed is not None:  # the handler's own failure is its outcome; a retry gets the same answer
+            inst.calls.remember(keyed.scope, keyed.key, keyed.fingerprint, body, time.time())
+        return body
 
     async def _reply(self, caller: Caller, frame: str, ticket: int | None = None) -> None:
         reply = {"type": "zocket.reply", "client": caller.client_id, "frame": frame, "ticket": ticket}
@@ -498,7 +590,7 @@ class Runtime:
         presence = await inst.join(caller)
         presence.subs.update(kinds)
         if answer and STATE in kinds:
-            frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version)
+            frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version, inst.epoch)
             message = {
                 "type": "zocket.snapshot",
                 "client": caller.client_id,
