@@ -92,7 +92,7 @@ if os.environ.get("REDIS_URL"):
             "BACKEND": f"channels_redis.{'pubsub.RedisPubSubChannelLayer' if _pubsub else 'core.RedisChannelLayer'}",
             "CONFIG": {
                 # socket_timeout None: redis-py's 5 s read timeout equals the
-                # layer's blocking wait and would close idle sockets (DESIGN.md).
+                # layer's blocking wait and would close idle sockets (docs/architecture.md, "Hot paths").
                 "hosts": [{"address": os.environ["REDIS_URL"], "socket_timeout": None}],
                 "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "asgi"),
                 **({} if _pubsub else {"capacity": 1000, "expiry": 60}),

@@ -252,7 +252,7 @@ class RpcError(Exception):
 
 
 class LiveClient:
-    """A plain WebSocket client that knows only PROTOCOL.md."""
+    """A plain WebSocket client that knows only docs/protocol.md."""
 
     def __init__(self, ws: Any, client_id: str) -> None:
         self.ws = ws

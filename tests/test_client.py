@@ -1,6 +1,6 @@
 """Tests of zocket_django.client against a scripted in-process fake server.
 
-The fake server speaks PROTOCOL.md for one ``counter`` actor and exposes knobs
+The fake server speaks docs/protocol.md for one ``counter`` actor and exposes knobs
 to misbehave (silence, version gaps, garbage, restarts). The client itself
 needs no Django and no database.
 Every wait is bounded, so a regression fails instead of hanging.

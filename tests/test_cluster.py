@@ -88,7 +88,7 @@ async def test_emit_to_reaches_a_client_on_the_other_worker(pair):
 
 
 async def test_an_idle_redis_backed_socket_stays_open_past_a_minute(tmp_path):
-    """redis-py 8's 5 s read timeout once closed idle Redis-backed sockets with 1011 (DESIGN.md)."""
+    """redis-py 8's 5 s read timeout once closed idle Redis sockets with 1011 (docs/architecture.md, "Hot paths")."""
     env = {**cluster_env(tmp_path, require_redis()), "CHANNEL_LAYER": "core"}
     migrate(env)
     worker = Worker(env, tmp_path, "idle").start()

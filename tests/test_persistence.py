@@ -19,7 +19,7 @@ from zocket_django import Actor, Persist, hot_actors, method, persistence
 from zocket_django.consumer import ZocketConsumer
 from zocket_django.db import to_thread
 from zocket_django.models import Snapshot
-from zocket_django.registry import registry
+from zocket_django.testing import isolate_actors
 
 
 def _in_thread(fn):
@@ -338,6 +338,7 @@ async def test_a_schema_version_change_without_a_hook_is_refused(connect):
 # -- declarations ---------------------------------------------------------------------------
 
 
+@isolate_actors()
 def test_persistence_options_are_checked():
     class S(BaseModel):
         n: int = 0
@@ -361,17 +362,14 @@ def test_persistence_options_are_checked():
         def upgrade_state(self, data, schema_version):  # not a classmethod
             return data
 
-    for name in ("bad_mode_test", "checkpoint_test", "bad_schema_test"):
-        registry._specs.pop(name)
-    assert [c for c, _ in BadMode.spec.problems] == ["zocket.E007"]
-    assert "must be one of Persist.NONE" in BadMode.spec.problems[0][1]
-    assert "needs persist = Persist.ON_DEACTIVATE" in CheckpointWithoutPersist.spec.problems[0][1]
-    assert [m.split("BadSchema.")[1].split(" ")[0] for _, m in BadSchema.spec.problems] == [
-        "schema_version",
-        "upgrade_state",
-    ]
+    assert [p.id for p in BadMode.spec.problems] == ["zocket.E007"]
+    assert "must be one of Persist.NONE" in BadMode.spec.problems[0].message
+    assert "needs persist = Persist.ON_DEACTIVATE" in CheckpointWithoutPersist.spec.problems[0].message
+    assert [p.message.split(" ")[0] for p in BadSchema.spec.problems] == ["schema_version", "upgrade_state"]
+    assert all(p.hint and p.obj is BadSchema for p in BadSchema.spec.problems)
 
 
+@isolate_actors()
 def test_modes_are_plain_strings_too():
     class S(BaseModel):
         n: int = 0
@@ -385,7 +383,6 @@ def test_modes_are_plain_strings_too():
         async def noop(self, ctx) -> None:
             pass
 
-    registry._specs.pop("by_string_test")
     assert ByString.spec.persist is Persist.WRITE_THROUGH and ByString.spec.problems == []
 
 

@@ -1,4 +1,4 @@
-"""PROTOCOL.md through the real ASGI application, as a client meets it."""
+"""docs/protocol.md through the real ASGI application, as a client meets it."""
 
 import pytest
 

@@ -24,7 +24,9 @@ from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
 from tests.live import need
 from zocket_django import Actor, method
+from zocket_django.problems import Problem
 from zocket_django.registry import registry
+from zocket_django.testing import isolate_actors
 from zocket_django.typescript import (
     Converter,
     actor_schemas,
@@ -407,6 +409,7 @@ class ExoticState(BaseModel):
 
 
 @pytest.fixture(scope="module")
+@isolate_actors()
 def exotic():
     """Actors with every construct and awkward names, kept out of the project's registry."""
 
@@ -444,7 +447,6 @@ def exotic():
 
     for spec in (Exotic.spec, Named.spec):
         assert spec.problems == []
-        registry._specs.pop(spec.name)
     return [Exotic.spec, Named.spec]
 
 
@@ -554,8 +556,9 @@ def test_command_writes_and_checks_a_file(tmp_path):
 
 
 def test_command_refuses_broken_declarations(monkeypatch):
-    monkeypatch.setattr(registry, "problems", lambda: [("zocket.E002", "Bad.State cannot be built")])
-    with pytest.raises(CommandError, match=r"zocket\.E002: Bad\.State"):
+    problem = Problem("zocket.E002", "State cannot be built", obj=Actor)
+    monkeypatch.setattr(registry, "problems", lambda: [problem])
+    with pytest.raises(CommandError, match=r"zocket\.E002 zocket_django\.actor\.Actor: State cannot be built"):
         call_command("zocket_typescript", stdout=io.StringIO())
 
 

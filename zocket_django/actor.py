@@ -8,6 +8,7 @@ routing helper refuses to start while any remain.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pydantic import BaseModel
 from . import schema
 from .access import Check, ExtraAttributes, Guard, Rule, as_rule, compile_guard
 from .persistence import Persist
+from .problems import Problem
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -107,7 +109,7 @@ class ActorSpec:
     persist: Persist = Persist.NONE
     checkpoint_every: float | None = None
     schema_version: int = 1
-    problems: list[tuple[str, str]] = field(default_factory=list)  # (check id, message)
+    problems: list[Problem] = field(default_factory=list)
     #: What ``state:sub`` / ``event:sub`` must pass; ``None``: anyone may read.
     read_guard: Guard | None = None
 
@@ -210,7 +212,9 @@ class Actor:
     decorate methods with ``@method``, and may define the hooks
     ``on_activate(ctx)``, ``on_deactivate(ctx)``, ``on_connect(ctx)`` and
     ``on_disconnect(ctx)`` (sync or async). One instance exists per actor id
-    while it is hot; ``self.state`` is its live state.
+    while it is hot; ``self.state`` is its live state. A base class that
+    shares code and is not served itself has no ``name`` and sets
+    ``abstract = True``.
 
     Durable actors set ``persist`` (``Persist.ON_DEACTIVATE`` or
     ``Persist.WRITE_THROUGH``), optionally ``checkpoint_every`` (seconds, with
@@ -225,6 +229,8 @@ class Actor:
     """
 
     name: ClassVar[str]
+    #: ``True`` on a base class that is never served itself (it has no ``name``).
+    abstract: ClassVar[bool] = False
     State: ClassVar[type[BaseModel]]
     events: ClassVar[dict[str, Any]] = {}
     persist: ClassVar[Persist] = Persist.NONE
@@ -244,29 +250,45 @@ class Actor:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "name" not in cls.__dict__:
-            return  # an abstract base: it shares code, it is not served
-        cls.spec = _build_spec(cls)
         from .registry import registry
 
+        if "name" not in cls.__dict__:
+            # A base class shares code and is not served; one that is never
+            # subclassed and not marked ``abstract = True`` is a forgotten name
+            # (zocket.E013), so the registry keeps it to ask later.
+            registry.register_base(cls)
+            return
+        cls.spec = _build_spec(cls)
         registry.register(cls)
 
 
 def _build_spec(cls: type[Actor]) -> ActorSpec:
-    problems: list[tuple[str, str]] = []
+    problems: list[Problem] = []
+
+    def problem(code: str, message: str, hint: str = "") -> None:
+        problems.append(Problem(code, message, hint, cls))
+
     name = cls.__dict__.get("name")
     if not isinstance(name, str) or not name:
-        problems.append(("zocket.E006", f"{cls.__qualname__}.name must be a non-empty string"))
+        problem("zocket.E006", f"name must be a non-empty string, not {name!r}", 'Set e.g. name = "chat".')
         name = str(name)
     state_model = getattr(cls, "State", None)
     if not (isinstance(state_model, type) and issubclass(state_model, BaseModel)):
-        problems.append(("zocket.E005", f"{cls.__qualname__}.State must be a pydantic BaseModel subclass"))
+        problem(
+            "zocket.E005",
+            f"State must be a pydantic BaseModel subclass, not {state_model!r}",
+            "Declare `class MyState(BaseModel): ...` and set State = MyState.",
+        )
         state_model = BaseModel
     else:
         try:
             state_model()
         except Exception as exc:
-            problems.append(("zocket.E002", f"{cls.__qualname__}.State cannot be built from its defaults: {exc}"))
+            problem(
+                "zocket.E002",
+                f"State ({state_model.__qualname__}) cannot be built from its defaults: {schema.short(exc)}",
+                "Give every field of the state model a default: a new instance starts from State().",
+            )
     spec = ActorSpec(name=name, cls=cls, state_model=state_model, problems=problems)
     _persistence_options(cls, spec)
     actor_rule, read_rule, chain = _access(cls, problems)
@@ -277,26 +299,31 @@ def _build_spec(cls: type[Actor]) -> ActorSpec:
         if options is None:
             continue
         if attr in ACCESS_ATTRIBUTES:
-            problems.append(
-                (
-                    "zocket.E008",
-                    f"{cls.__qualname__}.{attr}: {attr!r} is an access rule attribute; name the function "
-                    f"differently and keep the wire name with @method(name={attr!r})",
-                )
+            problem(
+                "zocket.E008",
+                f"method {attr!r} has the name of an access rule attribute",
+                f"Name the function differently and keep the wire name: @method(name={attr!r}).",
             )
             continue
         if options.rule is not None:
-            problems.extend(("zocket.E008", p) for p in options.rule.problems(f"{cls.__qualname__}.{attr}"))
+            problems.extend(
+                Problem("zocket.E008", p, _RULE_HINT, cls) for p in options.rule.problems(f"method {attr!r}")
+            )
         wire_name = options.name or attr
         try:
-            model = schema.input_model(fn, f"{cls.__name__}_{wire_name}_input")
+            ctx_name = context_parameter(fn)
+        except schema.SchemaProblem as exc:
+            problem("zocket.E014", f"method {attr!r}: {exc.message}", exc.hint)
+            continue
+        try:
+            model = schema.input_model(fn, f"{cls.__name__}_{wire_name}_input", ctx_name)
             result = schema.result_payload(fn)
         except schema.SchemaProblem as exc:
-            problems.append(("zocket.E003", f"{cls.__qualname__}.{attr}: {exc}"))
+            problem("zocket.E003", f"method {attr!r}: {exc.message}", exc.hint)
             continue
         spec.methods[wire_name] = MethodSpec(
             name=wire_name,
-            fn=fn,
+            fn=_with_context_as(fn, ctx_name),
             is_async=inspect.iscoroutinefunction(fn),
             input_model=model,
             result=result,
@@ -304,57 +331,139 @@ def _build_spec(cls: type[Actor]) -> ActorSpec:
             guard=compile_guard([actor_rule, options.rule], chain),
         )
 
-    for event_name, annotation in (cls.events or {}).items():
+    events = cls.events
+    if not isinstance(events, dict):
+        problem("zocket.E004", f"events must be a dict of event name to payload type, not {events!r}")
+        events = {}
+    for event_name, annotation in events.items():
         if annotation is None:
-            problems.append(("zocket.E004", f"{cls.__qualname__}: event {event_name!r} has no payload schema"))
+            problem(
+                "zocket.E004",
+                f"event {event_name!r} has no payload schema",
+                f"Give it a type: events = {{{event_name!r}: MyPayload}} (a pydantic model, dict, str...).",
+            )
             continue
         try:
-            spec.events[event_name] = schema.payload(annotation, f"event {event_name!r}")
+            spec.events[event_name] = schema.payload(annotation, f"the payload of event {event_name!r}")
         except schema.SchemaProblem as exc:
-            problems.append(("zocket.E004", f"{cls.__qualname__}: {exc}"))
+            problem("zocket.E004", exc.message, exc.hint)
 
     for hook in HOOKS:
         fn = getattr(cls, hook, None)
-        if fn is not None:
-            spec.hooks[hook] = (fn, inspect.iscoroutinefunction(fn))
+        if fn is None:
+            continue
+        if not _takes_self_and_context(fn):
+            problem(
+                "zocket.E014",
+                f"hook {hook} must take (self, ctx)",
+                f"Declare it as `async def {hook}(self, ctx): ...` (or a plain def).",
+            )
+            continue
+        spec.hooks[hook] = (fn, inspect.iscoroutinefunction(fn))
     return spec
+
+
+_RULE_HINT = "See the access rules in the README: permissions are 'app_label.codename' strings, checks callables."
+
+
+def context_parameter(fn: Callable[..., Any]) -> str:
+    """The name of ``fn``'s context parameter: the one named ``ctx`` or annotated ``Context``.
+
+    Never guessed by position: a method written without one would otherwise
+    receive the context as its first input field.
+    """
+    params = list(inspect.signature(fn).parameters.values())[1:]  # after self
+    annotated = [p.name for p in params if _is_context_annotation(p.annotation, fn)]
+    named = [p.name for p in params if p.name == "ctx"]
+    found = list(dict.fromkeys(named + annotated))
+    example = f"`async def {fn.__name__}(self, ctx, ...)`"
+    if not found:
+        raise schema.SchemaProblem(
+            "it has no context parameter",
+            f"Add one after self, named ctx or annotated Context: {example}.",
+        )
+    if len(found) > 1:
+        raise schema.SchemaProblem(
+            f"it has several context parameters ({', '.join(found)})",
+            f"Keep one, named ctx or annotated Context: {example}.",
+        )
+    param = next(p for p in params if p.name == found[0])
+    if param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+        raise schema.SchemaProblem(f"its context parameter {param.name!r} must be a named parameter", example)
+    return param.name
+
+
+def _is_context_annotation(annotation: Any, fn: Callable[..., Any]) -> bool:
+    if annotation is Context:
+        return True
+    if isinstance(annotation, str):  # ``from __future__ import annotations``: not evaluated
+        return annotation.rsplit(".", 1)[-1] == "Context" and fn.__globals__.get(annotation.rsplit(".", 1)[-1]) in (
+            Context,
+            None,
+        )
+    return False
+
+
+def _with_context_as(fn: Callable[..., Any], ctx_name: str) -> Callable[..., Any]:
+    """``fn`` callable as ``fn(actor, ctx, **input)``, wherever its context parameter stands."""
+    params = list(inspect.signature(fn).parameters.values())
+    if len(params) > 1 and params[1].name == ctx_name and params[1].kind == params[1].POSITIONAL_OR_KEYWORD:
+        return fn  # the usual (self, ctx, ...): no wrapper
+
+    @functools.wraps(fn)
+    def call(actor: Actor, ctx: Context, /, **input: Any) -> Any:
+        return fn(actor, **{ctx_name: ctx}, **input)
+
+    return call
+
+
+def _takes_self_and_context(fn: Callable[..., Any]) -> bool:
+    try:
+        inspect.signature(fn).bind(None, None)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _persistence_options(cls: type[Actor], spec: ActorSpec) -> None:
     """``persist``, ``checkpoint_every``, ``schema_version`` and ``upgrade_state``, checked."""
-    where = cls.__qualname__
+
+    def problem(message: str, hint: str) -> None:
+        spec.problems.append(Problem("zocket.E007", message, hint, cls))
+
     try:
         spec.persist = Persist(cls.persist)
     except ValueError:
         choices = ", ".join(f"Persist.{p.name}" for p in Persist)
-        spec.problems.append(("zocket.E007", f"{where}.persist must be one of {choices}, not {cls.persist!r}"))
+        problem(f"persist must be one of {choices}, not {cls.persist!r}", "from zocket_django import Persist")
     if spec.persist != Persist.NONE and len(spec.name) > 100:
-        spec.problems.append(("zocket.E007", f"{where}.name must be at most 100 characters to be saved"))
+        problem("name must be at most 100 characters to be saved", "Choose a shorter name.")
     every = cls.checkpoint_every
     if every is not None:
         if isinstance(every, bool) or not isinstance(every, int | float) or every <= 0:
-            spec.problems.append(("zocket.E007", f"{where}.checkpoint_every must be a positive number of seconds"))
+            problem(f"checkpoint_every must be a positive number of seconds, not {every!r}", "E.g. 30.0, or None.")
         elif spec.persist != Persist.ON_DEACTIVATE:
-            spec.problems.append(("zocket.E007", f"{where}.checkpoint_every needs persist = Persist.ON_DEACTIVATE"))
+            problem("checkpoint_every needs persist = Persist.ON_DEACTIVATE", "Set both, or drop checkpoint_every.")
         else:
             spec.checkpoint_every = float(every)
     version = cls.schema_version
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        spec.problems.append(("zocket.E007", f"{where}.schema_version must be an integer >= 1"))
+        problem(f"schema_version must be an integer >= 1, not {version!r}", "Start at 1; raise it when State changes.")
     else:
         spec.schema_version = version
     upgrade = cls.__dict__.get("upgrade_state")
     if upgrade is not None and not isinstance(upgrade, classmethod | staticmethod):
-        message = f"{where}.upgrade_state must be a classmethod (cls, data, schema_version)"
-        spec.problems.append(("zocket.E007", message))
+        problem(
+            "upgrade_state must be a classmethod",
+            "@classmethod\n    def upgrade_state(cls, data, schema_version): return data",
+        )
 
 
 ACCESS_ATTRIBUTES = ("login_required", "permissions", "check", "middleware", "read")
 
 
-def _access(cls: type[Actor], problems: list[tuple[str, str]]) -> tuple[Rule | None, Rule | None, tuple[Any, ...]]:
+def _access(cls: type[Actor], problems: list[Problem]) -> tuple[Rule | None, Rule | None, tuple[Any, ...]]:
     """The actor's rule, its read rule and its middleware chain, with problems collected."""
-    where = cls.__qualname__
     found: list[str] = []
     actor_rule = read_rule = None
     check = getattr(cls, "check", None)
@@ -366,20 +475,20 @@ def _access(cls: type[Actor], problems: list[tuple[str, str]]) -> tuple[Rule | N
             permissions=getattr(cls, "permissions", ()),
             check=check,
         )
-        found += actor_rule.problems(where)
+        found += actor_rule.problems("actor rule")
     except TypeError as exc:
-        found.append(f"{where}: bad access rule: {exc}")
+        found.append(f"bad access rule: {exc}")
     read = getattr(cls, "read", None)
     if getattr(read, "__zocket_method__", None) is None:
         try:
             read_rule = as_rule(read)
             if read_rule is not None:
-                found += read_rule.problems(f"{where}.read")
+                found += read_rule.problems("read rule")
         except TypeError as exc:
-            found.append(f"{where}.read: {exc}")
+            found.append(f"read rule: {exc}")
     chain = getattr(cls, "middleware", ()) or ()
     if callable(chain) or isinstance(chain, str) or not all(callable(fn) for fn in chain):
-        found.append(f"{where}.middleware must be a list of functions, not {chain!r}")
+        found.append(f"middleware must be a list of functions, not {chain!r}")
         chain = ()
-    problems.extend(("zocket.E008", p) for p in found)
+    problems.extend(Problem("zocket.E008", p, _RULE_HINT, cls) for p in found)
     return actor_rule, read_rule, tuple(chain)

@@ -7,7 +7,8 @@ class ZocketConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import checks
         from .registry import autodiscover
 
+        checks.register()
         autodiscover()

@@ -1,4 +1,4 @@
-"""Asyncio client for the zocket wire protocol (``/work/shared/PROTOCOL.md``).
+"""Asyncio client for the zocket wire protocol (docs/protocol.md in the repository).
 
 It mirrors the semantics of Zocket's browser client so that a Python script,
 a test or a worker behaves like a browser tab: RPCs with a timeout, lazy

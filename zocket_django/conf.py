@@ -6,11 +6,13 @@ one place (README, "Configuration") and cheap to read on the hot path.
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
@@ -101,19 +103,105 @@ class ZocketSettings:
 
 @lru_cache(maxsize=1)
 def zocket_settings() -> ZocketSettings:
-    """The effective settings: defaults overridden by ``settings.ZOCKET``."""
+    """The effective settings: defaults overridden by ``settings.ZOCKET``.
+
+    ``ImproperlyConfigured`` names every key that is wrong (``manage.py check``
+    reports the same as zocket.E011, one error per key).
+    """
     from django.conf import settings
 
-    given: dict[str, Any] = dict(getattr(settings, "ZOCKET", {}) or {})
-    known = {f.name for f in fields(ZocketSettings)}
-    unknown = sorted(set(given) - known)
-    if unknown:
-        raise ImproperlyConfigured(
-            f"Unknown ZOCKET setting(s): {', '.join(unknown)}. Known: {', '.join(sorted(known))}."
-        )
-    if "ALLOWED_ORIGINS" in given:
-        given["ALLOWED_ORIGINS"] = tuple(given["ALLOWED_ORIGINS"])
-    return ZocketSettings(**given)
+    given = getattr(settings, "ZOCKET", None)
+    problems = setting_problems(given)
+    if problems:
+        raise ImproperlyConfigured(" ".join(message for message, _ in problems))
+    return _build(given or {})
+
+
+def setting_problems(given: object) -> list[tuple[str, str]]:
+    """``(message, hint)`` for each thing wrong in a ``ZOCKET`` value; empty when it is usable."""
+    if given is None:
+        return []
+    if not isinstance(given, Mapping):
+        return [
+            (
+                f"ZOCKET must be a dict, not {type(given).__name__} {given!r}.",
+                'Write ZOCKET = {"IDLE_TIMEOUT": 60.0, ...}; every key is optional.',
+            )
+        ]
+    hints = _field_types()
+    problems = []
+    for key in given:
+        if key not in hints:
+            close = difflib.get_close_matches(str(key), hints, n=1)
+            problems.append(
+                (
+                    f"Unknown ZOCKET setting {key!r}.",
+                    f"Did you mean {close[0]!r}?" if close else f"Known settings: {', '.join(sorted(hints))}.",
+                )
+            )
+        elif not _accepts(hints[key], given[key]):
+            problems.append(
+                (
+                    f"ZOCKET[{key!r}] must be {_describe(hints[key])}, not {type(given[key]).__name__} {given[key]!r}.",
+                    _HINTS.get(key, f"The README's configuration table gives {key}'s default and meaning."),
+                )
+            )
+    if not problems:
+        try:
+            _build(given)
+        except ImproperlyConfigured as exc:
+            problems.append((str(exc), "The README's configuration table gives each setting's range."))
+    return problems
+
+
+_HINTS = {
+    "ALLOWED_ORIGINS": 'A list of host patterns, e.g. ["app.example.com", "*.example.com"], even for one.',
+    "AUTHENTICATOR": 'A dotted path, e.g. "myproject.auth.authenticate", or None for sessions only.',
+    "CLAIMS": 'A dotted path, e.g. "myproject.auth.claims".',
+}
+
+
+def _build(given: Mapping[str, Any]) -> ZocketSettings:
+    values = dict(given)
+    for key, hint in _field_types().items():
+        if key in values and get_origin(hint) is tuple:
+            values[key] = tuple(values[key])  # a list is fine in settings
+    return ZocketSettings(**values)
+
+
+@lru_cache(maxsize=1)
+def _field_types() -> dict[str, Any]:
+    hints = get_type_hints(ZocketSettings)
+    return {f.name: hints[f.name] for f in fields(ZocketSettings)}
+
+
+def _accepts(hint: Any, value: object) -> bool:
+    """Whether ``value`` fits the annotation ``hint`` of a setting (ints count as floats)."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return any(_accepts(arg, value) for arg in get_args(hint))
+    if origin is tuple:  # tuple[str, ...]: a list or tuple, never a lone string
+        item = get_args(hint)[0]
+        return isinstance(value, list | tuple) and all(_accepts(item, v) for v in value)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in get_args(hint))
+    if origin is tuple:
+        return f"a list of {_describe(get_args(hint)[0]).removeprefix('a ')}s"
+    names = {type(None): "None", bool: "True or False", float: "a number", int: "an integer", str: "a string"}
+    return names.get(hint, f"a {getattr(hint, '__name__', hint)}")
 
 
 @lru_cache(maxsize=8)

@@ -1,11 +1,11 @@
-"""The one WebSocket consumer that serves every actor, speaking PROTOCOL.md.
+"""The one WebSocket consumer that serves every actor, speaking docs/protocol.md.
 
 This is the hottest code of the project, so it departs from Channels' generic
-consumer in two places, both documented in DESIGN.md ("Hot paths"): it has no
-channel-layer channel of its own (the process's node receives for every
-socket), and it does not run ``close_old_connections`` in a thread before every
-frame (database work only ever happens in ``db.to_thread``, which manages
-connections itself).
+consumer in two places, both measured in docs/architecture.md ("Hot paths"):
+it has no channel-layer channel of its own (the process's node receives for
+every socket), and it does not run ``close_old_connections`` in a thread
+before every frame nor on disconnect (database work only ever happens in
+``db.to_thread``, which manages connections itself).
 
 It is also the edge where identity and access rules are enforced (the Django
 user object lives here): refusals are answered before anything is queued, so
@@ -127,6 +127,13 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             return f"user:{user_id}"
         session_key = getattr(self.scope.get("session"), "session_key", None)
         return f"session:{session_key}" if session_key else "anonymous"
+
+    async def _websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # Channels' websocket_disconnect also runs aclose_old_connections, a
+        # database hop that fails where the database is off limits (a test
+        # without DB access); zocket's database work manages its own connections.
+        await self.disconnect(message.get("code", 1000))
+        raise StopConsumer
 
     async def disconnect(self, code: int) -> None:
         node = getattr(self, "node", None)
@@ -422,7 +429,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
     _asgi_handlers = {
         "websocket.connect": AsyncJsonWebsocketConsumer.websocket_connect,
         "websocket.receive": AsyncJsonWebsocketConsumer.websocket_receive,
-        "websocket.disconnect": AsyncJsonWebsocketConsumer.websocket_disconnect,
+        "websocket.disconnect": _websocket_disconnect,
     }
 
 

@@ -1,4 +1,4 @@
-"""The wire format of PROTOCOL.md: error codes, frame builders and JSON encoding.
+"""The wire format of docs/protocol.md: error codes, frame builders and JSON encoding.
 
 Frames are encoded here, once, so that a patch going to many sockets is turned
 into text a single time.

@@ -7,13 +7,14 @@ from urllib.parse import ParseResult
 
 from channels.auth import AuthMiddlewareStack
 from channels.security.websocket import OriginValidator
+from django.apps import apps
 from django.conf import settings
+from django.core.exceptions import AppRegistryNotReady, ImproperlyConfigured
 from django.urls import path as url_path
 
-from . import shutdown
+from . import checks, shutdown
 from .conf import zocket_settings
 from .consumer import ZocketConsumer
-from .registry import registry
 from .shutdown import zocket_lifespan
 
 __all__ = ["ZocketOriginValidator", "zocket_lifespan", "zocket_urlpatterns", "zocket_websocket"]
@@ -44,9 +45,26 @@ def zocket_urlpatterns(path: str = "ws/") -> list[Any]:
     Under daphne it also arranges for a clean stop (SIGTERM, SIGINT) to
     deactivate and save every hot instance first (``zocket_django.shutdown``).
     """
-    registry.ensure_valid()
+    _ensure_installed()
+    checks.ensure_valid()
     shutdown.install()
     return [url_path(path, ZocketConsumer.as_asgi())]
+
+
+def _ensure_installed() -> None:
+    """The actors, checks and models come with the app: without it every call would be ``unknown_actor``."""
+    try:
+        installed = apps.is_installed("zocket_django")
+    except AppRegistryNotReady:
+        raise ImproperlyConfigured(
+            "zocket_django's routing was used before Django was set up: in asgi.py, call "
+            "get_asgi_application() before importing zocket_django.routing (docs/install.md)."
+        ) from None
+    if not installed:
+        raise ImproperlyConfigured(
+            '"zocket_django" is not in INSTALLED_APPS: add it, so that actors.py modules are found '
+            "and its checks and tables exist."
+        )
 
 
 def zocket_websocket(path: str = "ws/") -> Any:

@@ -23,6 +23,11 @@ _INPUT_CONFIG = ConfigDict(extra="forbid", arbitrary_types_allowed=False, allow_
 class SchemaProblem(Exception):
     """A declaration that cannot be served as JSON; reported by system checks."""
 
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
 
 @dataclass(slots=True)
 class Payload:
@@ -42,50 +47,74 @@ class Payload:
         return self.adapter.json_schema()
 
 
+def short(exc: BaseException) -> str:
+    """An exception's gist for a check message: validation errors by field, else its first line."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+    text = str(exc).strip()
+    return text.splitlines()[0].split(". Set `")[0] if text else type(exc).__name__
+
+
 def payload(annotation: Any, what: str) -> Payload:
     """A ``Payload`` for ``annotation``, or ``SchemaProblem`` if it is not JSON."""
     try:
         p = Payload(annotation)
         p.json_schema()
     except Exception as exc:  # pydantic raises several kinds here
-        raise SchemaProblem(f"{what} cannot be expressed as JSON: {exc}") from exc
+        raise SchemaProblem(
+            f"{what} cannot be expressed as JSON: {short(exc)}",
+            hint="Use JSON types, pydantic models, dataclasses or TypedDicts.",
+        ) from exc
     return p
 
 
-def input_model(fn: Callable[..., Any], model_name: str) -> type[BaseModel]:
-    """The model of ``fn``'s parameters after ``self`` and ``ctx``."""
+def type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    """``fn``'s resolved annotations, or ``SchemaProblem`` saying which name is missing."""
     try:
-        hints = get_type_hints(fn, include_extras=True)
+        return get_type_hints(fn, include_extras=True)
     except Exception as exc:
-        raise SchemaProblem(f"type hints of {fn.__qualname__} cannot be resolved: {exc}") from exc
-    params = list(inspect.signature(fn).parameters.values())
-    if len(params) < 2:
-        raise SchemaProblem(f"{fn.__qualname__} must take (self, ctx, ...)")
+        raise SchemaProblem(
+            f"its type hints cannot be resolved ({short(exc)})",
+            hint="Import every name used in its annotations at module level, not under TYPE_CHECKING.",
+        ) from exc
+
+
+def input_model(fn: Callable[..., Any], model_name: str, ctx: str) -> type[BaseModel]:
+    """The model of ``fn``'s parameters other than ``self`` and the context parameter ``ctx``."""
+    hints = type_hints(fn)
     fields: dict[str, Any] = {}
-    for p in params[2:]:
+    for p in list(inspect.signature(fn).parameters.values())[1:]:
+        if p.name == ctx:
+            continue
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
-            raise SchemaProblem(f"{fn.__qualname__}: parameter {p.name!r} must be a named parameter")
+            raise SchemaProblem(
+                f"parameter {p.name!r} is not a named parameter",
+                hint="Input arrives as a JSON object: declare each field as a plain named parameter.",
+            )
         if p.name not in hints:
-            raise SchemaProblem(f"{fn.__qualname__}: parameter {p.name!r} needs a type hint")
+            raise SchemaProblem(
+                f"parameter {p.name!r} has no type hint",
+                hint=f"Annotate it, e.g. `{p.name}: int`: the hint is what validates the input.",
+            )
         default = ... if p.default is p.empty else p.default
         fields[p.name] = (hints[p.name], default)
     try:
         model = create_model(model_name, __config__=_INPUT_CONFIG, **fields)
         model.model_json_schema()
     except Exception as exc:
-        raise SchemaProblem(f"parameters of {fn.__qualname__} cannot be expressed as JSON: {exc}") from exc
+        raise SchemaProblem(
+            f"its parameters cannot be expressed as JSON: {short(exc)}",
+            hint="Use JSON types, pydantic models, dataclasses or TypedDicts for parameters.",
+        ) from exc
     return model
 
 
 def result_payload(fn: Callable[..., Any]) -> Payload | None:
     """The return annotation as a ``Payload``; ``None`` when it is not annotated."""
-    try:
-        hints = get_type_hints(fn, include_extras=True)
-    except Exception as exc:
-        raise SchemaProblem(f"type hints of {fn.__qualname__} cannot be resolved: {exc}") from exc
+    hints = type_hints(fn)
     if "return" not in hints:
         return None
-    return payload(hints["return"], f"the result of {fn.__qualname__}")
+    return payload(hints["return"], "its result")
 
 
 def dump_untyped(value: Any) -> Any:

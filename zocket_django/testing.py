@@ -18,15 +18,22 @@ Connect as a Django user, through a session (as a browser) or a token::
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import inspect
 import itertools
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from channels.testing import WebsocketCommunicator
 
 from .auth import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX, issue_token
 from .db import to_thread
 from .node import current_node, forget_node
+from .registry import registry
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ZocketCallError(Exception):
@@ -236,3 +243,46 @@ async def reset_actors() -> None:
     if node is not None:
         forget_node(node)
         await node.stop()
+
+
+class isolate_actors:
+    """Actors declared inside are served only inside: a context manager, or a decorator of sync and async tests.
+
+    The project's own actors stay served inside. As Django's
+    ``isolate_apps``, it keeps test declarations out of the project's
+    registry, so that ``manage.py check`` and other tests never see them::
+
+        @isolate_actors()
+        async def test_my_rule():
+            class Probe(Actor):
+                name = "probe"
+                State = ProbeState
+            ...
+    """
+
+    def __init__(self) -> None:
+        self._stack: list[contextlib.AbstractContextManager[Any]] = []
+
+    def __enter__(self) -> None:
+        self._stack.append(registry.isolated())
+        self._stack[-1].__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.pop().__exit__(*exc)
+
+    def __call__(self, fn: F) -> F:
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                with self:
+                    return await fn(*args, **kwargs)
+
+            return run_async  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with self:
+                return fn(*args, **kwargs)
+
+        return run  # type: ignore[return-value]

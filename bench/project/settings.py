@@ -27,7 +27,7 @@ if os.environ.get("REDIS_URL"):
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                # socket_timeout None: see DESIGN.md ("Hot paths", redis-py 8).
+                # socket_timeout None: see docs/architecture.md ("Hot paths", redis-py 8).
                 "hosts": [{"address": os.environ["REDIS_URL"], "socket_timeout": None}],
                 "capacity": 1000,
                 # Every run gets its own key prefix: others may use the same Redis.

@@ -48,3 +48,16 @@ class BadRules(Actor):
     @method
     async def read(self, ctx) -> None:  # zocket.E008: "read" is the reading rule's attribute
         pass
+
+
+class NoContext(Actor):
+    name = "no_context"
+    State = Empty
+
+    @method
+    async def add(self, amount: int) -> int:  # zocket.E014: where does ctx go?
+        return amount
+
+
+class Nameless(Actor):  # zocket.E013: no name, not abstract, never subclassed
+    State = Empty

@@ -31,7 +31,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, output: str | None = None, check: bool = False, **options: Any) -> None:
         problems = registry.problems()
         if problems:
-            lines = "\n".join(f"  {code}: {msg}" for code, msg in problems)
+            lines = "\n".join(f"  {problem}" for problem in problems)
             raise CommandError(f"broken actor declarations:\n{lines}")
         text = generate(registry.specs())
         if check:

@@ -1,6 +1,6 @@
 /**
  * zocket.js: the browser client of zocket-django. A dependency-free ES module
- * speaking the Zocket wire protocol (see PROTOCOL.md); it also runs in Node 20
+ * speaking the Zocket wire protocol (docs/protocol.md); it also runs in Node 20
  * when given a WebSocket class (`import WebSocket from "ws"`, then
  * `createClient({ url, WebSocket })`).
  *
@@ -91,7 +91,7 @@
  */
 
 /**
- * Every rejection and report of this client. `code` is the server's (PROTOCOL.md) or one of
+ * Every rejection and report of this client. `code` is the server's (docs/protocol.md) or one of
  * the client's own: "timeout", "disconnected", "closed", "bad_frame", "bad_patch", "listener_error".
  */
 export class ZocketError extends Error {
