@@ -39,7 +39,7 @@ return -1
 # Take a free lease, unless Redis lost its data less than a lease ago: then an
 # owner that is still alive may not have noticed yet, and it must get the time
 # to take its own leases back first. KEYS: lease, marker of Redis' data;
-# ARGV: me, ttl ms. Returns 0 (taken), -1 (held by someone), or ms to wait.
+# ARGV: me, ttl ms. Returns {0, now ms} (taken), {-1, 0} (held by someone), or {1, ms to wait}.
 _SINCE = """
 local t = redis.call('time')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -53,14 +53,16 @@ _ACQUIRE = (
     _SINCE
     + """
 local wait = since + tonumber(ARGV[2]) - now
-if wait > 0 then return wait end
-if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
-return -1
+if wait > 0 then return {1, wait} end
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, now} end
+return {-1, 0}
 """
 )
 # Take back a lease Redis forgot while we hold the instance: always when we
 # surely held it (ARGV[3] == "1"), otherwise only within a lease of Redis losing
 # its data, when nobody else can have taken it. Returns 1 when taken back.
+# (Replies are Redis' clock in milliseconds where it matters: the epoch of a new
+# incarnation, ordered across workers because every acquisition asks Redis.)
 _RECLAIM = (
     _SINCE
     + """
@@ -83,6 +85,16 @@ return 0
 DOUBT_AFTER = 0.75
 
 
+_last_epoch = 0
+
+
+def new_epoch() -> int:
+    """Wall-clock milliseconds, increasing within the process."""
+    global _last_epoch
+    _last_epoch = max(int(time.time() * 1000), _last_epoch + 1)
+    return _last_epoch
+
+
 class SingleProcess:
     """The in-memory layer: this process owns every instance; nothing to renew."""
 
@@ -90,6 +102,9 @@ class SingleProcess:
 
     def holds(self, group: str) -> bool:
         return True
+
+    def epoch(self, group: str) -> int:
+        return new_epoch()
 
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -131,6 +146,8 @@ class RedisLeases:
         self._owners: dict[str, tuple[str, float]] = {}  # group → (owner channel, valid until)
         #: group → when the last successful acquisition or renewal of our lease was sent (monotonic).
         self._held: dict[str, float] = {}
+        #: group → Redis' clock (ms) when we took its lease: the epoch of the incarnation about to start.
+        self._epochs: dict[str, int] = {}
         #: Redis lost its data and the groups and subscribers are not all back yet.
         self._restoring = False
         self._renew = redis.register_script(_RENEW)
@@ -186,6 +203,8 @@ class RedisLeases:
                 sent = time.monotonic()
                 if await self._renew(keys=[self._lease(group)], args=[me, int(self.ttl * 1000)]) == 1:
                     self._held[group] = sent
+                seconds, micros = await self.redis.time()
+                self._epochs[group] = seconds * 1000 + micros // 1000
                 return None
             if holder is not None:
                 self._owners[group] = (holder, now + self.ttl / 2)
@@ -193,13 +212,24 @@ class RedisLeases:
             if not acquire:
                 return ""
             sent = time.monotonic()
-            wait = await self._acquire(keys=[self._lease(group), self._since], args=[me, int(self.ttl * 1000)])
-            if wait == 0:
+            taken, value = await self._acquire(keys=[self._lease(group), self._since], args=[me, int(self.ttl * 1000)])
+            if taken == 0:
                 self._held[group] = sent
+                self._epochs[group] = value
                 return None
-            if wait > 0:  # Redis restarted: live owners take their leases back first
-                await asyncio.sleep(wait / 1000)
+            if taken == 1:  # Redis restarted: live owners take their leases back first
+                await asyncio.sleep(value / 1000)
         raise ConnectionError(f"the lease of {group} keeps changing hands")
+
+    def epoch(self, group: str) -> int:
+        """The epoch of the incarnation starting here: Redis' clock when this worker took the lease.
+
+        Every acquisition of a lease reads Redis' one clock, and a new
+        acquisition follows the end of the last lease, so a later incarnation,
+        wherever it runs, has a larger epoch.
+        """
+        epoch = self._epochs.pop(group, None)
+        return epoch if epoch is not None else new_epoch()
 
     def holds(self, group: str) -> bool:
         """Whether this worker surely still owns ``group``'s lease (renewed recently enough)."""

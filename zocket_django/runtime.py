@@ -94,21 +94,6 @@ def _lazy_user(user_id: str | None) -> Any:
     return SimpleLazyObject(lambda: get_user_model()._default_manager.get(pk=user_id))
 
 
-_last_epoch = 0
-
-
-def new_epoch() -> int:
-    """The epoch of a new incarnation: wall-clock milliseconds, increasing within the process.
-
-    Incarnations of one instance follow each other in time (a new one starts
-    after the old one's lease is gone), so a later incarnation has a larger
-    epoch and a client can tell the newer state from a straggler of the older.
-    """
-    global _last_epoch
-    _last_epoch = max(int(time.time() * 1000), _last_epoch + 1)
-    return _last_epoch
-
-
 @dataclass(frozen=True, slots=True)
 class KeyedCall:
     """A call that carries a key: whose it is, the key, and what call it stands for."""
@@ -137,8 +122,9 @@ class Instance:
         self.actor: Actor = spec.cls(actor_id, spec.initial_state())
         self.dump: Any = self.actor.state.model_dump(mode="json")
         self.version = 0
-        #: This incarnation, on every snapshot and patch: versions count within one epoch.
-        self.epoch = new_epoch()
+        #: This incarnation, on every snapshot and patch: versions count within one epoch, and a
+        #: later incarnation has a larger one (``cluster.epoch``).
+        self.epoch = runtime.node.cluster.epoch(group)
         settings = zocket_settings()
         #: Outcomes of recent keyed calls (saved with the state of durable actors).
         self.calls = CallWindow(
