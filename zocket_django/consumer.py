@@ -36,7 +36,7 @@ from .node import Node, get_node
 from .protocol import Code
 from .registry import registry
 from .runtime import EVENTS, STATE, Caller, debug_details
-from .schema import validation_details
+from .schema import first_problem, validation_details
 
 log = logging.getLogger("zocket_django")
 
@@ -315,7 +315,9 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         try:
             return method.input_model.model_validate(given)
         except ValidationError as exc:
-            raise Refusal(Code.INVALID_INPUT, f"Invalid input for {method.name}", validation_details(exc)) from None
+            details = validation_details(exc)
+            message = f"Invalid input for {method.name}: {first_problem(details)}"
+            raise Refusal(Code.INVALID_INPUT, message, details) from None
 
     def _touch(self, spec: ActorSpec, actor_id: str) -> None:
         self.present.setdefault(self.node.group_name(spec.name, actor_id), (spec, actor_id))

@@ -5,12 +5,16 @@ dicts key by key, lists by trimming their common start and end (C-level
 ``==`` on whole slices first, so an append to a long list costs one
 comparison, not one per element) and pairing what remains. Equal parts cost a
 comparison and produce nothing; the patch is proportional to the change. The
-operations are only ``add``, ``remove`` and ``replace``.
+operations are only ``add``, ``remove`` and ``replace``. Applied by a client that
+replaces in place and appends added keys (both of ours, jsonpatch), the patched copy
+is the new document as JSON text, key order included.
 
 Python's ``==`` equates ``True`` and ``1``. Scalars are compared with their
 types, so a field that turns from ``1`` to ``true`` is patched; inside lists
 or dicts found equal by ``==`` that distinction is not looked for (pydantic
-dumps of precisely typed states never mix them).
+dumps of precisely typed states never mix them), nor is the key order of a dict
+found equal (a handler that only reorders a dict's members changes nothing on the
+wire; one that also changes it sends the dict whole).
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ def _pointer(path: str, key: str | int) -> str:
 
 def _diff(old: Any, new: Any, path: str, ops: list[dict[str, Any]]) -> None:
     if type(old) is dict and type(new) is dict:
+        if not _same_order(old, new):
+            ops.append({"op": "replace", "path": path, "value": new})
+            return
         for key in old:
             if key not in new:
                 ops.append({"op": "remove", "path": _pointer(path, key)})
@@ -60,6 +67,18 @@ def _diff(old: Any, new: Any, path: str, ops: list[dict[str, Any]]) -> None:
         _diff_lists(old, new, path, ops)
     elif not _same(old, new):
         ops.append({"op": "replace", "path": path, "value": new})
+
+
+def _same_order(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether patching ``old`` member by member gives ``new``'s key order.
+
+    A client replaces a member in place and appends an added one, so the kept keys
+    must come first in ``new``, in ``old``'s order. A model's fields always do; a
+    dict rebuilt in another order is replaced whole, so that a patched copy and a
+    fresh snapshot are the same JSON text.
+    """
+    kept = [key for key in old if key in new]
+    return all(a == b for a, b in zip(new, kept, strict=False))
 
 
 def _diff_lists(old: list[Any], new: list[Any], path: str, ops: list[dict[str, Any]]) -> None:

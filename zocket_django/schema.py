@@ -128,3 +128,23 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
         {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
         for e in exc.errors(include_url=False, include_input=False)
     ]
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def first_problem(details: list[dict[str, Any]]) -> str:
+    """The field and message of the first validation error, and how many more there are.
+
+    For an error's message: clients that keep only the message text (Zocket's own
+    keeps nothing else) still say what was wrong, e.g. ``amount: Input should be a
+    valid integer``. ``details`` keeps the whole structure.
+    """
+    if not details:
+        return "invalid"
+    first = details[0]
+    where = _shortened(".".join(str(part) for part in first["loc"]), 80)  # field names may come from the client
+    text = f"{where}: {_shortened(first['msg'], 200)}" if where else _shortened(first["msg"], 200)
+    more = len(details) - 1
+    return text + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")

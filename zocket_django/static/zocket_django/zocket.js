@@ -237,11 +237,12 @@ export function applyPatch(doc, ops) {
       case "remove":
         remove(op.path);
         break;
-      case "replace":
-        value();
-        remove(op.path);
-        add(op.path, op.value);
+      case "replace": {
+        // in place: a replaced member keeps its position among its object's keys
+        const [c, k] = locate(op.path, true);
+        c[key(c, k)] = value();
         break;
+      }
       case "move":
         if (String(op.path).startsWith(op.from + "/")) badPatch(`cannot move ${op.from} into itself`);
         add(op.path, remove(op.from));
