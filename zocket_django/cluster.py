@@ -38,9 +38,11 @@ return -1
 """
 # Take a free lease, unless Redis lost its data less than a lease ago: then an
 # owner that is still alive may not have noticed yet, and it must get the time
-# to take its own leases back first. KEYS: lease, marker of Redis' data;
-# ARGV: me, ttl ms. Returns {0, now ms} (taken), {-1, 0} (held by someone), or {1, ms to wait}.
-_SINCE = """
+# to take its own leases back first. KEYS: lease, marker of Redis' data (when it
+# was first seen empty, Redis' clock in ms); ARGV: me, ttl ms. Returns
+# {0, now ms} (taken; the epoch of the new incarnation), {-1, 0} (held by
+# someone), or {1, ms to wait}.
+_ACQUIRE = """
 local t = redis.call('time')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local since = tonumber(redis.call('get', KEYS[2]))
@@ -48,30 +50,11 @@ if not since then
   redis.call('set', KEYS[2], now)
   since = now
 end
-"""
-_ACQUIRE = (
-    _SINCE
-    + """
 local wait = since + tonumber(ARGV[2]) - now
 if wait > 0 then return {1, wait} end
 if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, now} end
 return {-1, 0}
 """
-)
-# Take back a lease Redis forgot while we hold the instance: always when we
-# surely held it (ARGV[3] == "1"), otherwise only within a lease of Redis losing
-# its data, when nobody else can have taken it. Returns 1 when taken back.
-# (Replies are Redis' clock in milliseconds where it matters: the epoch of a new
-# incarnation, ordered across workers because every acquisition asks Redis.)
-_RECLAIM = (
-    _SINCE
-    + """
-if ARGV[3] == '1' or now - since < tonumber(ARGV[2]) then
-  if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-end
-return 0
-"""
-)
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
@@ -152,7 +135,6 @@ class RedisLeases:
         self._restoring = False
         self._renew = redis.register_script(_RENEW)
         self._acquire = redis.register_script(_ACQUIRE)
-        self._reclaim = redis.register_script(_RECLAIM)
         self._release = redis.register_script(_RELEASE)
 
     @property
@@ -283,12 +265,13 @@ class RedisLeases:
         for key, inst in list(runtime.instances.items()):
             sent = time.monotonic()
             state = await self._renew(keys=[self._lease(inst.group)], args=[self.node.channel, ttl_ms])
-            if state == -1:  # Redis forgot it (a restart); nobody else can have it yet: take it back
-                held = "1" if self.holds(inst.group) else "0"
-                if await self._reclaim(
-                    keys=[self._lease(inst.group), self._since], args=[self.node.channel, ttl_ms, held]
-                ):
+            if state == -1:  # expired, or Redis forgot it (a restart): nobody holds it now, take it back
+                was_held = self.holds(inst.group)
+                if await self.redis.set(self._lease(inst.group), self.node.channel, nx=True, px=ttl_ms):
                     self._held[inst.group] = sent
+                    if not was_held:  # someone may have held it meanwhile: check, and start a new epoch
+                        seconds, micros = await self.redis.time()
+                        runtime.resume(*key, seconds * 1000 + micros // 1000)
                     continue
             elif state not in (0, -1):
                 self._held[inst.group] = sent

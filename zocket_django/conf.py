@@ -64,12 +64,14 @@ class ZocketSettings:
     MESSAGE_BURST: int = 200
     #: Most steps waiting in one instance's queue; more calls get ``overloaded``.
     MAX_QUEUED_CALLS: int = 1000
-    #: Outcomes of keyed calls (``rpc`` frames with a ``key``) each instance keeps per caller identity ...
-    CALL_KEYS_PER_CALLER: int = 100
-    #: ... and in all (saved with the state of durable actors) ...
+    #: Outcomes of keyed calls (``rpc`` frames with a ``key``) each instance keeps per caller identity
+    #: (a guard against one caller pushing out everyone's keys; every anonymous caller without a
+    #: session shares one identity) ...
+    CALL_KEYS_PER_CALLER: int = 1000
+    #: ... and in all (saved with the state of durable actors, in every write-through commit) ...
     CALL_KEYS_PER_INSTANCE: int = 1000
     #: ... and for how many seconds: a retry with the same key within these bounds does not run again.
-    CALL_KEY_SECONDS: float = 300.0
+    CALL_KEY_SECONDS: float = 120.0
     #: Dotted path of the authenticator: ``(scope) -> user | None``, sync or
     #: async; ``None`` leaves only the session (``AuthMiddlewareStack``).
     AUTHENTICATOR: str | None = "zocket_django.auth.token_authenticator"

@@ -167,6 +167,9 @@ class Store:
     async def commit(self, dump: Any, version: int, calls: Any) -> None:
         pass
 
+    async def verify(self) -> None:
+        pass
+
     async def close(self, *, destroy: bool = False) -> None:
         pass
 
@@ -301,6 +304,11 @@ class SnapshotStore(Store):
                 extra=self.inst.log_context(),
             )
             raise ZocketError("the change could not be saved; nothing changed", code=Code.UNAVAILABLE) from exc
+
+    async def verify(self) -> None:
+        """Save now, fenced: raises ``SnapshotConflict`` when another worker saved since our last save."""
+        if self.loaded:
+            await self._save(self.inst.dump, self.inst.version, self.inst.calls.dump())
 
     async def _save(self, dump: Any, version: int, calls: Any) -> None:
         if not self.loaded:  # never write over a snapshot we could not read

@@ -403,6 +403,40 @@ class Runtime:
             if not inst.closed.done():
                 inst.closed.set_result(None)
 
+    def resume(self, name: str, actor_id: str, epoch: int) -> None:
+        """This worker's lease was in doubt and is back: continue, as a new incarnation, if nobody saved meanwhile.
+
+        Nobody holds the lease now, but another worker may have held it while
+        it was in doubt (a pause longer than ``LEASE_TTL``). A durable
+        instance checks that with a fenced save: if the snapshot moved, the
+        other worker's state wins and this copy is dropped. Either way the
+        subscribers get a snapshot under a new epoch, so that no copy of the
+        other incarnation is ever patched by this one.
+        """
+        inst = self.instances.get((name, actor_id))
+        if inst is not None:
+            inst.enqueue(lambda: self._resume(inst, epoch))
+
+    async def _resume(self, inst: Instance, epoch: int) -> None:
+        if not inst.active:
+            return
+        try:
+            await inst.store.verify()
+        except Exception:
+            log.warning(
+                "zocket: %s/%s was saved elsewhere while this worker's lease was in doubt; dropping it here",
+                inst.spec.name,
+                inst.actor_id,
+                exc_info=True,
+                extra=inst.log_context(),
+            )
+            self.drop(inst.spec.name, inst.actor_id)
+            await self.node.released(inst.group)
+            return
+        inst.epoch = epoch
+        frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version, inst.epoch)
+        await self.node.publish(inst.group, inst.delivery(STATE, frame, announce=True, owner=self.node.channel))
+
     def part_worker(self, channel: str) -> None:
         """Every client of a dead worker leaves every instance here (``on_disconnect``)."""
         for inst in self.instances.values():
