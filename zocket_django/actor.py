@@ -349,17 +349,17 @@ def _build_spec(cls: type[Actor]) -> ActorSpec:
             problem("zocket.E004", exc.message, exc.hint)
 
     for hook in HOOKS:
-        fn = getattr(cls, hook, None)
-        if fn is None:
+        hook_fn = getattr(cls, hook, None)
+        if hook_fn is None:
             continue
-        if not _takes_self_and_context(fn):
+        if not _takes_self_and_context(hook_fn):
             problem(
                 "zocket.E014",
                 f"hook {hook} must take (self, ctx)",
                 f"Declare it as `async def {hook}(self, ctx): ...` (or a plain def).",
             )
             continue
-        spec.hooks[hook] = (fn, inspect.iscoroutinefunction(fn))
+        spec.hooks[hook] = (hook_fn, inspect.iscoroutinefunction(hook_fn))
     return spec
 
 

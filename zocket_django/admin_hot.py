@@ -455,7 +455,7 @@ class HotActorAdmin(admin.ModelAdmin):
 
     def _act(self, action: str, targets: list[tuple[str, str]]) -> list[tuple[tuple[str, str], bool | str]]:
         """Carry out ``action`` on each target on its owner; per target True, False (not hot) or why not."""
-        wait = zocket_settings().CALL_TIMEOUT + self.ops_timeout  # queued steps first, then the save
+        wait = zocket_settings().call_budget + self.ops_timeout  # queued steps first, then the save
 
         async def work(node: Node) -> list[bool | str]:
             async def one(target: tuple[str, str]) -> bool | str:

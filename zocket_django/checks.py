@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from django.apps import apps
@@ -95,16 +95,16 @@ def check_single_process_layer(app_configs: Any = None, **kwargs: Any) -> Messag
     ]
 
 
-def worker_count(environ: dict[str, str] | None = None, argv: Sequence[str] | None = None) -> tuple[int, str]:
+def worker_count(environ: Mapping[str, str] | None = None, argv: Sequence[str] | None = None) -> tuple[int, str]:
     """How many server processes this deployment asks for, where that can be seen, and where it was seen.
 
     ``WEB_CONCURRENCY`` (read by uvicorn and gunicorn), ``GUNICORN_CMD_ARGS`` and
     this process's own ``--workers``/``-w``; 1 when none says more.
     """
-    environ = os.environ if environ is None else environ
+    env: Mapping[str, str] = os.environ if environ is None else environ
     argv = sys.argv if argv is None else argv
-    found = [(_int(environ.get("WEB_CONCURRENCY")), "WEB_CONCURRENCY")]
-    found.append((_workers_flag(shlex.split(environ.get("GUNICORN_CMD_ARGS", ""))), "GUNICORN_CMD_ARGS"))
+    found = [(_int(env.get("WEB_CONCURRENCY")), "WEB_CONCURRENCY")]
+    found.append((_workers_flag(shlex.split(env.get("GUNICORN_CMD_ARGS", ""))), "GUNICORN_CMD_ARGS"))
     if any(os.path.basename(a).startswith(("gunicorn", "uvicorn", "hypercorn")) for a in argv[:2]):
         found.append((_workers_flag(list(argv)), "the server's --workers"))
     return max(found, key=lambda f: f[0])
@@ -185,7 +185,7 @@ def check_snapshot_ids(app_configs: Any = None, **kwargs: Any) -> Messages:
         limit = zocket_settings().MAX_ACTOR_ID_LENGTH
     except ImproperlyConfigured:
         return []  # reported by check_zocket_setting
-    room = Snapshot._meta.get_field("actor_id").max_length
+    room = getattr(Snapshot._meta.get_field("actor_id"), "max_length", None)
     if durable and room is not None and limit > room:
         return [
             checks.Error(

@@ -19,6 +19,7 @@ from django.core.signals import setting_changed
 
 _POSITIVE = (
     "IDLE_TIMEOUT",
+    "QUEUE_TIMEOUT",
     "CALL_TIMEOUT",
     "MAX_FRAME_BYTES",
     "MAX_ACTOR_ID_LENGTH",
@@ -36,7 +37,11 @@ _POSITIVE = (
 class ZocketSettings:
     #: Seconds an instance with no connections and no subscribers stays hot.
     IDLE_TIMEOUT: float = 60.0
-    #: Seconds a queued call may wait and run before it is answered ``timeout``.
+    #: Seconds a call may wait in its instance's queue; then it is answered
+    #: ``timeout`` without ever running.
+    QUEUE_TIMEOUT: float = 10.0
+    #: Seconds a handler may run, counted from its start; then ``timeout`` and
+    #: its step is undone (a sync handler's ORM work included, see ``transactions``).
     CALL_TIMEOUT: float = 30.0
     #: Largest text frame accepted; a larger one closes the socket with 1009.
     MAX_FRAME_BYTES: int = 256 * 1024
@@ -97,6 +102,11 @@ class ZocketSettings:
                 re.compile(self.ACTOR_ID_PATTERN)
             except (re.error, TypeError) as exc:
                 raise ImproperlyConfigured(f"ZOCKET['ACTOR_ID_PATTERN'] is not a regular expression: {exc}") from None
+
+    @property
+    def call_budget(self) -> float:
+        """The longest a call can wait for its answer at its owner: queued, then running."""
+        return self.QUEUE_TIMEOUT + self.CALL_TIMEOUT
 
     def actor_id_validator(self) -> Callable[[str], object]:
         """``f(actor_id)``, truthy when the id's characters are allowed."""

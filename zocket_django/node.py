@@ -323,7 +323,7 @@ class Node:
 
     def _track(self, client_id: str, group: str, owner: str, rpc_id: str | None, resend: Any) -> int:
         self._tickets += 1
-        deadline = time.monotonic() + zocket_settings().CALL_TIMEOUT + zocket_settings().LEASE_TTL
+        deadline = time.monotonic() + zocket_settings().call_budget + zocket_settings().LEASE_TTL
         self.pending[self._tickets] = Pending(client_id, group, owner, rpc_id, deadline, resend)
         return self._tickets
 

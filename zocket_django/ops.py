@@ -165,7 +165,7 @@ class Operations:
         if owner is None:
             return False
         if timeout is None:  # queued steps run first, then on_deactivate (and the save)
-            timeout = zocket_settings().CALL_TIMEOUT + OPS_TIMEOUT
+            timeout = zocket_settings().call_budget + OPS_TIMEOUT
         return bool(await self.ask(owner, action, {"actor": actor, "actor_id": actor_id}, timeout))
 
     async def ask(self, channel: str, op: str, args: dict[str, Any], timeout: float) -> Any:

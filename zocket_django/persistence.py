@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
+from . import transactions
 from .db import to_thread
 from .errors import ZocketError
 from .protocol import Code
@@ -143,8 +145,14 @@ async def in_db_thread(fn: Callable[..., T], *args: Any) -> T:
     SQLite allows one writer at a time, so its work shares Django's one
     thread-sensitive thread instead of racing for the lock; other databases
     use the thread pool, so that different instances save in parallel.
+    Inside a step whose sync handler holds a transaction, ``fn`` runs in that
+    transaction instead: the save commits with the handler's own writes.
     """
     from .models import Snapshot
+
+    held = transactions.held()
+    if held is not None:
+        return await held.run(fn, *args)
 
     sqlite = connections[router.db_for_write(Snapshot)].vendor == "sqlite"
     return await to_thread(fn, thread_sensitive=sqlite)(*args)
@@ -323,6 +331,9 @@ class SnapshotStore(Store):
             self.saved_version,
             calls,
         )
+        transactions.on_commit(functools.partial(self._saved, version))
+
+    def _saved(self, version: int) -> None:
         self.saved_version = version
         self.upgraded = False
 

@@ -21,11 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from . import persistence, protocol, signals
+from . import persistence, protocol, signals, transactions
 from .actor import Actor, ActorSpec, Context, Emission, MethodSpec
 from .callkeys import CallWindow, KeyReused, fingerprint
 from .conf import zocket_settings
-from .db import to_thread
 from .errors import ZocketError
 from .patches import diff
 from .protocol import Code
@@ -141,6 +140,8 @@ class Instance:
         self.closed = asyncio.get_running_loop().create_future()
         #: Set when the activation failed: queued requests get this error, nothing runs.
         self.failed: ZocketError | None = None
+        #: A timed-out sync handler still running: the next step waits for it.
+        self.lingering: Awaitable[None] | None = None
         self.store = persistence.store_for(self)
 
     @property
@@ -162,6 +163,9 @@ class Instance:
                 step = self.queue.popleft()
                 try:
                     await step()
+                    if self.lingering is not None:
+                        lingering, self.lingering = self.lingering, None
+                        await lingering
                 except Exception:
                     log.exception("zocket step failed", extra=self.log_context())
                 self.last_activity = time.monotonic()
@@ -196,11 +200,14 @@ class Instance:
     ) -> Any:
         """Run ``invoke`` as one step: commit state and events if it returns, roll back if it raises.
 
+        A sync handler's database work is part of the step (``transactions``):
+        committed after everything else succeeded, before anything is published.
         A keyed call's outcome (``serialize``'s encoded body) is remembered in
         the same commit as the state it produced.
         """
         self._check_owned()
         old = self.dump
+        txn, token = transactions.begin()
         try:
             value = await invoke()
             result = serialize(value) if serialize is not None else None
@@ -223,12 +230,16 @@ class Instance:
             if patches and self.store.write_through:
                 # raises: undone, nothing acknowledged (fenced: a stale owner's save is refused)
                 await self.store.commit(new, self.version + 1, self.calls.dump())
+            await txn.commit()  # a sync handler's ORM work (and the save above, in its transaction)
         except BaseException as exc:
             if keyed is not None:
                 self.calls.forget(keyed.scope, keyed.key)
             self.actor.state = self.spec.state_model.model_validate(old)
+            await self._roll_back(txn, old)
             self.recent.append((time.time(), label or ctx.method or "?", ctx.client_id, _outcome(exc), self.version))
             raise
+        finally:
+            transactions.end(token)
         node = self.runtime.node
         if patches:
             self.version += 1
@@ -254,6 +265,31 @@ class Instance:
         if self.lost or not self.runtime.node.cluster.holds(self.group):
             raise ZocketError("this actor is moving to another worker; try again", code=Code.UNAVAILABLE)
 
+    async def _roll_back(self, txn: transactions.StepTransaction, old: Any) -> None:
+        """Undo a sync handler's database work before its caller hears of the failure.
+
+        A handler still running past its deadline cannot be stopped: its caller
+        is answered now, and the next step waits until it has returned and
+        rolled back, then the state it touched meanwhile is undone.
+        """
+        ending = txn.roll_back()
+        if ending is None:
+            return
+        running = txn.running
+
+        async def settle() -> None:
+            try:
+                await ending
+            except Exception:
+                log.exception("zocket: rolling back a sync handler's transaction failed", extra=self.log_context())
+            if running:
+                self.actor.state = self.spec.state_model.model_validate(old)
+
+        if running:
+            self.lingering = settle()
+        else:
+            await settle()
+
     def _event_message(self, emission: Emission) -> tuple[dict[str, Any], set[str] | None]:
         schema = self.spec.events.get(emission.event)
         if schema is None:
@@ -274,7 +310,8 @@ class Instance:
         """The node message that carries one encoded frame to this instance's subscribers of ``kind``."""
         return {"type": "zocket.deliver", "group": self.group, "kind": kind, "frame": frame, **more}
 
-    async def run_hook(self, hook: str, caller: Caller | None = None) -> None:
+    async def run_hook(self, hook: str, caller: Caller | None = None, *, reraise: bool = False) -> None:
+        """Run a lifecycle hook as a step; a failure is logged (and raised again with ``reraise``)."""
         entry = self.spec.hooks.get(hook)
         if entry is None:
             return
@@ -286,6 +323,8 @@ class Instance:
             log.exception(
                 "%s.%s raised; its changes were rolled back", self.spec.name, hook, extra=self.log_context(hook=hook)
             )
+            if reraise:
+                raise
 
     # -- presence ------------------------------------------------------------
 
@@ -325,7 +364,6 @@ class Runtime:
         self.node = node
         self.instances: dict[tuple[str, str], Instance] = {}
         self._closing: dict[tuple[str, str], Instance] = {}
-        self._sync_handlers: dict[Callable[..., Any], Callable[..., Awaitable[Any]]] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
     # -- activation ------------------------------------------------------------
@@ -347,7 +385,12 @@ class Runtime:
         except ZocketError as exc:
             self._failed(inst, exc)
             return
-        await inst.run_hook("on_activate")
+        try:
+            await inst.run_hook("on_activate", reraise=True)
+        except Exception:  # as a snapshot that cannot be read: never run on a half-built state
+            name = f"{inst.spec.name}/{inst.actor_id}"
+            self._failed(inst, persistence.ActivationFailed(f"{name} is unavailable: its on_activate failed"))
+            return
         # Subscribers of an earlier incarnation (a destroyed instance, a dead
         # worker) get the state afresh and announce themselves again.
         frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version, inst.epoch)
@@ -485,7 +528,8 @@ class Runtime:
     ) -> None:
         """Queue a validated call; its ``rpc:result`` goes to ``caller.reply_to``.
 
-        An instance with ``MAX_QUEUED_CALLS`` steps waiting answers ``overloaded``.
+        An instance with ``MAX_QUEUED_CALLS`` steps waiting answers ``overloaded``;
+        a call still queued after ``QUEUE_TIMEOUT`` is answered ``timeout`` and never runs.
         A call with a ``key`` runs at most once: a retry is queued behind the
         first attempt (one queue) and answered with its remembered outcome.
         """
@@ -501,11 +545,11 @@ class Runtime:
             frame = protocol.rpc_error(rpc_id, Code.OVERLOADED, f"{spec.name} is overloaded; try again later")
             self._spawn(self._reply(caller, frame, ticket))
             return
-        deadline = time.monotonic() + zocket_settings().CALL_TIMEOUT
+        queued_until = time.monotonic() + zocket_settings().QUEUE_TIMEOUT
         keyed = None
         if key is not None:
             keyed = KeyedCall(caller.key_scope, key, fingerprint(method.name, args.model_dump(mode="json")))
-        inst.enqueue(lambda: self._call(inst, caller, method, args, rpc_id, deadline, ticket, keyed))
+        inst.enqueue(lambda: self._call(inst, caller, method, args, rpc_id, queued_until, ticket, keyed))
 
     async def _call(
         self,
@@ -514,12 +558,16 @@ class Runtime:
         method: MethodSpec,
         args: BaseModel,
         rpc_id: str,
-        deadline: float,
+        queued_until: float,
         ticket: int | None,
         keyed: KeyedCall | None = None,
     ) -> None:
         if inst.failed is not None:  # the activation failed: nothing runs
             await self._reply(caller, protocol.rpc_error(rpc_id, inst.failed.code, inst.failed.message), ticket)
+            return
+        if time.monotonic() > queued_until:  # nothing ran, so nothing changed: safe to answer timeout
+            text = f"{method.name} waited in the queue longer than QUEUE_TIMEOUT; it did not run"
+            await self._reply(caller, protocol.rpc_error(rpc_id, Code.TIMEOUT, text), ticket)
             return
         await inst.join(caller)
         if keyed is not None:
@@ -530,40 +578,29 @@ class Runtime:
             if known is not None:
                 await self._reply(caller, protocol.rpc_reply(rpc_id, known), ticket)
                 return
-        body = await self._run_call(inst, caller, method, args, deadline, keyed)
+        body = await self._run_call(inst, caller, method, args, keyed)
         await self._reply(caller, protocol.rpc_reply(rpc_id, body), ticket)
 
     async def _run_call(
-        self,
-        inst: Instance,
-        caller: Caller,
-        method: MethodSpec,
-        args: BaseModel,
-        deadline: float,
-        keyed: KeyedCall | None,
+        self, inst: Instance, caller: Caller, method: MethodSpec, args: BaseModel, keyed: KeyedCall | None
     ) -> str:
         """Run one call as a step; the encoded body of its ``rpc:result`` (a keyed one's is remembered)."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:  # it never ran: a retry may run it
-            return protocol.error_outcome(Code.TIMEOUT, f"{method.name} timed out in the queue")
         ctx = inst.context(caller, method.name)
         kwargs = {name: getattr(args, name) for name in method.input_model.model_fields}
+        limit = zocket_settings().CALL_TIMEOUT  # from now: time spent queued is not the handler's
 
         async def timed() -> Any:
-            if method.is_async:
-                async with asyncio.timeout(remaining):  # no task per call, unlike wait_for
-                    return await self.invoke(method.fn, True, inst.actor, ctx, kwargs)
-            started = time.monotonic()
-            value = await self.invoke(method.fn, False, inst.actor, ctx, kwargs)
-            if time.monotonic() - started > remaining:
-                raise TimeoutError  # a thread cannot be interrupted; its step is undone instead
-            return value
+            async with asyncio.timeout(limit):  # no task per call, unlike wait_for
+                return await self.invoke(method.fn, method.is_async, inst.actor, ctx, kwargs)
 
         try:
             # The result is encoded inside the step, so a result that is not JSON undoes it.
             return await inst.run(ctx, timed, lambda v: protocol.outcome(method.serialize_result(v)), keyed=keyed)
         except TimeoutError:
-            body = protocol.error_outcome(Code.TIMEOUT, f"{method.name} took longer than its timeout")
+            # An async handler was cancelled; a sync one's transaction rolls back when it returns.
+            body = protocol.error_outcome(
+                Code.TIMEOUT, f"{method.name} ran longer than CALL_TIMEOUT; its step was undone"
+            )
         except ZocketError as exc:
             body = protocol.error_outcome(exc.code, exc.message, exc.details)
             if exc.code in (Code.UNAVAILABLE, Code.OVERLOADED):
@@ -644,15 +681,14 @@ class Runtime:
     def invoke(
         self, fn: Callable[..., Any], is_async: bool, actor: Actor, ctx: Context, kwargs: dict[str, Any]
     ) -> Awaitable[Any]:
-        """Call a handler: coroutines on the loop, plain functions in a worker thread."""
+        """Call a handler inside the running step: coroutines on the loop, plain functions in a
+        worker thread, inside the step's database transaction (``transactions``)."""
         if is_async:
             return fn(actor, ctx, **kwargs)
-        runner = self._sync_handlers.get(fn)
-        if runner is None:
-            # Not thread-sensitive: instances run their sync handlers in parallel,
-            # each instance still one at a time (its queue waits for the thread).
-            runner = self._sync_handlers[fn] = to_thread(fn, thread_sensitive=False)
-        return runner(actor, ctx, **kwargs)
+        txn = transactions.current()
+        if txn is None:
+            raise RuntimeError("sync handlers run inside a step (Instance.run)")
+        return txn.start(fn, actor, ctx, **kwargs)
 
 
 def _outcome(exc: BaseException) -> str:

@@ -3,7 +3,9 @@
 Its handlers are plain ``def`` functions, so they run in a worker thread and
 may use the ORM; the instance still runs one call at a time. The state is
 loaded from the ``Todo`` rows when the instance starts (after a restart, say),
-and every method writes its change through to them.
+and every method writes its change through to them. Those writes commit with
+the call's step: a call that raises or times out keeps no row, so the rows
+and the state always agree.
 
 An actor whose state needs no tables of its own can let zocket save it instead:
 ``persist = Persist.WRITE_THROUGH`` (see the counter). The board keeps its

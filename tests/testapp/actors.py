@@ -365,3 +365,77 @@ class Sink(Actor):
     @method
     async def echo(self, ctx, value: Any = None) -> Any:
         return value
+
+
+# -- a sync handler's database work and its step (tests/test_step_transactions.py) -----------
+
+
+class Row(BaseModel):
+    id: int
+    text: str
+    done: bool = False
+
+
+class ShelfState(BaseModel):
+    rows: list[Row] = []
+
+
+#: Per actor id: a sync handler waits on it (``hold=True``) until the test sets it.
+GATES: dict[str, threading.Event] = {}
+#: Actor ids whose ``on_activate`` raises, as it would with the database down.
+OUTAGES: set[str] = set()
+
+
+class Shelf(Actor):
+    """The demo board's shape: sync handlers, one ``Todo`` row per item, rows loaded on activation."""
+
+    name = "shelf"
+    State = ShelfState
+
+    def on_activate(self, ctx) -> None:
+        from django.db import OperationalError
+
+        from demo_project.board.models import Todo
+
+        if self.id in OUTAGES:
+            self.state.rows.append(Row(id=0, text="half-built"))
+            raise OperationalError("connection refused (the database is down)")
+        self.state.rows = [Row(id=t.pk, text=t.text, done=t.done) for t in Todo.objects.filter(board=self.id)]
+
+    @method
+    def add(self, ctx, text: str, hold: bool = False, linger: float = 0.0) -> int:
+        """Writes a row, then waits for the test's gate (``hold``) or sleeps ``linger`` seconds."""
+        from demo_project.board.models import Todo
+
+        todo = Todo.objects.create(board=self.id, text=text, by="test")
+        self.state.rows.append(Row(id=todo.pk, text=text))
+        if hold:
+            GATES.setdefault(self.id, threading.Event()).wait(10)
+        time.sleep(linger)
+        return todo.pk
+
+    @method
+    def add_then_refuse(self, ctx, text: str) -> None:
+        from demo_project.board.models import Todo
+
+        todo = Todo.objects.create(board=self.id, text=text, by="test")
+        self.state.rows.append(Row(id=todo.pk, text=text))
+        raise ZocketError("changed my mind", code="refused")
+
+    @method
+    def toggle(self, ctx, id: int) -> bool:
+        from demo_project.board.models import Todo
+
+        for row in self.state.rows:
+            if row.id == id:
+                row.done = not row.done
+                Todo.objects.filter(pk=id).update(done=row.done)
+                return row.done
+        raise ZocketError(f"no row {id}", code="not_found")
+
+
+class DurableShelf(Shelf):
+    """The same, write-through: its rows and its snapshot are saved in one transaction."""
+
+    name = "durable_shelf"
+    persist = Persist.WRITE_THROUGH

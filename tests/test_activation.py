@@ -1,0 +1,108 @@
+"""Activation fails loudly: a raising ``on_activate`` is a failed activation, never a half-built state.
+
+``tests.testapp.actors.Shelf`` loads its rows in ``on_activate`` (as the demo's
+board does) and raises there, as with the database down, while its id is in
+``OUTAGES``. At the end, the demo's board through a real daphne, with
+PostgreSQL really unreachable (a proxy in front of it, taken down and up).
+"""
+
+import asyncio
+import logging
+
+import pytest
+
+from demo_project.board.models import Todo
+from tests.testapp.actors import OUTAGES
+from zocket_django import hot_actors
+
+
+@pytest.fixture(autouse=True)
+def _outages():
+    yield
+    OUTAGES.clear()
+
+
+async def test_a_raising_on_activate_fails_the_activation_and_the_next_request_retries(connect, caplog):
+    todo = await Todo.objects.acreate(board="down", text="existing", by="test")
+    OUTAGES.add("down")
+    watcher = await connect()
+    client = await connect()
+    with caplog.at_level(logging.ERROR, logger="zocket_django"):
+        await watcher.send_json_to({"type": "state:sub", "actor": "shelf", "actorId": "down"})
+        calls = await asyncio.gather(*(client.call_raw("shelf", "down", "toggle", id=todo.pk) for _ in range(3)))
+        error = await watcher.expect("error")
+    # Every request queued behind the failed activation is answered; none ran.
+    for frame in calls:
+        assert (frame["code"], frame["error"]) == ("unavailable", "shelf/down is unavailable: its on_activate failed")
+    assert (error["code"], error["ref"]) == ("unavailable", {"type": "state:sub", "actor": "shelf", "actorId": "down"})
+    assert any("shelf.on_activate raised" in r.getMessage() for r in caplog.records)
+    assert hot_actors.count() == 0  # nothing half-built stays hot
+    assert (await Todo.objects.aget(pk=todo.pk)).done is False
+
+    # The database is back: the next request activates it, from the rows.
+    OUTAGES.discard("down")
+    assert await client.call("shelf", "down", "toggle", id=todo.pk) is True
+    assert (await Todo.objects.aget(pk=todo.pk)).done is True
+    state, _ = await watcher.subscribe_state("shelf", "down")
+    assert state == {"rows": [{"id": todo.pk, "text": "existing", "done": True}]}
+
+
+async def test_an_async_on_activate_that_raises_fails_the_same_way(connect, monkeypatch):
+    from tests.testapp.actors import Lab
+
+    async def broken(self, ctx):
+        raise RuntimeError("cache unreachable")
+
+    monkeypatch.setitem(Lab.spec.hooks, "on_activate", (broken, True))
+    client = await connect()
+    frame = await client.call_raw("lab", "a", "noop")
+    assert (frame["code"], frame["error"]) == ("unavailable", "lab/a is unavailable: its on_activate failed")
+    assert hot_actors.count() == 0
+    monkeypatch.undo()
+    assert await client.call("lab", "a", "noop") == 0
+    assert hot_actors.get("lab", "a").state.log == ["activated"]
+
+
+# -- through a real daphne, with PostgreSQL really unreachable -------------------------------
+
+
+@pytest.mark.slow
+async def test_the_board_with_postgresql_unreachable_fails_activation_then_recovers(tmp_path):
+    """The issue's case: with the database down the board used to activate empty, and once the
+    database was back its state disagreed with the rows (``toggle`` of a row: ``not_found``)."""
+    import psycopg
+
+    from tests.live import LiveClient, RpcError, TcpProxy, Worker, migrate, private_postgres_database
+
+    with private_postgres_database() as direct_url:
+        migrate({"DATABASE_URL": direct_url, "REDIS_URL": ""})
+        with psycopg.connect(direct_url, autocommit=True) as db:
+            pk = db.execute(
+                "INSERT INTO board_todo (board, text, done, by) VALUES ('b', 'existing', false, 'alice') RETURNING id"
+            ).fetchone()[0]
+        proxy = TcpProxy(5432)  # down: nothing listens on its port yet
+        through_proxy = direct_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        worker = Worker({"DATABASE_URL": through_proxy, "REDIS_URL": ""}, tmp_path, "daphne").start()
+        client = None
+        try:
+            client = await LiveClient.connect(worker.url)
+            await client.send({"type": "state:sub", "actor": "board", "actorId": "b"})
+            error = await client.wait_for(lambda f: f.get("type") == "error", timeout=30)
+            assert (error["code"], error["ref"]["type"]) == ("unavailable", "state:sub")
+            with pytest.raises(RpcError) as refused:
+                await client.call("board", "b", "toggle", id=pk, timeout=30)
+            assert refused.value.code == "unavailable"
+            assert "board/b is unavailable: its on_activate failed" in str(refused.value)
+
+            proxy.up()  # the database is back: the next request activates the board from its rows
+            assert await client.call("board", "b", "toggle", id=pk, timeout=30) is True
+            snapshot = await client.subscribe_state("board", "b")
+            assert snapshot["state"] == {"items": [{"id": pk, "text": "existing", "done": True, "by": "alice"}]}
+            with psycopg.connect(direct_url) as db:
+                assert db.execute("SELECT done FROM board_todo WHERE id = %s", (pk,)).fetchone() == (True,)
+            assert "board.on_activate raised" in worker.log()
+        finally:
+            if client is not None:
+                await client.close()
+            worker.stop()
+            proxy.down()
