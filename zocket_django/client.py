@@ -26,6 +26,7 @@ import itertools
 import json
 import logging
 import random
+import secrets
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -241,13 +242,18 @@ def _req_str(msg: Mapping[str, Any], key: str) -> str:
     return value
 
 
-def _opt_version(msg: Mapping[str, Any]) -> int | None:
-    value = msg.get("version")
+def _opt_version(msg: Mapping[str, Any], field: str = "version") -> int | None:
+    value = msg.get(field)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _InvalidFrame("field 'version' must be an integer")
+        raise _InvalidFrame(f"field {field!r} must be an integer")
     return value
+
+
+def _retry_delay(attempt: int) -> float:
+    """Seconds before retry number ``attempt`` (0-based) of a call answered ``unavailable``."""
+    return min(1.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0)
 
 
 def _frame_error(msg: Mapping[str, Any], message: str, **kwargs: Any) -> ZocketRpcError:
@@ -749,22 +755,22 @@ class ZocketClient:
         handle = self._route(msg)
         if "state" not in msg:
             raise _InvalidFrame("missing field 'state'")
-        version = _opt_version(msg)
+        version, epoch = _opt_version(msg), _opt_version(msg, "epoch")
         if handle is not None:
-            handle.state._on_snapshot(msg["state"], version)
+            handle.state._on_snapshot(msg["state"], version, epoch)
 
     def _on_patch(self, conn: _Connection, msg: dict[str, Any]) -> None:
         handle = self._route(msg)
         if handle is None:
             return
         try:
-            version = _opt_version(msg)
+            version, epoch = _opt_version(msg), _opt_version(msg, "epoch")
             ops = _checked_patch(msg.get("patches"))
         except _InvalidFrame as exc:
             # We cannot tell what changed: the copy is no longer trustworthy.
             handle.state._resync(f"invalid patch: {exc}")
             return
-        handle.state._on_patch(ops, version)
+        handle.state._on_patch(ops, version, epoch)
 
     def _on_pong(self, conn: _Connection, msg: dict[str, Any]) -> None:
         ping_id = msg.get("id")
@@ -833,27 +839,39 @@ class ZocketClient:
             "actor": actor,
             "actorId": actor_id,
             "method": method,
+            # One key for every attempt: the server runs it at most once (docs/protocol.md, "Keyed calls").
+            "key": secrets.token_urlsafe(16),
         }
         if input is not _UNSET:
             frame["input"] = input
         raw = _dumps(frame)  # in the caller: input that is not JSON fails here
         loop = asyncio.get_running_loop()
         deadline = asyncio.timeout(timeout)
+        last: ZocketRpcError | None = None  # why the last attempt did not settle the call
         try:
             async with deadline:
-                conn = await self._wait_connected()
-                fut: asyncio.Future[Any] = loop.create_future()
-                conn.pending[rid] = (fut, method)
-                try:
-                    conn.outbox.put_nowait(raw)
-                    return await fut
-                finally:
-                    conn.pending.pop(rid, None)
+                for attempt in itertools.count():
+                    conn = await self._wait_connected()
+                    fut: asyncio.Future[Any] = loop.create_future()
+                    conn.pending[rid] = (fut, method)
+                    try:
+                        conn.outbox.put_nowait(raw)
+                        return await fut
+                    except ZocketRpcDisconnected as exc:  # the socket dropped: again on the next one
+                        last = exc
+                    except ZocketRpcError as exc:
+                        if exc.code != "unavailable" or isinstance(exc, ZocketRefused):
+                            raise
+                        last = exc  # nothing ran, or its owner is moving: again after a pause
+                        await asyncio.sleep(_retry_delay(attempt))
+                    finally:
+                        conn.pending.pop(rid, None)
         except TimeoutError:
             if deadline.expired():
+                why = f" (last attempt: {last.code}: {last.message})" if last is not None else ""
                 raise ZocketRpcTimeout(
                     "timeout",
-                    f"{actor}.{method} got no answer within {timeout}s",
+                    f"{actor}.{method} got no answer within {timeout}s{why}",
                     method=method,
                 ) from None
             raise
@@ -1160,6 +1178,8 @@ class LiveState:
         self._handle = handle
         self._data: Any = None
         self._version: int | None = None
+        self._epoch: int | None = None  # the incarnation of the copy (None: a server without epochs)
+        self._stale_answers = 0
         self._has_data = False
         self._awaiting_snapshot = False
         self._listeners: dict[int, Callback | None] = {}
@@ -1248,20 +1268,42 @@ class LiveState:
     # -- internals -------------------------------------------------------------
 
     def _forget(self) -> None:
+        """Drop the copy; its version and epoch stay as the mark no older snapshot may go below."""
         self._data = None
-        self._version = None
         self._has_data = False
 
-    def _on_snapshot(self, state: Any, version: int | None) -> None:
+    def _older_than_shown(self, version: int | None, epoch: int | None) -> bool:
+        """A snapshot of an earlier incarnation, or of an earlier version of this one (never shown)."""
+        if epoch is None or self._epoch is None:
+            return False
+        if epoch != self._epoch:
+            return epoch < self._epoch
+        return version is not None and self._version is not None and version < self._version
+
+    def _on_snapshot(self, state: Any, version: int | None, epoch: int | None = None) -> None:
         if not self._listeners:
             return  # late answer to a subscription we dropped: would go stale
-        self._data, self._version, self._has_data = state, version, True
+        if self._older_than_shown(version, epoch):
+            # A straggler: not shown; while waiting for a resync ask again, unless the owner keeps
+            # sending it (a server clock gone backwards): then it is the state there is.
+            if not self._awaiting_snapshot:
+                return
+            self._stale_answers += 1
+            if self._stale_answers <= 3:
+                self._handle._client._send(self._handle._frame("state:sub"))
+                return
+        self._data, self._version, self._epoch, self._has_data = state, version, epoch, True
         self._awaiting_snapshot = False
+        self._stale_answers = 0
         self._notify()
 
-    def _on_patch(self, ops: list[dict[str, Any]], version: int | None) -> None:
+    def _on_patch(self, ops: list[dict[str, Any]], version: int | None, epoch: int | None = None) -> None:
         if not self._listeners or not self._has_data:
             return  # not subscribed, or a snapshot is on its way
+        if epoch is not None and self._epoch is not None and epoch != self._epoch:
+            if epoch > self._epoch:  # a newer incarnation: our copy is of the one before
+                self._resync(f"epoch {epoch} after {self._epoch}")
+            return  # an older one: a straggler of an incarnation that is gone
         expected = None if self._version is None else self._version + 1
         if version != expected and not (self._version is None and version is not None):
             self._resync(f"version {version} after {self._version}")
