@@ -26,12 +26,13 @@ from typing import Any
 
 from .harness import OUT, ROOT, log, raise_fd_limit
 
-SECTIONS = ("rpc", "fanout", "patch", "cluster", "memory")
+SECTIONS = ("rpc", "fanout", "patch", "persist", "cluster", "memory")
 
 FULL = {
     "rpc": {"reps": 5, "duration": 2.0, "warmup": 0.5},
     "fanout": {"sizes": (100, 1000), "changes": 10, "reps": 3},
     "patch": {"sizes": (10, 1000, 100000), "reps": 5, "budget": 0.3},
+    "persist": {"sizes": [1000, 100000], "calls": 20},
     "cluster": {"reps": 3, "duration": 2.0, "warmup": 0.5},
     "memory": {"reps": 2, "n_idle": 1000, "n_hot": 1000},
 }
@@ -39,6 +40,7 @@ QUICK = {
     "rpc": {"reps": 1, "duration": 0.5, "warmup": 0.2},
     "fanout": {"sizes": (100,), "changes": 3, "reps": 1},
     "patch": {"sizes": (10, 1000), "reps": 1, "budget": 0.05},
+    "persist": {"sizes": [1000], "calls": 6},
     "cluster": {"reps": 1, "duration": 0.5, "warmup": 0.2},
     "memory": {"reps": 1, "n_idle": 200, "n_hot": 200},
 }
@@ -114,6 +116,9 @@ def main() -> None:
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
                         help="Redis for the channels-redis rows (default: $REDIS_URL or 127.0.0.1:6379)")
     parser.add_argument("--no-redis", action="store_true", help="skip the channels-redis rows")
+    parser.add_argument("--postgres", default=os.environ.get("ZOCKET_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+                        help="PostgreSQL server for the persist section (a database of its own is created and dropped)")
+    parser.add_argument("--pg-database", default="zocket_bench", help="the persist section's PostgreSQL database")
     parser.add_argument("--out", type=Path, help="where to write RESULTS.md, results.json and latency.png")
     parser.add_argument("--profile", choices=("rpc", "rpc-redis", "fanout", "patch"),
                         help="instead of the benchmarks, record a py-spy profile of one scenario into bench/out/")
@@ -165,12 +170,13 @@ def main() -> None:
             log(f"{name} did not complete:\n{results[name]['error']}")
         log(f"--- {name} took {time.monotonic() - t0:.0f} s")
 
-    from . import cluster, fanout, memory, patchcost, rpc
+    from . import cluster, fanout, memory, patchcost, persistence, rpc
 
     section("rpc", lambda: rpc.run(**plan["rpc"], redis_url=redis_url))
     layers = {"memory": None, **({"redis": redis_url} if redis_url else {})}
     section("fanout", lambda: fanout.run(layers, **plan["fanout"]))
     section("patch", lambda: patchcost.run_subprocess(**plan["patch"]))
+    section("persist", lambda: persistence.run(postgres=args.postgres, database=args.pg_database, **plan["persist"]))
     section("cluster", lambda: cluster.run(redis_url, **plan["cluster"]) if redis_url else
             {"measured": False, "reason": "not measured: no Redis"})
     section("memory", lambda: memory.run(**plan["memory"], layers=layers))

@@ -16,10 +16,11 @@ import time
 from typing import Any
 
 from . import load
-from .harness import Server, cpu_seconds, log, percentile, ratio, summary
+from .harness import PeerServer, Server, cpu_seconds, log, percentile, ratio, summary
 from .load import Clients
 
-ROUTES = {"zocket": "ws", "raw": "raw", "raw-tuned": "raw-tuned"}
+#: system → route; "socketio" is the peer (``bench/peer``: a room, and an emit to it per change).
+ROUTES = {"zocket": "ws", "raw": "raw", "raw-tuned": "raw-tuned", "socketio": ""}
 CHANGE_TIMEOUT = 10.0
 
 
@@ -115,7 +116,8 @@ def run(layers: dict[str, str | None], sizes: tuple[int, ...], changes: int, rep
             for system in ROUTES:
                 # A fresh server per measurement: idle channels of an earlier one
                 # would slow the in-memory layer's receive for the next.
-                with Server(redis_url=redis_url, label=f"fanout-{layer}") as server:
+                kind = PeerServer if system == "socketio" else Server
+                with kind(redis_url=redis_url, label=f"fanout-{layer}") as server:
                     blocks = one_block(server, system, n, changes, reps, layer)
                 for i, blk in enumerate(blocks):
                     log(f"fan-out {layer:<6} {n:>4} subs {system:<6} rep {i + 1}/{reps}: all received "
@@ -135,7 +137,8 @@ def run(layers: dict[str, str | None], sizes: tuple[int, ...], changes: int, rep
                     key: ratio(figures["zocket"][key], figures[base][key])
                     for key in ("all_p50_ms", "all_p99_ms", "server_cpu_ms_per_change")
                 }
-                for base in ("raw", "raw-tuned")
+                for base in ROUTES
+                if base != "zocket"
             }
             per_layer[str(n)] = figures
         out["layers"][layer] = per_layer

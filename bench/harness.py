@@ -53,6 +53,10 @@ class Server:
     def url(self, route: str) -> str:
         return f"ws://127.0.0.1:{self.port}/{route.strip('/')}/"
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(self.port),
+                "bench.project.asgi:application"]
+
     def start(self, timeout: float = 30.0) -> Server:
         OUT.mkdir(parents=True, exist_ok=True)
         raise_fd_limit()
@@ -64,20 +68,18 @@ class Server:
         self.port = free_port()
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(self.port),
-             "bench.project.asgi:application"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            self.command(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"daphne exited with {self.proc.returncode}; see {self.log_path}")
+                raise RuntimeError(f"{self.command()[2]} exited with {self.proc.returncode}; see {self.log_path}")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                 return self
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"daphne did not listen within {timeout:.0f} s; see {self.log_path}")
+        raise RuntimeError(f"{self.command()[2]} did not listen within {timeout:.0f} s; see {self.log_path}")
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -148,3 +150,18 @@ def ratio(a: dict[str, Any], b: dict[str, Any]) -> float | None:
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class PeerServer(Server):
+    """python-socketio's AsyncServer (``bench/peer/app.py``) under uvicorn, on asyncio's default loop."""
+
+    def __init__(self, *, redis_url: str | None = None, redis_prefix: str | None = None, label: str = "") -> None:
+        super().__init__(redis_url=redis_url, redis_prefix=redis_prefix, label=f"socketio-{label or 'memory'}")
+
+    def url(self, route: str = "") -> str:
+        return f"ws://127.0.0.1:{self.port}/socket.io/?EIO=4&transport=websocket"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "uvicorn", "bench.peer.app:app", "--host", "127.0.0.1", "--port",
+                str(self.port), "--loop", "asyncio", "--ws", "auto", "--log-level", "warning",
+                "--no-access-log"]

@@ -21,6 +21,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 
 from .harness import cpu_seconds, raise_fd_limit
+from .peer.client import SioSocket
 
 CONNECT_CONCURRENCY = 32
 #: Subscriptions in flight per process. The raw baseline's ``group_add`` takes a
@@ -28,8 +29,10 @@ CONNECT_CONCURRENCY = 32
 SUBSCRIBE_CONCURRENCY = 16
 
 
-async def open_socket(url: str, zocket: bool) -> ClientConnection:
+async def open_socket(url: str, zocket: bool) -> Any:
     ws = await connect(url, compression=None, max_size=None, ping_interval=None, open_timeout=30, close_timeout=2)
+    if "/socket.io/" in url:  # the peer: Socket.IO, translated to zocket's frames
+        return await SioSocket.open(ws)
     if zocket:
         welcome = json.loads(await ws.recv())
         assert welcome["type"] == "welcome", welcome

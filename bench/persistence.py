@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/persistence.py                # SQLite file, and PostgreSQL if it answers
     .venv/bin/python bench/persistence.py --calls 1000 --postgres postgres://postgres@127.0.0.1:5432/test
+    .venv/bin/python bench/persistence.py --sizes 1000,100000 --calls 40   # whole writes vs the patch log
 
 Each backend runs in a child process (settings are read once): the demo's ASGI
 application in process, one ``ZocketCommunicator`` socket, the same one-line
@@ -112,9 +113,123 @@ def child(calls: int, db_settings: dict) -> dict:
     return asyncio.run(run())
 
 
-def run_child(url: str, calls: int, db_settings: dict | None = None) -> dict:
+def child_sizes(calls: int, db_settings: dict, sizes: list[int], logged: bool) -> dict:
+    """Write-through steps on large states: one small change per call (an append, then a pop).
+
+    ``logged``: the store's own choice (a patch log on PostgreSQL); otherwise
+    every step writes the state whole, as before the log. The mean includes
+    the log's folding steps, which run in the instance's queue.
+    """
+    sys.path.insert(0, str(ROOT))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "demo_project.settings"
+    os.environ["DJANGO_DEBUG"] = "0"
+    from django.conf import settings
+
+    settings.DATABASES["default"].update(db_settings)
+    settings.LOGGING = {"version": 1, "disable_existing_loggers": False}
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from pydantic import BaseModel
+
+    from zocket_django import Actor, Persist, method, persistence
+
+    if not logged:
+        persistence.LOG_MIN_BYTES = 1 << 62
+
+    class Item(BaseModel):
+        id: int
+        text: str
+
+    class S(BaseModel):
+        items: list[Item] = []
+
+    class Big(Actor):
+        name = "bench_big"
+        State = S
+        persist = Persist.WRITE_THROUGH
+
+        @method
+        async def fill(self, ctx, n: int) -> None:
+            self.state.items = [Item(id=i, text=f"item {i}") for i in range(n)]
+
+        @method
+        async def append(self, ctx) -> None:
+            self.state.items.append(Item(id=-1, text="new item"))
+
+        @method
+        async def pop(self, ctx) -> None:
+            self.state.items.pop()
+
+    from zocket_django.testing import ZocketCommunicator, reset_actors
+
+    async def run() -> dict:
+        from demo_project.asgi import application
+
+        results: dict[str, float] = {}
+        async with ZocketCommunicator(application, timeout=600) as client:
+            for n in sizes:
+                await client.call("bench_big", f"n{n}", "fill", n=n)
+                for _ in range(4):
+                    await client.call("bench_big", f"n{n}", "append")
+                    await client.call("bench_big", f"n{n}", "pop")
+                started = time.perf_counter()
+                for i in range(calls):
+                    await client.call("bench_big", f"n{n}", "pop" if i % 2 else "append")
+                results[str(n)] = (time.perf_counter() - started) / calls * 1000
+        await reset_actors()
+        return results
+
+    return asyncio.run(run())
+
+
+def run_sizes(url: str, calls: int, sizes: list[int], logged: bool, db_settings: dict | None = None) -> dict:
+    """``child_sizes`` in a child process: ms per write-through call, by state size."""
+    return run_child(url, calls, db_settings, ["--sizes", ",".join(map(str, sizes))] + ([] if logged else ["--whole"]))
+
+
+def sizes_table(calls: int, postgres: str | None, database: str, sizes: list[int]) -> dict:
+    """Whole writes against the patch log, on a SQLite file (WAL) and on PostgreSQL (``CONN_MAX_AGE=60``)."""
+    out: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        wal = {"OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;"}}
+        out["sqlite"] = {"whole": run_sizes(f"sqlite:///{tmp}/w.sqlite3", calls, sizes, False, wal),
+                         "log": run_sizes(f"sqlite:///{tmp}/l.sqlite3", calls, sizes, True, wal)}
+    if postgres:
+        url = postgres_database(postgres, database, create=True)
+        try:
+            out["postgresql"] = {"whole": run_sizes(url, calls, sizes, False, {"CONN_MAX_AGE": 60})}
+            postgres_database(postgres, database, create=True)
+            out["postgresql"]["log"] = run_sizes(url, calls, sizes, True, {"CONN_MAX_AGE": 60})
+        finally:
+            postgres_database(postgres, database, create=False)
+    return out
+
+
+def run(sizes: list[int], calls: int, postgres: str | None, database: str) -> dict:
+    """The ``persist`` section of ``python -m bench``: ms per write-through call, whole writes against the log."""
+    from .harness import log
+
+    try:
+        postgres_database(postgres, database, create=False) if postgres else None
+    except Exception as exc:
+        log(f"PostgreSQL at {postgres} does not answer ({exc}): SQLite only")
+        postgres = None
+    table = sizes_table(calls, postgres, database, sizes)
+    for db, variants in table.items():
+        for n in map(str, sizes):
+            log(f"persist {db:<10} {int(n):>6} items: whole {variants['whole'][n]:.2f} ms/call, "
+                f"store's choice {variants['log'][n]:.2f} ms/call")
+    return {"sizes": sizes, "calls": calls, "databases": table}
+
+
+def run_child(url: str, calls: int, db_settings: dict | None = None, more: list[str] | None = None) -> dict:
     env = dict(os.environ, DATABASE_URL=url)
     args = [sys.executable, __file__, "--child", "--calls", str(calls), "--db-settings", json.dumps(db_settings or {})]
+    args += more or []
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr)
@@ -158,11 +273,24 @@ def main() -> None:
         "--postgres", default=os.environ.get("ZOCKET_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
     )
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--database", default="zocket_bench", help="PostgreSQL database to create and drop")
+    parser.add_argument("--sizes", help="write-through on large states instead: comma-separated item counts")
+    parser.add_argument("--whole", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--db-settings", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.calls, json.loads(args.db_settings))))
+        db_settings = json.loads(args.db_settings)
+        if args.sizes:
+            sizes = [int(n) for n in args.sizes.split(",")]
+            print(json.dumps(child_sizes(args.calls, db_settings, sizes, logged=not args.whole)))
+        else:
+            print(json.dumps(child(args.calls, db_settings)))
+        return
+    if args.sizes:
+        sizes = [int(n) for n in args.sizes.split(",")]
+        table = sizes_table(args.calls, None if args.no_postgres else args.postgres, args.database, sizes)
+        print(json.dumps(table, indent=2))
         return
 
     version = sys.version.split()[0]
@@ -174,7 +302,7 @@ def main() -> None:
     if args.no_postgres:
         return
     try:
-        url = postgres_database(args.postgres, "zocket_bench", create=True)
+        url = postgres_database(args.postgres, args.database, create=True)
     except Exception as exc:
         print(f"\nPostgreSQL skipped: {exc}")
         return
@@ -187,10 +315,10 @@ def main() -> None:
         print("\n(psycopg_pool is not installed: the pool variant is skipped)")
     try:
         for title, db_settings in variants:
-            postgres_database(args.postgres, "zocket_bench", create=True)
+            postgres_database(args.postgres, args.database, create=True)
             report(f"PostgreSQL, {title}", run_child(url, args.calls, db_settings))
     finally:
-        postgres_database(args.postgres, "zocket_bench", create=False)
+        postgres_database(args.postgres, args.database, create=False)
 
 
 if __name__ == "__main__":

@@ -106,9 +106,11 @@ def markdown(r: dict[str, Any], plotted: bool) -> str:
         "",
     ]
     lines += _headline(r)
+    lines += _goals(r)
     lines += _rpc(r.get("rpc"))
     lines += _fanout(r.get("fanout"))
     lines += _patch(r.get("patch"))
+    lines += _persist(r.get("persist"))
     lines += _cluster(r.get("cluster"))
     lines += _memory(r.get("memory"))
     if plotted:
@@ -122,6 +124,52 @@ def markdown(r: dict[str, Any], plotted: bool) -> str:
     if notes.exists():
         lines += [notes.read_text().strip(), ""]
     return "\n".join(lines)
+
+
+def _goals(r: dict[str, Any]) -> list[str]:
+    """The ratios issue 17 set goals for, all from this run."""
+    rows = []
+    patch = r.get("patch")
+    if not _skip(patch) and len(patch["sizes"]) > 1:
+        small, large = patch["sizes"][0], patch["sizes"][-1]
+        for key, label in (("step_ms", "append"), ("edit_middle_ms", "edit in the middle"),
+                           ("remove_first_ms", "remove the first item"), ("rollback_ms", "roll back a failing step")):
+            if key in small:
+                value = large[key]["median"] / small[key]["median"]
+                rows.append(f"| {label}, {large['items']:,} items / {small['items']:,} items | ≤ 2{TIMES} | "
+                            f"{fx(value)} |")
+    rpc = r.get("rpc")
+    if not _skip(rpc):
+        for conns, want_calls in (("50", 0.8), ("1", 1.0)):
+            f = rpc["conns"].get(conns)
+            if f is None:
+                continue
+            ra = f["ratios"]["raw-tuned"]
+            rows.append(f"| RPC calls/s, {conns} connection{'s' if conns != '1' else ''}, zocket / raw-tuned | "
+                        f"≥ {want_calls}{TIMES} | {fx(ra['calls_per_s'])} |")
+            rows.append(f"| server CPU per call, {conns} connection{'s' if conns != '1' else ''}, zocket / "
+                        f"raw-tuned | ≤ 1.2{TIMES} | {fx(ra['server_cpu_us_per_call'])} |")
+            if "socketio" in f["ratios"]:
+                rows.append(f"| RPC calls/s, {conns} connection{'s' if conns != '1' else ''}, zocket / "
+                            f"python-socketio | ≥ 1{TIMES} | {fx(f['ratios']['socketio']['calls_per_s'])} |")
+    fan = r.get("fanout")
+    if not _skip(fan):
+        for layer, sizes in fan["layers"].items():
+            for n, f in sizes.items():
+                ra = f["ratios"].get("socketio")
+                if ra:
+                    rows.append(f"| fan-out to {int(n):,} ({layer}), zocket / python-socketio: time until all "
+                                f"received, server CPU | < 1{TIMES} | {fx(ra['all_p50_ms'])}, "
+                                f"{fx(ra['server_cpu_ms_per_change'])} |")
+    persist = r.get("persist")
+    if not _skip(persist):
+        for db, variants in persist["databases"].items():
+            n = str(persist["sizes"][-1])
+            rows.append(f"| write-through at {int(n):,} items on {db}: whole write / store's choice | "
+                        f"(cost follows the change) | {fx(variants['whole'][n] / variants['log'][n])} |")
+    if not rows:
+        return []
+    return ["## Issue 17's goals (this run)", "", "| ratio | goal | measured |", "|---|---|---|", *rows, ""]
 
 
 def _headline(r: dict[str, Any]) -> list[str]:
@@ -173,7 +221,39 @@ def _rpc(s: dict[str, Any] | None) -> list[str]:
     out = _rpc_table(s, "in-memory layer")
     if "redis" in s:
         out += _rpc_table(s["redis"] | {"duration_s": s["duration_s"]}, "channels-redis")
+    out += _peer_rpc(s)
     return out
+
+
+def _peer_rpc(s: dict[str, Any]) -> list[str]:
+    tables = [("in-memory layer", s["conns"])] + ([("channels-redis", s["redis"]["conns"])] if "redis" in s else [])
+    rows = []
+    for layer, conns in tables:
+        for n, f in conns.items():
+            if "socketio" not in f:
+                continue
+            ra = f["ratios"]["socketio"]
+            rows.append(
+                f"| {layer} | {n} | {fmt(f['zocket']['calls_per_s'])} | {fmt(f['socketio']['calls_per_s'])} | "
+                f"{fx(ra['calls_per_s'])} | {fmt(f['zocket']['server_cpu_us_per_call'])} | "
+                f"{fmt(f['socketio']['server_cpu_us_per_call'])} | {fx(ra['server_cpu_us_per_call'])} |"
+            )
+    if not rows:
+        return []
+    return [
+        "### The peer: python-socketio",
+        "",
+        "The same calls to python-socketio 5's `AsyncServer` under uvicorn (asyncio loop, `bench/peer/app.py`): "
+        "an acknowledged emit `increment(actorId)` answered with the count. Interleaved with the rows above, "
+        "same clients (`websockets`; Engine.IO 4 over the websocket transport). On channels-redis the peer runs "
+        "with its `AsyncRedisManager` (an acknowledgement does not go through it; zocket's answer does).",
+        "",
+        "| layer | connections | zocket calls/s | socketio calls/s | zocket / socketio | zocket CPU µs/call | "
+        "socketio CPU µs/call | zocket / socketio |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def _rpc_table(s: dict[str, Any], layer: str) -> list[str]:
@@ -241,7 +321,9 @@ def _fanout(s: dict[str, Any] | None) -> list[str]:
         "subscriber, each encoding its JSON (**raw**: stock dispatch, with the `close_old_connections` thread "
         "hop before each group message; **raw-tuned**: without it). *Server CPU per change* is the daphne "
         "process's CPU time from the call until every subscriber had the patch (less sensitive than the "
-        "times to other load on the machine).",
+        "times to other load on the machine). **socketio** is the peer: python-socketio 5's `AsyncServer` "
+        "under uvicorn (asyncio loop), the subscribers in a room, one `emit` to the room per change "
+        "(`bench/peer/app.py`); on the redis layer through its `AsyncRedisManager`.",
         "",
         "| layer | subscribers | system | all received p50 ms | all received p99 ms | one delivery p50 ms | "
         "deliveries/s | server CPU ms per change | lost / delivered | zocket / this (p50, p99, CPU) |",
@@ -249,7 +331,7 @@ def _fanout(s: dict[str, Any] | None) -> list[str]:
     ]
     for layer, sizes in s["layers"].items():
         for n, f in sizes.items():
-            for system in ("zocket", "raw", "raw-tuned"):
+            for system in ("zocket", "raw", "raw-tuned", "socketio"):
                 if system not in f:
                     continue
                 g = f[system]
@@ -273,21 +355,47 @@ def _patch(s: Any) -> list[str]:
     out = [
         "## 3. Patch cost as state grows (in-process)",
         "",
-        "One `bench_list.append` step through the real `Instance.run` (handler, `model_dump`, "
-        "`zocket_django.patches.diff`, frame encoding) on a list of N `{id, text}` items, then the parts "
-        "measured alone. *jsonpatch diff*: `jsonpatch.make_patch` on the same dumps, the baseline "
-        "`patches.diff` replaced (it compares lists element by element as JSON text).",
+        "Steps through the real `Instance.run` on a list of N `{id, text}` items: the state's changes are "
+        "recorded as they happen (`zocket_django.tracking`), the patches come from that record and are applied "
+        "to the committed dump in place, a failing step is undone from the record. *append* is the "
+        "`bench_list.append` handler; *edit middle* sets the text of item N/2; *remove first* is "
+        "`items.pop(0)`; *rollback* appends and raises.",
         "",
-        "| items | step ms | model_dump ms | diff ms | jsonpatch diff ms | rollback re-validate ms | "
-        "patch bytes | full state bytes | full / patch |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| items | append ms | edit middle ms | remove first ms | rollback ms | patch bytes | full state bytes |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         out.append(
-            f"| {row['items']:,} | {fmt(row['step_ms'], 3)} | {row['model_dump_ms']:,.3f} | {row['diff_ms']:,.3f} | "
-            f"{row['jsonpatch_diff_ms']:,.3f} | {row['rollback_validate_ms']:,.3f} | {row['patch_bytes']:,} | "
-            f"{row['full_state_bytes']:,} | {row['full_state_bytes'] / row['patch_bytes']:,.0f}{TIMES} |"
+            f"| {row['items']:,} | {fmt(row['step_ms'], 3)} | {fmt(row['edit_middle_ms'], 3)} | "
+            f"{fmt(row['remove_first_ms'], 3)} | {fmt(row['rollback_ms'], 3)} | {row['patch_bytes']:,} | "
+            f"{row['full_state_bytes']:,} |"
         )
+    small, large = rows[0], rows[-1]
+    if large["items"] > small["items"]:
+        ratio = {k: large[k]["median"] / small[k]["median"]
+                 for k in ("step_ms", "edit_middle_ms", "remove_first_ms", "rollback_ms")}
+        out += [
+            "",
+            f"**{large['items']:,} items / {small['items']:,} items (same run):** append "
+            f"{fx(ratio['step_ms'])}, edit middle {fx(ratio['edit_middle_ms'])}, remove first "
+            f"{fx(ratio['remove_first_ms'])}, rollback {fx(ratio['rollback_ms'])}. Removing the first item moves "
+            f"every pointer of the list (CPython's own `list.pop(0)` takes "
+            f"{large['plain_pop_first_ms']:,.3f} ms at {large['items']:,} items, {small['plain_pop_first_ms']:,.4f} ms "
+            f"at {small['items']:,}), once in the state and once in the dump.",
+            "",
+            "What the same step cost before the recorder, measured on the same states: the whole state dumped "
+            "(`model_dump`) and diffed (`patches.diff`; *jsonpatch diff*: `jsonpatch.make_patch` on the same "
+            "dumps, the diff before that), and a failed step re-validated from the old dump.",
+            "",
+            "| items | model_dump ms | diff ms | jsonpatch diff ms | rollback re-validate ms | full / patch bytes |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in rows:
+            out.append(
+                f"| {row['items']:,} | {row['model_dump_ms']:,.3f} | {row['diff_ms']:,.3f} | "
+                f"{row['jsonpatch_diff_ms']:,.3f} | {row['rollback_validate_ms']:,.3f} | "
+                f"{row['full_state_bytes'] / row['patch_bytes']:,.0f}{TIMES} |"
+            )
     edits = s.get("edits")
     if edits:
         out += [
@@ -303,6 +411,30 @@ def _patch(s: Any) -> list[str]:
                 f"| {e['edit']} | {e['jsonpatch_ms']:,.1f} | {e['jsonpatch_ops']:,} / {e['jsonpatch_bytes']:,} | "
                 f"{e['zocket_ms']:,.1f} | {e['zocket_ops']:,} / {e['zocket_bytes']:,} |"
             )
+    out.append("")
+    return out
+
+
+def _persist(s: dict[str, Any] | None) -> list[str]:
+    if _skip(s):
+        return []
+    out = [
+        "## Write-through saves as the state grows",
+        "",
+        f"`bench/persistence.py --sizes`: a write-through actor holding N `{{id, text}}` items, {s['calls']} "
+        "sequential calls that append or pop one item, through the demo's ASGI application in process (one "
+        "socket). *Whole*: every step writes the state whole (one `UPDATE`), as before the patch log; *store's "
+        "choice*: what the store does by default (on PostgreSQL, states of 64 KiB or more save each step as a "
+        "patch row, folded into the snapshot once the rows add up to its size; on SQLite, whole writes). SQLite "
+        "file in WAL mode; PostgreSQL with `CONN_MAX_AGE=60`. Milliseconds per call (mean, folds included).",
+        "",
+        "| database | items | whole ms/call | store's choice ms/call | whole / store's choice |",
+        "|---|---|---|---|---|",
+    ]
+    for db, variants in s["databases"].items():
+        for n in map(str, s["sizes"]):
+            whole, chosen = variants["whole"][n], variants["log"][n]
+            out.append(f"| {db} | {int(n):,} | {whole:,.2f} | {chosen:,.2f} | {fx(whole / chosen)} |")
     out.append("")
     return out
 

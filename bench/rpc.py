@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .harness import Server, log, percentile, ratio, summary
+from .harness import PeerServer, Server, log, percentile, ratio, summary
 from .load import Clients
 
 #: route → label, in the order each repetition runs them (interleaved, so drift hits all alike).
 SYSTEMS = {"ws": "zocket", "raw": "raw", "raw-tuned": "raw-tuned"}
+#: The peer (python-socketio under uvicorn, ``bench/peer``), measured beside them.
+PEER = "socketio"
 
 
 def one_run(server: Server, route: str, conns: int, duration: float, warmup: float, rep: int) -> dict[str, Any]:
@@ -42,26 +44,32 @@ def run(
     reps: int, duration: float, warmup: float, conn_counts: tuple[int, ...] = (1, 50), redis_url: str | None = None
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"reps": reps, "duration_s": duration}
-    with Server(label="rpc") as server:
-        out["conns"] = measure(server, conn_counts, reps, duration, warmup, "memory")
+    with Server(label="rpc") as server, PeerServer(label="rpc") as peer:
+        out["conns"] = measure(server, conn_counts, reps, duration, warmup, "memory", peer)
     if redis_url:
         # With channels-redis every zocket answer travels through Redis (the
         # node's channel), even for a local instance; the raw consumers answer
-        # directly. One connection shows that hop.
-        with Server(redis_url=redis_url, label="rpc-redis") as server:
-            out["redis"] = {"conns": measure(server, (1,), reps, duration, warmup, "redis")}
+        # directly. One connection shows that hop. The peer runs with its Redis
+        # manager (an acknowledgement does not go through it).
+        with Server(redis_url=redis_url, label="rpc-redis") as server, \
+                PeerServer(redis_url=redis_url, label="rpc-redis") as peer:
+            out["redis"] = {"conns": measure(server, (1,), reps, duration, warmup, "redis", peer)}
     return out
 
 
 def measure(
-    server: Server, conn_counts: tuple[int, ...], reps: int, duration: float, warmup: float, layer: str
+    server: Server, conn_counts: tuple[int, ...], reps: int, duration: float, warmup: float, layer: str,
+    peer: Server | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    targets = [(server, route, label) for route, label in SYSTEMS.items()]
+    if peer is not None:
+        targets.append((peer, "", PEER))
     for conns in conn_counts:
-        runs: dict[str, list[dict[str, Any]]] = {label: [] for label in SYSTEMS.values()}
+        runs: dict[str, list[dict[str, Any]]] = {label: [] for _, _, label in targets}
         for rep in range(reps):
-            for route, label in SYSTEMS.items():
-                r = one_run(server, route, conns, duration, warmup, rep)
+            for target, route, label in targets:
+                r = one_run(target, route, conns, duration, warmup, rep)
                 runs[label].append(r)
                 log(f"rpc {layer} {conns:>2} conn {label:<9} rep {rep + 1}/{reps}: {r['calls_per_s']:7.0f} calls/s "
                     f"p50 {r['p50_ms']:.3f} ms p99 {r['p99_ms']:.3f} ms "
@@ -90,7 +98,8 @@ def measure(
                     [z["calls_per_s"] / b["calls_per_s"] for z, b in zip(runs["zocket"], runs[base], strict=True)]
                 ),
             }
-            for base in ("raw", "raw-tuned")
+            for base in runs
+            if base != "zocket"
         }
         out[str(conns)] = figures
     return out

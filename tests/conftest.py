@@ -1,4 +1,5 @@
 import contextlib
+import logging
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,26 @@ def migrated_sqlite(tmp_path_factory) -> Path:
     migrate(single_env(template))
     return template
 
+
+
+class _RecorderMismatches(logging.Handler):
+    """Collects what VERIFY_PATCHES (on in tests/settings.py) found wrong with a recorded step."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.found: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg.startswith(("zocket: recorded patches", "zocket: recorded changes")):
+            self.found.append(record.getMessage())
+
+
+@pytest.fixture(autouse=True)
+def _recorded_patches_are_right():
+    """Every step of every test is recorded and checked: a mismatch fails the test that made it."""
+    handler = _RecorderMismatches()
+    logger = logging.getLogger("zocket_django")
+    logger.addHandler(handler)
+    yield
+    logger.removeHandler(handler)
+    assert not handler.found, handler.found

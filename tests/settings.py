@@ -9,6 +9,7 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
 # DATABASE_URL selects PostgreSQL (CI runs the suite on both); SQLite in memory otherwise.
 DATABASES = {"default": _database(os.environ.get("DATABASE_URL") or "sqlite:///:memory:")}
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 10000}}}
-ZOCKET = {"IDLE_TIMEOUT": 60.0}
+# VERIFY_PATCHES: every recorded step of every test is checked against a full dump.
+ZOCKET = {"IDLE_TIMEOUT": 60.0, "VERIFY_PATCHES": True}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGGING = {"version": 1, "disable_existing_loggers": False}

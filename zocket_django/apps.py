@@ -8,7 +8,9 @@ class ZocketConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks
+        from .identity import connect_signals
         from .registry import autodiscover
 
         checks.register()
         autodiscover()
+        connect_signals()  # logouts, password and permission changes reach open sockets

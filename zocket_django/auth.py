@@ -23,6 +23,9 @@ Tokens are ``django.core.signing`` signatures (``TimestampSigner`` with the
 ``ZOCKET["TOKEN_SALT"]`` salt and the ``SECRET_KEY``) of the user's primary
 key, an expiry, and a digest of the user's session hash: changing the
 password revokes every token of that user, as it ends their sessions.
+
+``identity`` checks open sockets again with ``authenticated_user``: the same
+authenticator, and the session read afresh (``session_user``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from django.core import signing
+from django.core.exceptions import ValidationError
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.module_loading import import_string
 
@@ -75,8 +79,55 @@ async def identify(scope: dict[str, Any]) -> tuple[Any, str | None, dict[str, An
         scope["user"] = user
     if user is None or not getattr(user, "is_authenticated", False):
         return user, None, {}
-    claims = await _claims(zocket_settings().CLAIMS)(user)
-    return user, str(user.pk), claims
+    return user, str(user.pk), await claims_of(user)
+
+
+async def authenticated_user(scope: dict[str, Any], session_key: str | None) -> Any:
+    """The user a connection's credentials give *now* (for ``identity``'s checks), ``None`` for none.
+
+    The authenticator runs again (it raises ``AuthenticationFailed`` for a
+    token that expired or was revoked); without a token, the session
+    ``session_key`` is read afresh.
+    """
+    authenticate = _authenticator(zocket_settings().AUTHENTICATOR)
+    user = await authenticate(scope) if authenticate is not None else None
+    if user is None and session_key is not None:
+        user = await to_thread(session_user, thread_sensitive=False)(session_key)
+    return user
+
+
+def session_user(session_key: str) -> Any:
+    """The user a session still holds, verified as Django verifies it per request; ``None`` otherwise.
+
+    Unlike ``django.contrib.auth.get_user`` it changes nothing (no flush, no
+    new key): a check must not end a session a browser still uses.
+    """
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model, load_backend
+
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    try:
+        user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
+        backend_path = session[BACKEND_SESSION_KEY]
+    except (KeyError, ValidationError):
+        return None
+    if backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return None
+    user = load_backend(backend_path).get_user(user_id)
+    if user is None or not hasattr(user, "get_session_auth_hash"):
+        return user
+    given = session.get(HASH_SESSION_KEY) or ""
+    fallbacks = getattr(user, "get_session_auth_fallback_hash", lambda: ())()
+    if given and any(constant_time_compare(given, h) for h in (user.get_session_auth_hash(), *fallbacks)):
+        return user
+    return None
+
+
+async def claims_of(user: Any) -> dict[str, Any]:
+    """``ZOCKET["CLAIMS"]`` of an authenticated user (in a thread: it may query)."""
+    return await _claims(zocket_settings().CLAIMS)(user)
 
 
 @lru_cache(maxsize=8)

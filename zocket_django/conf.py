@@ -30,6 +30,7 @@ _POSITIVE = (
     "CALL_KEYS_PER_CALLER",
     "CALL_KEYS_PER_INSTANCE",
     "CALL_KEY_SECONDS",
+    "IDENTITY_CHECK_INTERVAL",
 )
 
 
@@ -86,6 +87,13 @@ class ZocketSettings:
     TOKEN_MAX_AGE: int = 24 * 3600
     #: Salt of token signatures; changing it revokes every token issued.
     TOKEN_SALT: str = "zocket_django.token"
+    #: Check every recorded step's patches against a full dump of the state
+    #: (costs what recording saves; for tests and debugging). A mismatch is
+    #: logged at ERROR and that step is diffed whole.
+    VERIFY_PATCHES: bool = False
+    #: Seconds between two checks of an open socket's session or token (and of
+    #: the permissions its subscriptions need); Django's signals check at once.
+    IDENTITY_CHECK_INTERVAL: float = 30.0
 
     def __post_init__(self) -> None:
         for name in _POSITIVE:

@@ -25,7 +25,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.utils import await_many_dispatch
 from pydantic import BaseModel, ValidationError
 
-from . import protocol
+from . import identity, protocol
 from .access import Guard, Request, admit, gate
 from .actor import ActorSpec, MethodSpec
 from .auth import accepted_subprotocol, identify
@@ -95,6 +95,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         self._warned_at = -OVERLOAD_WARNING_INTERVAL
         self.subscriptions: set[tuple[str, str, str]] = set()
         self.perm_cache: dict[str, bool] = {}
+        self.revoked = False  # its identity no longer holds: closing, nothing more is served
         subprotocol = accepted_subprotocol(self.scope)
         try:
             user, user_id, claims = await identify(self.scope)
@@ -105,14 +106,15 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
                 extra={"zocket": {"client": self.client_id, "code": Code.UNAUTHENTICATED, "reason": exc.message}},
             )
             await self.accept(subprotocol)
-            await self.send(text_data=protocol.error(Code.UNAUTHENTICATED, exc.message))
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await self._close_unauthenticated(exc.message)
             raise StopConsumer from None
         self.caller = Caller(
             self.client_id, self.node.channel, user_id, claims, user, key_scope=self._key_scope(user_id)
         )
         await self.accept(subprotocol)
         self.node.attach(self)
+        if user_id is not None:
+            identity.watch(self)  # its session or token is checked again while it is open
         await self.send(text_data=protocol.welcome(self.client_id))
 
     def _key_scope(self, user_id: str | None) -> str:
@@ -128,6 +130,44 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         session_key = getattr(self.scope.get("session"), "session_key", None)
         return f"session:{session_key}" if session_key else "anonymous"
 
+    async def _close_unauthenticated(self, reason: str) -> None:
+        await self.send(text_data=protocol.error(Code.UNAUTHENTICATED, reason))
+        await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    async def revoke(self, reason: str) -> None:
+        """The identity this socket was opened with no longer holds (``identity``): close it with 4401.
+
+        It leaves every instance at once; frames it sends meanwhile are ignored.
+        """
+        if self.revoked:
+            return
+        self.revoked = True
+        log.warning(
+            "zocket: closing %s: %s",
+            self.client_id,
+            reason,
+            extra={"zocket": {"client": self.client_id, "user": self.caller.user_id, "code": Code.UNAUTHENTICATED}},
+        )
+        await self.node.detach(self)
+        await self._close_unauthenticated(reason)
+
+    async def end_subscription(self, spec: ActorSpec, actor_id: str, kind: str, refusal: ZocketError) -> None:
+        """Its ``read`` rule refuses this socket now (``identity``): unsubscribe it and say why."""
+        if (spec.name, actor_id, kind) not in self.subscriptions or self.revoked:
+            return
+        log.info(
+            "zocket: %s:sub of %s/%s ended for %s: %s",
+            kind,
+            spec.name,
+            actor_id,
+            self.client_id,
+            refusal.message,
+            extra={"zocket": {"client": self.client_id, "user": self.caller.user_id, "code": str(refusal.code)}},
+        )
+        await self._drop_subscription(spec, actor_id, kind)
+        ref = {"type": f"{kind}:sub", "actor": spec.name, "actorId": actor_id}
+        await self.send(text_data=protocol.error(refusal.code, f"{refusal.message}; subscription ended", ref))
+
     async def _websocket_disconnect(self, message: dict[str, Any]) -> None:
         # Channels' websocket_disconnect also runs aclose_old_connections, a
         # database hop that fails where the database is off limits (a test
@@ -138,11 +178,15 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         node = getattr(self, "node", None)
         if node is not None and hasattr(self, "client_id"):
-            await node.detach(self)
+            identity.unwatch(self)
+            if not self.revoked:  # a revoked socket left already
+                await node.detach(self)
 
     # -- frames ------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        if self.revoked:
+            return
         limit = self.limits.MAX_FRAME_BYTES
         if text_data is None:
             if bytes_data is not None and len(bytes_data) > limit:
@@ -254,6 +298,9 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         except Refusal as refusal:
             await self._error(refusal.code, refusal.message, message)
             return
+        await self._drop_subscription(spec, actor_id, kind)
+
+    async def _drop_subscription(self, spec: ActorSpec, actor_id: str, kind: str) -> None:
         self.subscriptions.discard((spec.name, actor_id, kind))
         await self.node.unsubscribe(self, spec.name, actor_id, kind)
         await self.node.request_unsubscription(spec, actor_id, self.client_id, kind)

@@ -26,6 +26,12 @@ class Snapshot(models.Model):
     actor_id = models.CharField("actor id", max_length=255)
     state = models.JSONField(help_text="The state model dumped as JSON.")
     version = models.PositiveBigIntegerField(default=0, help_text="The instance's version when saved.")
+    state_version = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="The version the state column was written at, when steps after it are in the patch log "
+        "(empty: the state is at version).",
+    )
     schema_version = models.PositiveIntegerField(
         default=1, help_text="The actor's schema_version the state was written with."
     )
@@ -45,4 +51,26 @@ class Snapshot(models.Model):
         return f"{self.actor}/{self.actor_id} v{self.version}"
 
 
-__all__ = ["HotActor", "Snapshot"]
+class SnapshotPatch(models.Model):
+    """One saved step of a write-through instance: the RFC 6902 patches from ``version - 1``.
+
+    Applied on top of the snapshot's ``state`` when the instance is restored;
+    folded into it (and deleted) now and then, see ``zocket_django.persistence``.
+    """
+
+    actor = models.CharField(max_length=100)
+    actor_id = models.CharField("actor id", max_length=255)
+    version = models.PositiveBigIntegerField(help_text="The instance's version after this step.")
+    patches = models.JSONField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["actor", "actor_id", "version"], name="zocket_snapshotpatch_version")
+        ]
+        verbose_name = "snapshot patch"
+
+    def __str__(self) -> str:
+        return f"{self.actor}/{self.actor_id} v{self.version}"
+
+
+__all__ = ["HotActor", "Snapshot", "SnapshotPatch"]

@@ -33,9 +33,19 @@ def diff(old: Any, new: Any) -> list[dict[str, Any]]:
     return ops
 
 
-def apply(document: Any, patches: list[dict[str, Any]]) -> Any:
-    """``document`` with ``patches`` applied, leaving ``document`` untouched."""
-    return jsonpatch.apply_patch(document, patches, in_place=False)
+def diff_into(old: Any, new: Any, path: str, ops: list[dict[str, Any]]) -> None:
+    """Append to ``ops`` the operations that turn ``old`` into ``new``, both found at ``path``."""
+    _diff(old, new, path, ops)
+
+
+def pointer(path: str, key: str | int) -> str:
+    """The JSON pointer of ``key`` under ``path`` (RFC 6901 escaping)."""
+    return _pointer(path, key)
+
+
+def apply(document: Any, patches: list[dict[str, Any]], *, in_place: bool = False) -> Any:
+    """``document`` with ``patches`` applied (leaving ``document`` untouched unless ``in_place``)."""
+    return jsonpatch.apply_patch(document, patches, in_place=in_place)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -83,6 +93,9 @@ def _same_order(old: dict[str, Any], new: dict[str, Any]) -> bool:
 
 def _diff_lists(old: list[Any], new: list[Any], path: str, ops: list[dict[str, Any]]) -> None:
     m, n = len(old), len(new)
+    if n == 0 and m > 1:  # emptied: one operation, not one per item
+        ops.append({"op": "replace", "path": path, "value": []})
+        return
     shortest = min(m, n)
     # The common start, then the common end (not overlapping it).
     if old[:shortest] == new[:shortest]:

@@ -44,9 +44,10 @@ from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
-from . import transactions
+from . import protocol, transactions
 from .db import to_thread
 from .errors import ZocketError
+from .patches import apply as apply_patches
 from .protocol import Code
 
 if TYPE_CHECKING:
@@ -56,6 +57,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("zocket_django")
 
 T = TypeVar("T")
+
+#: A write-through state at least this large (as JSON) saves its steps as patch rows.
+LOG_MIN_BYTES = 64 * 1024
+#: Patch rows of one instance before they are folded into its snapshot, whatever their size.
+MAX_LOG_ROWS = 1000
+#: Rows are folded into the snapshot when they add up to this many times the state's size:
+#: writing the state whole then costs at most about as much as the rows did.
+FOLD_AT = 1.0
+#: Databases that rewrite a whole row to change one column (SQLite does): there a
+#: patch row, which moves the snapshot row's version, would cost a whole write.
+REWRITE_ROWS = frozenset({"sqlite"})
 
 
 class Persist(StrEnum):
@@ -81,15 +93,37 @@ class ActivationFailed(ZocketError):
 # -- the ORM, in worker threads ---------------------------------------------------
 
 
-def load_snapshot(actor: str, actor_id: str) -> tuple[Any, int, int, Any] | None:
-    """``(state, version, schema_version, calls)`` of the saved snapshot, or ``None``."""
-    from .models import Snapshot
+def load_snapshot(actor: str, actor_id: str) -> tuple[Any, int, int, int, Any] | None:
+    """``(state, version, schema_version, patch rows, calls)`` of the saved snapshot, or ``None``.
 
-    return (
+    The state is brought to ``version`` by the patch log's rows (in version
+    order); rows at or below ``state_version`` are leftovers of a compaction
+    and are skipped. A gap in the log is a damaged snapshot: ``ValueError``.
+    """
+    from .models import Snapshot, SnapshotPatch
+
+    row = (
         Snapshot.objects.filter(actor=actor, actor_id=actor_id)
-        .values_list("state", "version", "schema_version", "calls")
+        .values_list("state", "version", "schema_version", "state_version", "calls")
         .first()
     )
+    if row is None:
+        return None
+    state, version, schema_version, state_version, calls = row
+    if state_version is None or state_version == version:
+        return state, version, schema_version, 0, calls
+    logged = SnapshotPatch.objects.filter(
+        actor=actor, actor_id=actor_id, version__gt=state_version, version__lte=version
+    ).order_by("version")
+    rows = 0
+    for at, ops in logged.values_list("version", "patches").iterator():
+        if at != state_version + rows + 1:
+            break
+        state = apply_patches(state, ops, in_place=True)
+        rows += 1
+    if state_version + rows != version:
+        raise ValueError(f"the patch log of {actor}/{actor_id} lacks version {state_version + rows + 1}")
+    return state, version, schema_version, rows, calls
 
 
 class SnapshotConflict(Exception):
@@ -101,15 +135,24 @@ class SnapshotConflict(Exception):
 
 
 def save_snapshot(
-    actor: str, actor_id: str, state: Any, version: int, schema_version: int, expected: int | None, calls: Any
+    actor: str,
+    actor_id: str,
+    state: Any,
+    version: int,
+    schema_version: int,
+    expected: int | None,
+    logged: bool = False,
+    calls: Any = (),
 ) -> None:
-    """Write the snapshot if the stored one is still at ``expected`` (``None``: there is none).
+    """Write the whole snapshot if the stored one is still at ``expected`` (``None``: there is none).
 
     The condition fences off a stale owner; it costs nothing more than the
-    write itself (one UPDATE, or one INSERT for a new instance). ``calls``, the
-    outcomes of recent keyed calls, goes in the same statement as the state.
+    write itself (one UPDATE, or one INSERT for a new instance). ``logged``:
+    the instance has patch rows, which the new state makes obsolete (deleted
+    in the same transaction). ``calls``, the outcomes of recent keyed calls
+    (``callkeys``), goes in the same statement as the state.
     """
-    from .models import Snapshot
+    from .models import Snapshot, SnapshotPatch
 
     if expected is None:
         try:
@@ -120,23 +163,82 @@ def save_snapshot(
                     state=state,
                     version=version,
                     schema_version=schema_version,
-                    calls=calls,
+                    calls=list(calls),
                 )
         except IntegrityError:
             raise SnapshotConflict(f"{actor}/{actor_id} was saved by someone else meanwhile") from None
         return
-    updated = Snapshot.objects.filter(actor=actor, actor_id=actor_id, version=expected).update(
-        state=state, version=version, schema_version=schema_version, calls=calls, updated_at=timezone.now()
-    )
-    if not updated:
-        raise SnapshotConflict(f"{actor}/{actor_id} is no longer at version {expected} in the database")
+    with transaction.atomic():
+        updated = Snapshot.objects.filter(actor=actor, actor_id=actor_id, version=expected).update(
+            state=state,
+            version=version,
+            schema_version=schema_version,
+            state_version=None,
+            calls=list(calls),
+            updated_at=timezone.now(),
+        )
+        if not updated:
+            raise SnapshotConflict(f"{actor}/{actor_id} is no longer at version {expected} in the database")
+        if logged:
+            SnapshotPatch.objects.filter(actor=actor, actor_id=actor_id, version__lte=version).delete()
+
+
+def append_patches(
+    actor: str, actor_id: str, patches: list[dict[str, Any]], version: int, expected: int, calls: Any = ()
+) -> None:
+    """Save one step as a patch row, if the snapshot is still at ``expected`` (``calls`` with it).
+
+    Fenced like ``save_snapshot``: the snapshot row's ``version`` moves to the
+    step's in the same transaction, conditionally (on PostgreSQL that UPDATE
+    leaves the TOASTed state where it is: its cost does not grow with it).
+    The state column stays at ``state_version``.
+    """
+    from django.db.models import F
+    from django.db.models.functions import Coalesce
+
+    from .models import Snapshot, SnapshotPatch
+
+    with transaction.atomic():
+        updated = Snapshot.objects.filter(actor=actor, actor_id=actor_id, version=expected).update(
+            version=version,
+            state_version=Coalesce(F("state_version"), F("version")),
+            calls=list(calls),
+            updated_at=timezone.now(),
+        )
+        if not updated:
+            raise SnapshotConflict(f"{actor}/{actor_id} is no longer at version {expected} in the database")
+        SnapshotPatch.objects.create(actor=actor, actor_id=actor_id, version=version, patches=patches)
 
 
 def delete_snapshot(actor: str, actor_id: str) -> bool:
+    from .models import Snapshot, SnapshotPatch
+
+    with transaction.atomic():
+        SnapshotPatch.objects.filter(actor=actor, actor_id=actor_id).delete()
+        deleted, _ = Snapshot.objects.filter(actor=actor, actor_id=actor_id).delete()
+    return deleted > 0
+
+
+def _vendor() -> str:
     from .models import Snapshot
 
-    deleted, _ = Snapshot.objects.filter(actor=actor, actor_id=actor_id).delete()
-    return deleted > 0
+    return connections[router.db_for_write(Snapshot)].vendor
+
+
+def _load_measured(actor: str, actor_id: str) -> tuple[Any, int, int, int, Any, int] | None:
+    """``load_snapshot`` and the size of the state as JSON (what patch rows are weighed against)."""
+    row = load_snapshot(actor, actor_id)
+    if row is None:
+        return None
+    return (*row, len(protocol.encode(row[0])))
+
+
+def _save_measured(*args: Any) -> int:
+    """``save_snapshot`` (all but the last two arguments, then ``calls``); returns the state's size as JSON
+    if it will be logged."""
+    *save, calls, measure = args
+    save_snapshot(*save, calls=calls)
+    return len(protocol.encode(save[2])) if measure else 0
 
 
 async def in_db_thread(fn: Callable[..., T], *args: Any) -> T:
@@ -148,14 +250,10 @@ async def in_db_thread(fn: Callable[..., T], *args: Any) -> T:
     Inside a step whose sync handler holds a transaction, ``fn`` runs in that
     transaction instead: the save commits with the handler's own writes.
     """
-    from .models import Snapshot
-
     held = transactions.held()
     if held is not None:
         return await held.run(fn, *args)
-
-    sqlite = connections[router.db_for_write(Snapshot)].vendor == "sqlite"
-    return await to_thread(fn, thread_sensitive=sqlite)(*args)
+    return await to_thread(fn, thread_sensitive=_vendor() == "sqlite")(*args)
 
 
 # -- one instance's link to its snapshot ---------------------------------------------
@@ -172,7 +270,7 @@ class Store:
     def start(self) -> None:
         pass
 
-    async def commit(self, dump: Any, version: int, calls: Any) -> None:
+    async def commit(self, dump: Any, version: int, patches: list[dict[str, Any]]) -> None:
         pass
 
     async def verify(self) -> None:
@@ -206,6 +304,13 @@ class SnapshotStore(Store):
         #: The restored state was upgraded and must be written back.
         self.upgraded = False
         self._checkpoints: asyncio.Task[None] | None = None
+        #: Steps may be saved as patch rows (write-through, on a database that keeps large values out of the row).
+        self.logs = self.write_through and _vendor() not in REWRITE_ROWS
+        #: Size of the state as last written whole (or restored), and what the patch rows since add up to.
+        self.state_bytes = 0
+        self.log_bytes = 0
+        self.log_rows = 0
+        self._compaction_queued = False
 
     @property
     def dirty(self) -> bool:
@@ -220,18 +325,17 @@ class SnapshotStore(Store):
         """Load the snapshot into the instance (state and version); raise ``ActivationFailed``."""
         inst = self.inst
         try:
-            row = await in_db_thread(load_snapshot, self.spec.name, inst.actor_id)
+            row = await in_db_thread(_load_measured, self.spec.name, inst.actor_id)
         except Exception as exc:
             log.exception("zocket: could not load the snapshot of %s", self._name(), extra=inst.log_context())
             raise ActivationFailed(f"{self._name()} is unavailable: its saved state could not be loaded") from exc
         if row is not None:
-            data, version, schema_version, calls = row
-            state = self._validate(data, schema_version, version)
-            inst.actor.state = state
-            inst.dump = state.model_dump(mode="json")
+            data, version, schema_version, self.log_rows, calls, self.state_bytes = row
+            inst.reset_state(self._validate(data, schema_version, version))
             inst.version = version
             inst.calls.load(calls, time.time())
             self.saved_version = version
+            self.log_bytes = self.state_bytes if self.log_rows else 0  # fold the rows in soon
         self.loaded = True
 
     def _validate(self, data: Any, schema_version: int, version: int) -> BaseModel:
@@ -295,14 +399,21 @@ class SnapshotStore(Store):
 
     # -- steps --------------------------------------------------------------------------
 
-    async def commit(self, dump: Any, version: int, calls: Any) -> None:
-        """Write-through: the step's new state (and the call outcomes that go with it) must be committed
-        before anyone hears of it."""
+    async def commit(self, dump: Any, version: int, patches: list[dict[str, Any]]) -> None:
+        """Write-through: the step's new state must be committed before anyone hears of it.
+
+        A large state (``LOG_MIN_BYTES``) on a database that keeps large
+        values out of the row is saved as one patch row per step; the rows are
+        folded into the snapshot (``_compact``, queued behind the step) once
+        they add up to the state's size, or number ``MAX_LOG_ROWS``.
+        """
         try:
-            await self._save(dump, version, calls)
+            if self.logs and self.saved_version is not None and not self.upgraded and self.state_bytes >= LOG_MIN_BYTES:
+                await self._append(patches, version)
+            else:
+                await self._save(dump, version)
         except SnapshotConflict as exc:
-            log.error("zocket: %s; this worker lets the instance go", exc, extra=self.inst.log_context())
-            self.inst.runtime.drop(self.spec.name, self.inst.actor_id)
+            self._lost(exc)
             raise ZocketError("this actor moved to another worker; nothing changed", code=Code.UNAVAILABLE) from exc
         except Exception as exc:
             log.exception(
@@ -316,31 +427,74 @@ class SnapshotStore(Store):
     async def verify(self) -> None:
         """Save now, fenced: raises ``SnapshotConflict`` when another worker saved since our last save."""
         if self.loaded:
-            await self._save(self.inst.dump, self.inst.version, self.inst.calls.dump())
+            await self._save(self.inst.dump, self.inst.version)
 
-    async def _save(self, dump: Any, version: int, calls: Any) -> None:
+    def _lost(self, exc: SnapshotConflict) -> None:
+        log.error("zocket: %s; this worker lets the instance go", exc, extra=self.inst.log_context())
+        self.inst.runtime.drop(self.spec.name, self.inst.actor_id)
+
+    async def _append(self, patches: list[dict[str, Any]], version: int) -> None:
+        assert self.saved_version is not None
+        await in_db_thread(
+            append_patches,
+            self.spec.name,
+            self.inst.actor_id,
+            patches,
+            version,
+            self.saved_version,
+            self.inst.calls.dump(),
+        )
+        transactions.on_commit(functools.partial(self._appended, version, len(protocol.encode(patches))))  # type: ignore[arg-type]
+
+    def _appended(self, version: int, size: int) -> None:
+        self.saved_version = version
+        self.log_rows += 1
+        self.log_bytes += size
+        full = self.log_bytes >= self.state_bytes * FOLD_AT or self.log_rows >= MAX_LOG_ROWS
+        if full and not self._compaction_queued:
+            self._compaction_queued = True
+            self.inst.enqueue(self._compact)
+
+    async def _compact(self) -> None:
+        """Fold the patch rows into the snapshot: one whole write, after the steps queued before it."""
+        self._compaction_queued = False
+        inst = self.inst
+        if not (inst.active and self.log_rows):
+            return
+        try:
+            await self._save(inst.dump, inst.version)
+        except SnapshotConflict as exc:
+            self._lost(exc)
+        except Exception:
+            log.exception("zocket: could not fold the patch log of %s", self._name(), extra=inst.log_context())
+
+    async def _save(self, dump: Any, version: int) -> None:
         if not self.loaded:  # never write over a snapshot we could not read
             raise RuntimeError(f"{self._name()} was not restored; refusing to save it")
-        await in_db_thread(
-            save_snapshot,
+        size = await in_db_thread(
+            _save_measured,
             self.spec.name,
             self.inst.actor_id,
             dump,
             version,
             self.spec.schema_version,
             self.saved_version,
-            calls,
+            self.log_rows > 0,
+            self.inst.calls.dump(),  # with the state: a retry after a crash finds what ran
+            self.logs,
         )
-        transactions.on_commit(functools.partial(self._saved, version))
+        transactions.on_commit(functools.partial(self._saved, version, size))
 
-    def _saved(self, version: int) -> None:
+    def _saved(self, version: int, size: int) -> None:
         self.saved_version = version
         self.upgraded = False
+        self.state_bytes = size
+        self.log_rows = self.log_bytes = 0
 
     async def _save_quietly(self, why: str) -> None:
         inst = self.inst
         try:
-            await self._save(inst.dump, inst.version, inst.calls.dump())
+            await self._save(inst.dump, inst.version)
         except Exception:
             log.exception(
                 "zocket: the %s save of %s at version %d failed; changes since version %s are not saved",

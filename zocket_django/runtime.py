@@ -26,8 +26,8 @@ from .actor import Actor, ActorSpec, Context, Emission, MethodSpec
 from .callkeys import CallWindow, KeyReused, fingerprint
 from .conf import zocket_settings
 from .errors import ZocketError
-from .patches import diff
 from .protocol import Code
+from .tracking import Recorder
 
 if TYPE_CHECKING:
     from .node import Node
@@ -119,7 +119,7 @@ class Instance:
         self.actor_id = actor_id
         self.group = group
         self.actor: Actor = spec.cls(actor_id, spec.initial_state())
-        self.dump: Any = self.actor.state.model_dump(mode="json")
+        self.recorder = Recorder(spec.state_model, self.actor.state, verify=zocket_settings().VERIFY_PATCHES)
         self.version = 0
         #: This incarnation, on every snapshot and patch: versions count within one epoch, and a
         #: later incarnation has a larger one (``cluster.epoch``).
@@ -138,11 +138,24 @@ class Instance:
         #: (time, method or hook, client id, "ok" or the error, version after) of the last steps.
         self.recent: deque[tuple[float, str, str | None, str, int]] = deque(maxlen=RECENT_STEPS)
         self.closed = asyncio.get_running_loop().create_future()
+        # Gone (deactivated, dropped, failed): the recorder lets go of the state's objects.
+        self.closed.add_done_callback(lambda _: self.recorder.release())
         #: Set when the activation failed: queued requests get this error, nothing runs.
         self.failed: ZocketError | None = None
         #: A timed-out sync handler still running: the next step waits for it.
         self.lingering: Awaitable[None] | None = None
         self.store = persistence.store_for(self)
+
+    @property
+    def dump(self) -> Any:
+        """The committed state as JSON: what subscribers have (kept by the recorder, updated in place)."""
+        return self.recorder.dump
+
+    def reset_state(self, state: BaseModel) -> None:
+        """Replace the state outside any step (a restored snapshot); nothing is published."""
+        self.recorder.release()
+        self.actor.state = state
+        self.recorder = Recorder(self.spec.state_model, state, verify=self.recorder.verify)
 
     @property
     def active(self) -> bool:
@@ -206,7 +219,8 @@ class Instance:
         the same commit as the state it produced.
         """
         self._check_owned()
-        old = self.dump
+        recorder = self.recorder
+        recorder.begin()
         txn, token = transactions.begin()
         try:
             value = await invoke()
@@ -215,8 +229,7 @@ class Instance:
             state = self.actor.state
             if not isinstance(state, self.spec.state_model):
                 raise TypeError(f"{self.spec.name}.state must stay a {self.spec.state_model.__name__}")
-            new = state.model_dump(mode="json")
-            patches = diff(old, new)
+            patches = recorder.changes(state)  # from here on self.dump is the new state's
             # Encoded before committing: a state that is not JSON (a float
             # that became inf) is rolled back like any other failure.
             frame = (
@@ -229,21 +242,21 @@ class Instance:
                 self.calls.remember(keyed.scope, keyed.key, keyed.fingerprint, result, time.time())
             if patches and self.store.write_through:
                 # raises: undone, nothing acknowledged (fenced: a stale owner's save is refused)
-                await self.store.commit(new, self.version + 1, self.calls.dump())
+                await self.store.commit(self.dump, self.version + 1, patches)
             await txn.commit()  # a sync handler's ORM work (and the save above, in its transaction)
         except BaseException as exc:
             if keyed is not None:
                 self.calls.forget(keyed.scope, keyed.key)
-            self.actor.state = self.spec.state_model.model_validate(old)
-            await self._roll_back(txn, old)
+            self.actor.state = recorder.rollback()
+            await self._roll_back(txn)
             self.recent.append((time.time(), label or ctx.method or "?", ctx.client_id, _outcome(exc), self.version))
             raise
         finally:
             transactions.end(token)
+        recorder.commit(state)
         node = self.runtime.node
         if patches:
             self.version += 1
-            self.dump = new
             await node.publish(self.group, self.delivery(STATE, frame))
         self.recent.append((time.time(), label or ctx.method or "?", ctx.client_id, "ok", self.version))
         for message, targets in events:
@@ -265,7 +278,7 @@ class Instance:
         if self.lost or not self.runtime.node.cluster.holds(self.group):
             raise ZocketError("this actor is moving to another worker; try again", code=Code.UNAVAILABLE)
 
-    async def _roll_back(self, txn: transactions.StepTransaction, old: Any) -> None:
+    async def _roll_back(self, txn: transactions.StepTransaction) -> None:
         """Undo a sync handler's database work before its caller hears of the failure.
 
         A handler still running past its deadline cannot be stopped: its caller
@@ -282,8 +295,8 @@ class Instance:
                 await ending
             except Exception:
                 log.exception("zocket: rolling back a sync handler's transaction failed", extra=self.log_context())
-            if running:
-                self.actor.state = self.spec.state_model.model_validate(old)
+            if running:  # what it changed after the step was undone: back to the committed state, whole
+                self.reset_state(self.spec.state_model.model_validate(self.dump))
 
         if running:
             self.lingering = settle()

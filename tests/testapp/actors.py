@@ -367,6 +367,66 @@ class Sink(Actor):
         return value
 
 
+class Card(BaseModel):
+    text: str
+    tags: list[str] = []
+
+
+class KanbanState(BaseModel):
+    cards: list[Card] = []
+    votes: dict[str, int] = {}
+
+
+class Kanban(Actor):
+    """Mutations of every kind a handler writes, async and sync, for the recorded patches."""
+
+    name = "kanban"
+    State = KanbanState
+
+    def __init__(self, actor_id: str, state: BaseModel) -> None:
+        super().__init__(actor_id, state)
+        self.favorite: Card | None = None  # a part of the state kept across steps
+
+    @method
+    async def add(self, ctx, text: str) -> int:
+        self.state.cards.append(Card(text=text))
+        return len(self.state.cards)
+
+    @method
+    def vote(self, ctx, key: str) -> int:  # a sync handler: runs in a thread
+        self.state.votes[key] = self.state.votes.get(key, 0) + 1
+        self.state.votes[key] += 1
+        return self.state.votes[key]
+
+    @method
+    def tag_and_fail(self, ctx, index: int, tag: str) -> None:
+        card = self.state.cards[index]  # fetched earlier in the step, changed after other changes
+        self.state.cards.pop(0)
+        card.tags.append(tag)
+        card.text = "tagged"
+        raise RuntimeError("undo all of it")
+
+    @method
+    async def tag(self, ctx, index: int, tag: str) -> None:
+        card = self.state.cards[index]
+        del self.state.cards[0]
+        card.tags.append(tag)
+
+    @method
+    async def keep(self, ctx, index: int) -> None:
+        self.favorite = self.state.cards[index]
+
+    @method
+    async def edit_kept(self, ctx, text: str) -> None:
+        assert self.favorite is not None
+        self.favorite.text = text
+
+    @method
+    async def replace_all(self, ctx, texts: list[str]) -> None:
+        self.state.cards = [Card(text=t) for t in texts]
+        self.state = KanbanState(cards=self.state.cards, votes=dict(self.state.votes))
+
+
 # -- a sync handler's database work and its step (tests/test_step_transactions.py) -----------
 
 
@@ -439,3 +499,25 @@ class DurableShelf(Shelf):
 
     name = "durable_shelf"
     persist = Persist.WRITE_THROUGH
+
+
+# -- identity kept true (tests/test_identity.py) -------------------------------------------------
+
+
+class Archive(Actor):
+    """Reading needs a permission; so does one method. Its subscriptions end when the permission goes."""
+
+    name = "archive"
+    State = Counted
+    events = {"filed": str}
+    read = Rule(permissions="auth.view_user")
+
+    @method(permissions="auth.view_user")
+    async def peek(self, ctx) -> int:
+        return self.state.opened
+
+    @method
+    async def file(self, ctx, what: str) -> int:
+        self.state.opened += 1
+        ctx.emit("filed", what)
+        return self.state.opened

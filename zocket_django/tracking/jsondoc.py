@@ -1,0 +1,81 @@
+"""The recorded operations of a step, applied to the committed dump in place.
+
+Each operation names a node by its path (as the recorder found it when the
+change was made), so applying them in order to the dump replays the step on
+its JSON. Replacements are diffed against what the dump holds there
+(``patches.diff_into``), so a patch is never larger than the full diff's:
+assigning an equal value gives nothing, a new list that differs in one item
+gives one operation. ``apply`` returns the patches and the way back, which
+``revert`` takes when the step is undone after all (a save that failed).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import Any
+
+from ..patches import diff_into, pointer
+from .containers import ADD, DELETE, REMOVE, SET, WHOLE
+
+Undo = list[tuple[Callable[..., Any], tuple[Any, ...]]]
+
+
+class Inconsistent(Exception):
+    """The operations do not fit the dump: the recorder lost track somewhere."""
+
+
+def apply(doc: Any, ops: list[tuple[str, list[str | int], Any, Any]]) -> tuple[list[dict[str, Any]], Undo]:
+    """Apply ``ops`` to ``doc`` in place; returns the patches and the undo log."""
+    patches: list[dict[str, Any]] = []
+    undo: Undo = []
+    try:
+        for kind, parts, key, value in ops:
+            if kind == WHOLE:
+                parts, key = parts[:-1], parts[-1]
+            target = doc
+            path = ""
+            for part in parts:
+                target = target[part]
+                path = pointer(path, part)
+            if kind == ADD:
+                if not 0 <= key <= len(target):
+                    raise IndexError(key)
+                target.insert(key, _copy(value))
+                undo.append((list.pop, (target, key)))
+                patches.append({"op": "add", "path": pointer(path, key), "value": value})
+            elif kind == REMOVE:
+                undo.append((list.insert, (target, key, target.pop(key))))
+                patches.append({"op": "remove", "path": pointer(path, key)})
+            elif kind == DELETE:
+                undo.append((operator.setitem, (target, key, target.pop(key))))
+                patches.append({"op": "remove", "path": pointer(path, key)})
+            elif type(target) is list or key in target:  # SET, WHOLE: a replacement
+                old = target[key]
+                diff_into(old, value, pointer(path, key), patches)
+                target[key] = _copy(value)
+                undo.append((operator.setitem, (target, key, old)))
+            else:
+                assert kind == SET
+                target[key] = _copy(value)
+                undo.append((dict.pop, (target, key)))
+                patches.append({"op": "add", "path": pointer(path, key), "value": value})
+    except (LookupError, TypeError, AttributeError) as exc:
+        revert(undo)
+        raise Inconsistent(f"{kind} at {parts}/{key}: {exc!r}") from None
+    return patches, undo
+
+
+def revert(undo: Undo) -> None:
+    for fn, args in reversed(undo):
+        fn(*args)
+
+
+def _copy(value: Any) -> Any:
+    """A copy for the dump, so that later changes to the dump never alter a patch not yet sent."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _copy(v) for k, v in value.items()}
+    if kind is list:
+        return [_copy(v) for v in value]
+    return value
