@@ -195,3 +195,18 @@ async def test_concurrent_attempts_with_one_key_from_two_sockets_run_once(connec
     frame = rpc("add", {"amount": 4}, key="both", actor_id="c")
     results = await asyncio.gather(send(a, frame), send(b, {**frame, "id": "other"}))
     assert [r["result"] for r in results] == [4, 4]
+
+
+async def test_the_window_goes_with_patch_rows_too(connect, monkeypatch):
+    """A large write-through state saves steps as patch rows: the keys are saved with each of them."""
+    from zocket_django import persistence
+
+    monkeypatch.setattr(persistence, "REWRITE_ROWS", frozenset())
+    monkeypatch.setattr(persistence, "LOG_MIN_BYTES", 0)
+    client = await connect()
+    for n in (1, 2):
+        assert (await send(client, rpc("add", {"amount": n}, key=f"p{n}", actor="ledger", actor_id="pl")))["result"]
+    current_node().runtime.drop("ledger", "pl")  # as after kill -9: rows and keys are what the database has
+    again = await send(client, rpc("add", {"amount": 2}, key="p2", actor="ledger", actor_id="pl"))
+    assert again["result"] == 3
+    assert (await send(client, rpc("peek", actor="ledger", actor_id="pl")))["result"] == 3

@@ -92,10 +92,9 @@ class CallWindow:
 
     def prune(self, now: float) -> None:
         """Drop entries older than ``seconds`` (the oldest are first)."""
-        horizon = now - self.seconds
         while self._order:
             (identity, key), entry = next(iter(self._order.items()))
-            if entry.at > horizon:
+            if now - entry.at < self.seconds:
                 break
             self.forget(identity, key)
 

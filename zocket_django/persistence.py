@@ -237,7 +237,7 @@ def _save_measured(*args: Any) -> int:
     """``save_snapshot`` (all but the last two arguments, then ``calls``); returns the state's size as JSON
     if it will be logged."""
     *save, calls, measure = args
-    save_snapshot(*save, calls=calls)
+    save_snapshot(*save, calls)
     return len(protocol.encode(save[2])) if measure else 0
 
 
