@@ -7,6 +7,12 @@ while the instance is hot and released when it deactivates (``RedisLeases``).
 Each worker also keeps a liveness key, so owners notice when the clients of a
 dead worker are gone, and a worker notices when Redis lost its data (a
 restart) and puts its leases and group memberships back.
+
+A lease not renewed for a while is *in doubt* (``holds``): its instance
+acknowledges nothing until a renewal succeeds, so that no acknowledged change
+is made on a copy another worker may be about to replace. Every acquisition
+reads Redis' clock: the *epoch* of the incarnation that starts, ordered across
+workers.
 """
 
 from __future__ import annotations
@@ -83,14 +89,14 @@ class SingleProcess:
 
     distributed = False
 
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
     def holds(self, group: str) -> bool:
         return True
 
     def epoch(self, group: str) -> int:
         return new_epoch()
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
 
     async def start(self) -> None:
         pass
@@ -100,6 +106,11 @@ class SingleProcess:
 
     async def owner(self, group: str, *, acquire: bool) -> str | None:
         return None
+
+    async def _redis_clock(self) -> int:
+        """Redis' clock in milliseconds: the one clock every worker's epochs are read from."""
+        seconds, micros = await self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
 
     async def holder(self, group: str) -> str | None:
         return self.node.channel
@@ -185,8 +196,7 @@ class RedisLeases:
                 sent = time.monotonic()
                 if await self._renew(keys=[self._lease(group)], args=[me, int(self.ttl * 1000)]) == 1:
                     self._held[group] = sent
-                seconds, micros = await self.redis.time()
-                self._epochs[group] = seconds * 1000 + micros // 1000
+                self._epochs[group] = await self._redis_clock()
                 return None
             if holder is not None:
                 self._owners[group] = (holder, now + self.ttl / 2)
@@ -217,6 +227,11 @@ class RedisLeases:
         """Whether this worker surely still owns ``group``'s lease (renewed recently enough)."""
         held = self._held.get(group)
         return held is not None and time.monotonic() - held < self.ttl * DOUBT_AFTER
+
+    async def _redis_clock(self) -> int:
+        """Redis' clock in milliseconds: the one clock every worker's epochs are read from."""
+        seconds, micros = await self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
 
     async def holder(self, group: str) -> str | None:
         value = await self.redis.get(self._lease(group))
@@ -270,10 +285,9 @@ class RedisLeases:
                 if await self.redis.set(self._lease(inst.group), self.node.channel, nx=True, px=ttl_ms):
                     self._held[inst.group] = sent
                     if not was_held:  # someone may have held it meanwhile: check, and start a new epoch
-                        seconds, micros = await self.redis.time()
-                        runtime.resume(*key, seconds * 1000 + micros // 1000)
+                        runtime.resume(*key, await self._redis_clock())
                     continue
-            elif state not in (0, -1):
+            elif state == 1:
                 self._held[inst.group] = sent
                 continue
             log.error("zocket: lost the lease of %s/%s; dropping it here", *key)
