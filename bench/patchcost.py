@@ -31,14 +31,21 @@ def _setup() -> None:
 
 
 class StubNode:
+    """The runtime's links (``runtime.Links``), keeping what was sent."""
+
+    channel = "bench"
+
     def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
+        self.sent: list[Any] = []
 
-    async def publish(self, group: str, message: dict[str, Any]) -> None:
+    async def publish(self, group: str, message: Any) -> None:
         self.sent.append(message)
 
-    async def send(self, channel: str, message: dict[str, Any]) -> None:
+    async def send(self, channel: str, message: Any) -> None:
         self.sent.append(message)
+
+    async def released(self, group: str) -> None:
+        pass
 
 
 class StubRuntime:
@@ -126,7 +133,7 @@ async def measure(n: int, reps: int, budget: float) -> dict[str, Any]:
             measured[name].append(statistics.median(times) * 1e3)
     assert len(inst.actor.state.items) == n and inst.dump == inst.actor.state.model_dump(mode="json")
     await run(lambda ctx: method.fn(inst.actor, ctx, text="new item"), method.serialize_result)
-    patch_frame = runtime.node.sent[-1]["frame"]
+    patch_frame = runtime.node.sent[-1].frame
 
     # What a step cost before the recorder, on the state as it is now: dump it whole and diff.
     state = inst.actor.state

@@ -8,7 +8,6 @@ Every wait is bounded, so a regression fails instead of hanging.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import json
 import logging
@@ -1132,19 +1131,10 @@ async def test_close_fails_pending_calls(server: FakeServer) -> None:
 # ---------------------------------------------------------------------------
 
 
-async def test_client_module_does_not_import_django() -> None:
-    source = Path(__file__).resolve().parents[1] / "zocket_django" / "client.py"
-    tree = ast.parse(source.read_text())
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names} | {
-        node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-    }
-    assert not {name for name in imported if name.split(".")[0] == "django"}
-
-
-async def test_client_imports_without_django_settings() -> None:
+async def _python(code: str) -> tuple[int, str, str]:
+    """Run ``code`` in a fresh interpreter at the repository root, without Django settings."""
     root = Path(__file__).resolve().parents[1]
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    code = "import zocket_django.client as c; print(c.ZocketClient.__name__)"
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -1155,5 +1145,39 @@ async def test_client_imports_without_django_settings() -> None:
         stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, stderr.decode()
-    assert stdout.decode().strip() == "ZocketClient"
+    return proc.returncode or 0, stdout.decode().strip(), stderr.decode()
+
+
+async def test_the_client_loads_neither_django_nor_the_server() -> None:
+    code = (
+        "import sys, zocket_django.client as c; "
+        "print(c.ZocketClient.__name__, sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'django', 'channels', 'pydantic', 'daphne'}), "
+        "sorted(m for m in sys.modules if m.startswith('zocket_django.') and not m.startswith('zocket_django.client')))"
+    )
+    returncode, stdout, stderr = await _python(code)
+    assert returncode == 0, stderr
+    assert stdout == "ZocketClient [] []"
+
+
+async def test_without_websockets_the_client_names_the_extra_to_install() -> None:
+    code = "import sys; sys.modules['websockets'] = None; import zocket_django.client"
+    returncode, _, stderr = await _python(code)
+    assert returncode == 1
+    assert 'needs the websockets package: pip install "zocket-django[client]"' in stderr
+
+
+async def test_the_package_exports_its_public_names_lazily() -> None:
+    import zocket_django
+
+    code = (
+        "import sys, zocket_django as z; before = 'zocket_django.actor' in sys.modules; "
+        "from zocket_django import Actor, hot_actors; "
+        "print(before, Actor.__module__, hot_actors is z.hot_actors, sorted(z.__all__) == sorted(z._EXPORTS))"
+    )
+    returncode, stdout, stderr = await _python(code)
+    assert returncode == 0, stderr
+    assert stdout == "False zocket_django.actor True True"
+    assert set(zocket_django.__all__) <= set(dir(zocket_django))
+    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+        zocket_django.Nope  # noqa: B018

@@ -65,6 +65,18 @@ async def test_a_refusing_sync_handler_keeps_no_row(connect):
     assert state_rows("shelf", "no") == []
 
 
+async def test_sync_handlers_that_read_then_write_on_several_instances_at_once(connect):
+    """On SQLite such transactions take turns (else: "database is locked"); elsewhere they overlap."""
+    clients = [await connect() for _ in range(4)]
+
+    async def fill(n, client):
+        return [await client.call("shelf", f"many{n}", "count_then_add", text=str(i)) for i in range(8)]
+
+    assert await asyncio.gather(*(fill(n, c) for n, c in enumerate(clients))) == [list(range(1, 9))] * 4
+    for n in range(4):
+        assert state_rows("shelf", f"many{n}") == await rows(f"many{n}")
+
+
 async def test_time_spent_queued_is_not_charged_to_the_handler(connect, settings):
     settings.ZOCKET = {"CALL_TIMEOUT": 1.0, "QUEUE_TIMEOUT": 30.0}
     client = await connect()

@@ -12,13 +12,13 @@ import functools
 import inspect
 from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 from pydantic import BaseModel
 
 from . import schema
 from .access import Check, ExtraAttributes, Guard, Rule, as_rule, compile_guard
-from .persistence import Persist
 from .problems import Problem
 
 if TYPE_CHECKING:
@@ -27,6 +27,14 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 HOOKS = ("on_activate", "on_deactivate", "on_connect", "on_disconnect")
+
+
+class Persist(StrEnum):
+    """How an actor's state survives deactivation and restarts (``Actor.persist``)."""
+
+    NONE = "none"
+    ON_DEACTIVATE = "on_deactivate"
+    WRITE_THROUGH = "write_through"
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,16 +258,29 @@ class Actor:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        from .registry import registry
+        if "name" in cls.__dict__:  # without one, a base class: it shares code, it is not served
+            cls.spec = _build_spec(cls)
+        if _listeners:
+            for listener in _listeners:
+                listener(cls)
+        else:
+            _backlog.append(cls)
 
-        if "name" not in cls.__dict__:
-            # A base class shares code and is not served; one that is never
-            # subclassed and not marked ``abstract = True`` is a forgotten name
-            # (zocket.E013), so the registry keeps it to ask later.
-            registry.register_base(cls)
-            return
-        cls.spec = _build_spec(cls)
-        registry.register(cls)
+
+_backlog: list[type[Actor]] = []
+_listeners: list[Callable[[type[Actor]], None]] = []
+
+
+def on_declare(listener: Callable[[type[Actor]], None]) -> None:
+    """Call ``listener`` with every ``Actor`` subclass declared, those declared before it first.
+
+    The registry listens (so that this module need not import it). A class
+    without a ``name`` of its own is a base class, and has no ``spec`` of its own.
+    """
+    _listeners.append(listener)
+    for cls in _backlog:
+        listener(cls)
+    _backlog.clear()
 
 
 def _build_spec(cls: type[Actor]) -> ActorSpec:

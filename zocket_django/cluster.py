@@ -23,16 +23,17 @@ import logging
 import os
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.core.exceptions import ImproperlyConfigured
 
 from .conf import zocket_settings
 
 if TYPE_CHECKING:
+    from channels.layers import BaseChannelLayer
     from redis.asyncio import Redis
-
-    from .node import Node
 
 log = logging.getLogger("zocket_django")
 
@@ -66,13 +67,11 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 return 0
 """
 
-
 #: A lease not renewed for this fraction of ``LEASE_TTL`` is in doubt: its
 #: instance acknowledges nothing more until a renewal succeeds. Renewals come
 #: every third of the TTL, so one late renewal is tolerated; the rest is the
 #: margin before another worker may take the lease.
 DOUBT_AFTER = 0.75
-
 
 _last_epoch = 0
 
@@ -84,22 +83,73 @@ def new_epoch() -> int:
     return _last_epoch
 
 
+class Cluster(Protocol):
+    """Who owns an instance: the strategy a node asks before it runs or forwards a request."""
+
+    #: Whether other workers exist (messages for them go through the channel layer).
+    distributed: bool
+
+    async def start(self, channel: str) -> None:
+        """Begin as the worker listening on ``channel``."""
+
+    async def stop(self) -> None: ...
+
+    async def owner(self, group: str, *, acquire: bool) -> str | None:
+        """``None``: this worker owns it (``acquire``: or takes it now); else the owner's channel (``""``: nobody)."""
+
+    async def holder(self, group: str) -> str | None:
+        """The channel of the worker holding the instance now, asked afresh (``None``: nobody)."""
+
+    async def release(self, group: str) -> None:
+        """The instance deactivated here: give it up."""
+
+    def forget(self, group: str) -> None:
+        """Drop what is remembered of the owner (it did not answer, or moved)."""
+
+    def holds(self, group: str) -> bool:
+        """Whether this worker surely still owns ``group`` (its lease is not in doubt)."""
+
+    def epoch(self, group: str) -> int:
+        """The epoch of the incarnation of ``group`` starting here (larger than any before it)."""
+
+    async def tick(self) -> None:
+        """Periodic upkeep (leases, liveness), from the node's housekeeping."""
+
+    async def workers(self) -> dict[str, dict[str, Any]]:
+        """Every live worker's description, by channel."""
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """What an ownership strategy may ask of its worker, and nothing more."""
+
+    #: This worker as others see it (``describe_worker`` plus its channel).
+    describe: Callable[[], dict[str, Any]]
+    #: ``(actor, id, group)`` of every instance hot here.
+    hot: Callable[[], list[tuple[str, str, str]]]
+    #: The channels of other workers whose clients use instances hot here.
+    remote_channels: Callable[[], set[str]]
+    #: Another worker took the instance over: forget it here, without hooks.
+    drop: Callable[[str, str], None]
+    #: A worker died: its clients leave every instance here.
+    part_worker: Callable[[str], None]
+    #: Redis lost its data: join the groups again and re-announce the subscribers (raises: retried).
+    restore: Callable[[], Awaitable[None]]
+    #: The lease of an instance hot here was in doubt and is ours again: check it, under a new epoch.
+    resume: Callable[[str, str, int], None]
+
+
 class SingleProcess:
     """The in-memory layer: this process owns every instance; nothing to renew."""
 
     distributed = False
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.channel = ""
 
-    def holds(self, group: str) -> bool:
-        return True
-
-    def epoch(self, group: str) -> int:
-        return new_epoch()
-
-    async def start(self) -> None:
-        pass
+    async def start(self, channel: str) -> None:
+        self.channel = channel
 
     async def stop(self) -> None:
         pass
@@ -107,13 +157,8 @@ class SingleProcess:
     async def owner(self, group: str, *, acquire: bool) -> str | None:
         return None
 
-    async def _redis_clock(self) -> int:
-        """Redis' clock in milliseconds: the one clock every worker's epochs are read from."""
-        seconds, micros = await self.redis.time()
-        return int(seconds) * 1000 + int(micros) // 1000
-
     async def holder(self, group: str) -> str | None:
-        return self.node.channel
+        return self.channel
 
     async def release(self, group: str) -> None:
         pass
@@ -121,11 +166,17 @@ class SingleProcess:
     def forget(self, group: str) -> None:
         pass
 
+    def holds(self, group: str) -> bool:
+        return True
+
+    def epoch(self, group: str) -> int:
+        return new_epoch()
+
     async def tick(self) -> None:
         pass
 
     async def workers(self) -> dict[str, dict[str, Any]]:
-        return {self.node.channel: self.node.describe()}
+        return {self.channel: self.host.describe()}
 
 
 class RedisLeases:
@@ -133,8 +184,9 @@ class RedisLeases:
 
     distributed = True
 
-    def __init__(self, node: Node, redis: Redis, prefix: str) -> None:
-        self.node = node
+    def __init__(self, host: Host, redis: Redis, prefix: str) -> None:
+        self.host = host
+        self.channel = ""
         self.redis = redis
         self.prefix = f"{prefix}:zocket"
         self._owners: dict[str, tuple[str, float]] = {}  # group → (owner channel, valid until)
@@ -163,7 +215,8 @@ class RedisLeases:
         """Marker of Redis' data: when it was first seen empty (milliseconds, Redis' clock)."""
         return f"{self.prefix}:since"
 
-    async def start(self) -> None:
+    async def start(self, channel: str) -> None:
+        self.channel = channel
         # A cluster that starts from nothing has no owner to wait for.
         alive = [key async for key in self.redis.scan_iter(match=self._alive("*"), count=500)]
         if not alive:
@@ -172,7 +225,7 @@ class RedisLeases:
 
     async def stop(self) -> None:
         try:
-            await self.redis.delete(self._alive(self.node.channel))
+            await self.redis.delete(self._alive(self.channel))
         finally:
             await self.redis.aclose(close_connection_pool=True)
 
@@ -189,7 +242,7 @@ class RedisLeases:
         now = time.monotonic()
         if cached is not None and cached[1] > now:
             return cached[0]
-        me = self.node.channel
+        me = self.channel
         for _ in range(3):
             holder = await self.holder(group)
             if holder == me:  # ours, but the instance is not hot here: renew before it runs anything
@@ -243,7 +296,7 @@ class RedisLeases:
 
     async def release(self, group: str) -> None:
         self._held.pop(group, None)
-        await self._release(keys=[self._lease(group)], args=[self.node.channel])
+        await self._release(keys=[self._lease(group)], args=[self.channel])
 
     # -- upkeep ------------------------------------------------------------------
 
@@ -259,7 +312,7 @@ class RedisLeases:
             self._restoring = True
         await self._renew_leases()
         if self._restoring:
-            await self.node.restore_groups()
+            await self.host.restore()
             self._restoring = False
             log.warning("zocket: groups and subscribers restored after Redis lost its data")
         await self._part_dead_clients()
@@ -267,46 +320,38 @@ class RedisLeases:
     async def _heartbeat(self) -> bool:
         """Refresh this worker's liveness key; True when it had vanished."""
         previous = await self.redis.set(
-            self._alive(self.node.channel),
-            json.dumps(self.node.describe()),
+            self._alive(self.channel),
+            json.dumps(self.host.describe()),
             px=int(self.ttl * 1000),
             get=True,
         )
         return previous is None
 
     async def _renew_leases(self) -> None:
-        runtime = self.node.runtime
         ttl_ms = int(self.ttl * 1000)
-        for key, inst in list(runtime.instances.items()):
+        for actor, actor_id, group in self.host.hot():
             sent = time.monotonic()
-            state = await self._renew(keys=[self._lease(inst.group)], args=[self.node.channel, ttl_ms])
+            state = await self._renew(keys=[self._lease(group)], args=[self.channel, ttl_ms])
             if state == -1:  # expired, or Redis forgot it (a restart): nobody holds it now, take it back
-                was_held = self.holds(inst.group)
-                if await self.redis.set(self._lease(inst.group), self.node.channel, nx=True, px=ttl_ms):
-                    self._held[inst.group] = sent
+                was_held = self.holds(group)
+                if await self.redis.set(self._lease(group), self.channel, nx=True, px=ttl_ms):
+                    self._held[group] = sent
                     if not was_held:  # someone may have held it meanwhile: check, and start a new epoch
-                        runtime.resume(*key, await self._redis_clock())
+                        self.host.resume(actor, actor_id, await self._redis_clock())
                     continue
             elif state == 1:
-                self._held[inst.group] = sent
+                self._held[group] = sent
                 continue
-            log.error("zocket: lost the lease of %s/%s; dropping it here", *key)
-            self._held.pop(inst.group, None)
-            runtime.drop(*key)
+            log.error("zocket: lost the lease of %s/%s; dropping it here", actor, actor_id)
+            self._held.pop(group, None)
+            self.host.drop(actor, actor_id)
 
     async def _part_dead_clients(self) -> None:
         """Clients of workers whose liveness key expired have left (``on_disconnect``)."""
-        me = self.node.channel
-        channels = {
-            p.caller.reply_to
-            for inst in self.node.runtime.instances.values()
-            for p in inst.clients.values()
-            if p.caller.reply_to != me
-        }
-        for channel in channels:
+        for channel in self.host.remote_channels():
             if not await self.redis.exists(self._alive(channel)):
                 log.warning("zocket: worker %s is gone; its clients leave", channel)
-                self.node.runtime.part_worker(channel)
+                self.host.part_worker(channel)
 
     async def workers(self) -> dict[str, dict[str, Any]]:
         """Every live worker's description, by channel."""
@@ -324,11 +369,10 @@ def describe_worker() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
 
 
-def cluster_for(node: Node) -> SingleProcess | RedisLeases:
+def cluster_for(layer: BaseChannelLayer, host: Host) -> Cluster:
     """Leases in Redis when the channel layer is channels-redis, else a single process."""
-    layer = node.layer
     if not type(layer).__module__.startswith("channels_redis"):
-        return SingleProcess(node)
+        return SingleProcess(host)
     from redis.asyncio import BlockingConnectionPool, Redis
 
     settings = zocket_settings()
@@ -343,13 +387,13 @@ def cluster_for(node: Node) -> SingleProcess | RedisLeases:
         from channels_redis.utils import decode_hosts
 
         hosts = getattr(layer, "hosts", None) or decode_hosts(kwargs.get("hosts"))
-        host = dict(hosts[0])
-        if "address" not in host and "host" not in host:
+        first = dict(hosts[0])
+        if "address" not in first and "host" not in first:
             raise ImproperlyConfigured(
                 "zocket_django cannot derive a Redis connection from this channel layer's hosts; "
                 'set ZOCKET["REDIS_URL"].'
             )
-        host.update(options)
-        address = host.pop("address", None)
-        pool = BlockingConnectionPool.from_url(address, **host) if address else BlockingConnectionPool(**host)
-    return RedisLeases(node, Redis(connection_pool=pool), prefix)
+        first.update(options)
+        address = first.pop("address", None)
+        pool = BlockingConnectionPool.from_url(address, **first) if address else BlockingConnectionPool(**first)
+    return RedisLeases(host, Redis(connection_pool=pool), prefix)

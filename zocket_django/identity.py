@@ -107,7 +107,7 @@ class IdentityWatch:
         for conn, entry in list(self.entries.items()):
             if entry.session_key == key:
                 self.discard(conn)
-                self.loop.create_task(conn.revoke("logged out"))
+                self.loop.create_task(_revoke(conn, "logged out"))
 
     async def _run(self) -> None:
         while self.entries:
@@ -140,10 +140,17 @@ class IdentityWatch:
             await recheck(conn, self.entries[conn].session_key)
         except Revoked as exc:
             self.discard(conn)
-            await conn.revoke(exc.reason)
+            await _revoke(conn, exc.reason)
         except Exception as exc:
             return exc
         return None
+
+
+async def _revoke(conn: Watched, reason: str) -> None:
+    try:
+        await conn.revoke(reason)
+    except Exception:  # the socket went away meanwhile
+        log.warning("zocket: could not close %s (%s)", conn.client_id, reason, exc_info=True)
 
 
 class Revoked(Exception):

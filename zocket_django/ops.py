@@ -17,14 +17,17 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .conf import zocket_settings
+from .messages import Message, OpsReply, OpsRequest, group_name
+from .registry import registry
 
 if TYPE_CHECKING:
-    from .node import Node
-    from .runtime import Instance
+    from .cluster import Cluster
+    from .runtime import Instance, Runtime
 
 log = logging.getLogger("zocket_django")
 
@@ -110,10 +113,21 @@ def inspect_instance(inst: Instance, channel: str) -> dict[str, Any]:
 class Operations:
     """A node's side of operator requests: asking other workers, and answering them."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(
+        self,
+        channel: str,
+        runtime: Runtime,
+        cluster: Cluster,
+        send: Callable[[str, Message], Awaitable[None]],
+        describe: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.channel = channel
+        self.runtime = runtime
+        self.cluster = cluster
+        self.send = send
+        self.describe = describe
         self._tickets = itertools.count(1)
-        self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self._waiting: dict[int, asyncio.Future[OpsReply]] = {}
         self._serving: set[asyncio.Task[None]] = set()
         self._workers: tuple[float, dict[str, dict[str, Any]]] = (0.0, {})
 
@@ -121,8 +135,8 @@ class Operations:
         """Live workers by channel, this one included; ``max_age`` allows a recent answer (labels)."""
         fetched, known = self._workers
         if max_age <= 0 or time.monotonic() - fetched > max_age:
-            known = dict(await self.node.cluster.workers())
-            known.setdefault(self.node.channel, self.node.describe())
+            known = dict(await self.cluster.workers())
+            known.setdefault(self.channel, self.describe())
             self._workers = (time.monotonic(), known)
         return known
 
@@ -142,13 +156,13 @@ class Operations:
             return WorkerReport(channel, described, True, instances)
 
         reports = await asyncio.gather(*(one(ch, d) for ch, d in workers.items()))
-        return sorted(reports, key=lambda r: (r.channel != self.node.channel, r.label))
+        return sorted(reports, key=lambda r: (r.channel != self.channel, r.label))
 
     async def owner(self, actor: str, actor_id: str) -> str | None:
         """The channel of the worker holding the instance (``None``: nobody does)."""
-        if (actor, actor_id) in self.node.runtime.instances:
-            return self.node.channel
-        return await self.node.cluster.holder(self.node.group_name(actor, actor_id))
+        if (actor, actor_id) in self.runtime.instances:
+            return self.channel
+        return await self.cluster.holder(group_name(actor, actor_id))
 
     async def inspect(self, actor: str, actor_id: str, timeout: float = OPS_TIMEOUT) -> dict[str, Any] | None:
         """The details of a hot instance wherever it runs, or ``None`` when it is not hot."""
@@ -172,25 +186,24 @@ class Operations:
         """Send one request to ``channel`` and wait for its answer (``Silent`` after ``timeout``)."""
         ticket = next(self._tickets)
         waiter = self._waiting[ticket] = asyncio.get_running_loop().create_future()
-        message = {"type": "zocket.ops", "op": op, "args": args, "reply_to": self.node.channel, "ticket": ticket}
         try:
             async with asyncio.timeout(timeout):
-                await self.node.send(channel, message)
+                await self.send(channel, OpsRequest(op, args, self.channel, ticket))
                 reply = await waiter
         except TimeoutError:
             raise Silent(channel) from None
         finally:
             self._waiting.pop(ticket, None)
-        if not reply.get("ok"):
-            raise Failed(reply.get("error") or "failed")
-        return reply.get("result")
+        if not reply.ok:
+            raise Failed(reply.error or "failed")
+        return reply.result
 
     # -- answering ---------------------------------------------------------------------
 
-    async def handle(self, message: dict[str, Any]) -> None:
-        """A ``zocket.ops`` request (served in its own task) or a ``zocket.ops.reply``."""
-        if message["type"] == "zocket.ops.reply":
-            waiter = self._waiting.get(message.get("ticket"))
+    async def handle(self, message: OpsRequest | OpsReply) -> None:
+        """A request (served in its own task) or a reply."""
+        if isinstance(message, OpsReply):
+            waiter = self._waiting.get(message.ticket)
             if waiter is not None and not waiter.done():
                 waiter.set_result(message)
             return
@@ -199,18 +212,23 @@ class Operations:
         self._serving.add(task)
         task.add_done_callback(self._serving.discard)
 
-    async def _serve(self, message: dict[str, Any]) -> None:
-        reply: dict[str, Any] = {"type": "zocket.ops.reply", "ticket": message.get("ticket")}
+    def fail(self, ticket: int | None, why: str) -> None:
+        """The reply to ``ticket`` came back unreadable: the asker hears so now."""
+        waiter = self._waiting.get(ticket) if ticket is not None else None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(OpsReply(ticket or 0, False, error=f"unavailable: {why}"))
+
+    async def _serve(self, message: OpsRequest) -> None:
         try:
-            reply.update(ok=True, result=await self._carry_out(message["op"], message.get("args") or {}))
+            reply = OpsReply(message.ticket, True, await self._carry_out(message.op, message.args))
         except Exception as exc:
-            log.exception("zocket: operator request %r failed", message.get("op"))
-            reply.update(ok=False, error=f"{exc.__class__.__name__}: {exc}")
-        await self.node.send(message["reply_to"], reply)
+            log.exception("zocket: operator request %r failed", message.op)
+            reply = OpsReply(message.ticket, False, error=f"{exc.__class__.__name__}: {exc}")
+        await self.send(message.reply_to, reply)
 
     async def _carry_out(self, op: str, args: dict[str, Any]) -> Any:
-        runtime = self.node.runtime
-        channel = self.node.channel
+        runtime = self.runtime
+        channel = self.channel
         if op == "inventory":
             return [describe_instance(inst, channel) for inst in list(runtime.instances.values())]
         key = (args["actor"], args["actor_id"])
@@ -219,8 +237,9 @@ class Operations:
             return inspect_instance(inst, channel) if inst is not None else None
         if op == "deactivate":
             return await runtime.deactivate(*key)
-        if op == "destroy":
-            from .manager import hot_actors  # destroying also forgets what was saved
-
-            return await hot_actors.destroy(*key)
+        if op == "destroy":  # destroying also forgets what was saved
+            spec = registry.get(key[0])
+            if spec is None:
+                raise LookupError(f"unknown actor {key[0]!r}")
+            return await runtime.destroy(spec, key[1])
         raise ValueError(f"unknown operator request {op!r}")

@@ -36,23 +36,22 @@ import copy
 import functools
 import logging
 import time
-from collections.abc import Callable
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
 from . import protocol, transactions
+from .actor import Persist
 from .db import to_thread
 from .errors import ZocketError
 from .patches import apply as apply_patches
 from .protocol import Code
 
 if TYPE_CHECKING:
-    from .actor import ActorSpec
-    from .runtime import Instance
+    from .actor import Actor, ActorSpec
 
 log = logging.getLogger("zocket_django")
 
@@ -68,14 +67,6 @@ FOLD_AT = 1.0
 #: Databases that rewrite a whole row to change one column (SQLite does): there a
 #: patch row, which moves the snapshot row's version, would cost a whole write.
 REWRITE_ROWS = frozenset({"sqlite"})
-
-
-class Persist(StrEnum):
-    """How an actor's state survives deactivation and restarts (``Actor.persist``)."""
-
-    NONE = "none"
-    ON_DEACTIVATE = "on_deactivate"
-    WRITE_THROUGH = "write_through"
 
 
 class ActivationFailed(ZocketError):
@@ -283,18 +274,44 @@ class Store:
 NO_STORE = Store()
 
 
-def store_for(inst: Instance) -> Store:
-    """The store of a new instance, by its actor's ``persist`` mode."""
+class Held(Protocol):
+    """What a store needs of its instance (``runtime.Instance``)."""
+
+    spec: ActorSpec
+    actor_id: str
+    actor: Actor
+    version: int
+
+    @property
+    def dump(self) -> Any: ...
+
+    @property
+    def active(self) -> bool: ...
+
+    def reset_state(self, state: BaseModel) -> None: ...
+
+    def enqueue(self, step: Callable[[], Awaitable[None]]) -> None: ...
+
+    def log_context(self, **more: Any) -> dict[str, Any]: ...
+
+
+def store_for(inst: Held, lose: Callable[[], None]) -> Store:
+    """The store of a new instance, by its actor's ``persist`` mode.
+
+    ``lose`` lets the instance go from this worker (without hooks or saves)
+    when its snapshot shows another worker took it over.
+    """
     if inst.spec.persist == Persist.NONE:
         return NO_STORE
-    return SnapshotStore(inst)
+    return SnapshotStore(inst, lose)
 
 
 class SnapshotStore(Store):
     """An instance of a durable actor, tied to its ``Snapshot`` row."""
 
-    def __init__(self, inst: Instance) -> None:
+    def __init__(self, inst: Held, lose: Callable[[], None]) -> None:
         self.inst = inst
+        self.lose = lose
         self.spec: ActorSpec = inst.spec
         self.write_through = self.spec.persist == Persist.WRITE_THROUGH
         #: ``False`` until the saved state came back: nothing is ever written before.
@@ -431,7 +448,7 @@ class SnapshotStore(Store):
 
     def _lost(self, exc: SnapshotConflict) -> None:
         log.error("zocket: %s; this worker lets the instance go", exc, extra=self.inst.log_context())
-        self.inst.runtime.drop(self.spec.name, self.inst.actor_id)
+        self.lose()
 
     async def _append(self, patches: list[dict[str, Any]], version: int) -> None:
         assert self.saved_version is not None

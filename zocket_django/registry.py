@@ -5,14 +5,11 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 from django.utils.module_loading import autodiscover_modules
 
+from .actor import Actor, ActorSpec, on_declare
 from .problems import Problem
-
-if TYPE_CHECKING:
-    from .actor import Actor, ActorSpec
 
 
 class Registry:
@@ -26,6 +23,13 @@ class Registry:
         self._specs: dict[str, ActorSpec] = {}
         self._duplicates: list[tuple[str, type[Actor], type[Actor]]] = []
         self._bases: weakref.WeakSet[type[Actor]] = weakref.WeakSet()
+
+    def declared(self, cls: type[Actor]) -> None:
+        """An ``Actor`` subclass was declared: serve it, or remember it as a base class."""
+        if "name" in cls.__dict__:
+            self.register(cls)
+        else:
+            self.register_base(cls)
 
     def register(self, cls: type[Actor]) -> None:
         """Serve ``cls`` under its ``name`` (done by declaring the class)."""
@@ -108,6 +112,7 @@ def _same_class(a: type, b: type) -> bool:
 
 
 registry = Registry()
+on_declare(registry.declared)
 
 
 def autodiscover() -> None:

@@ -17,80 +17,44 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Set
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
 from . import persistence, protocol, signals, transactions
 from .actor import Actor, ActorSpec, Context, Emission, MethodSpec
+from .caller import Caller
 from .callkeys import CallWindow, KeyReused, fingerprint
 from .conf import zocket_settings
 from .errors import ZocketError
+from .messages import EVENTS, STATE, Deliver, Message, Reply, Snapshot, group_name
 from .protocol import Code
 from .tracking import Recorder
 
 if TYPE_CHECKING:
-    from .node import Node
+    from .cluster import Cluster
 
 log = logging.getLogger("zocket_django")
-
-STATE, EVENTS = "state", "event"
 #: Steps each instance remembers for operators (the admin's "recent activity").
 RECENT_STEPS = 20
 
 
-@dataclass(slots=True)
-class Caller:
-    """Who sent a request, and which node channel gets the answer.
+class Links(Protocol):
+    """How the runtime reaches sockets and other workers (``node.Node``)."""
 
-    Everything but ``user`` (the Django user object, known where the socket
-    lives) is JSON-serializable, so that a caller can travel with a call to
-    another process. ``extra`` holds what access middleware added for this
-    request (JSON-safe by construction, see ``access.admit``).
-    """
+    channel: str
 
-    client_id: str
-    reply_to: str
-    user_id: str | None = None
-    claims: dict[str, Any] = field(default_factory=dict)
-    user: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    #: Whose keyed calls these are (``callkeys``): an identity that outlives the socket.
-    key_scope: str = "anonymous"
+    #: Who owns what: whether a lease is in doubt (``holds``), the epoch of a new incarnation.
+    cluster: Cluster
 
-    def to_wire(self) -> dict[str, Any]:
-        """JSON form for a request forwarded to another worker (the user object stays here)."""
-        return {
-            "client_id": self.client_id,
-            "reply_to": self.reply_to,
-            "user_id": self.user_id,
-            "claims": self.claims,
-            "extra": self.extra,
-            "key_scope": self.key_scope,
-        }
+    async def publish(self, group: str, message: Deliver) -> None:
+        """To every subscriber of the group, here and on other workers."""
 
-    @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> Caller:
-        return cls(
-            data["client_id"],
-            data["reply_to"],
-            data.get("user_id"),
-            data.get("claims") or {},
-            _lazy_user(data.get("user_id")),
-            data.get("extra") or {},
-            data.get("key_scope") or "anonymous",
-        )
+    async def send(self, channel: str, message: Message) -> None:
+        """To one node: this one, or another worker's."""
 
-
-def _lazy_user(user_id: str | None) -> Any:
-    """The user of a forwarded call, loaded on first use (from sync code: it queries)."""
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import AnonymousUser
-    from django.utils.functional import SimpleLazyObject
-
-    if user_id is None:
-        return AnonymousUser()
-    return SimpleLazyObject(lambda: get_user_model()._default_manager.get(pk=user_id))
+    async def released(self, group: str) -> None:
+        """An instance deactivated here (its lease can go)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +108,7 @@ class Instance:
         self.failed: ZocketError | None = None
         #: A timed-out sync handler still running: the next step waits for it.
         self.lingering: Awaitable[None] | None = None
-        self.store = persistence.store_for(self)
+        self.store = persistence.store_for(self, lambda: runtime.drop(spec.name, actor_id))
 
     @property
     def dump(self) -> Any:
@@ -176,11 +140,11 @@ class Instance:
                 step = self.queue.popleft()
                 try:
                     await step()
-                    if self.lingering is not None:
-                        lingering, self.lingering = self.lingering, None
-                        await lingering
                 except Exception:
                     log.exception("zocket step failed", extra=self.log_context())
+                if self.lingering is not None:  # a timed-out sync handler: wait for its rollback
+                    lingering, self.lingering = self.lingering, None
+                    await lingering
                 self.last_activity = time.monotonic()
         finally:
             self.busy = False
@@ -303,25 +267,22 @@ class Instance:
         else:
             await settle()
 
-    def _event_message(self, emission: Emission) -> tuple[dict[str, Any], set[str] | None]:
+    def _event_message(self, emission: Emission) -> tuple[Deliver, set[str] | None]:
         schema = self.spec.events.get(emission.event)
         if schema is None:
             raise ValueError(f"{self.spec.name} declares no event {emission.event!r}")
-        message = self.delivery(
-            EVENTS, protocol.event(self.spec.name, self.actor_id, emission.event, schema.dump(emission.payload))
-        )
-        if emission.excluded:
-            message["except"] = sorted(emission.excluded)
-        if emission.only is None:
+        frame = protocol.event(self.spec.name, self.actor_id, emission.event, schema.dump(emission.payload))
+        only = emission.only
+        message = Deliver(self.group, EVENTS, frame, only, emission.excluded or frozenset())
+        if only is None:
             return message, None
-        message["only"] = sorted(emission.only)
         # Narrowed events go straight to the nodes holding those clients.
-        targets = {self.clients[c].caller.reply_to for c in emission.only if c in self.clients}
+        targets = {self.clients[c].caller.reply_to for c in only if c in self.clients}
         return message, targets
 
-    def delivery(self, kind: str, frame: str, **more: Any) -> dict[str, Any]:
+    def delivery(self, kind: str, frame: str, announce: str | None = None) -> Deliver:
         """The node message that carries one encoded frame to this instance's subscribers of ``kind``."""
-        return {"type": "zocket.deliver", "group": self.group, "kind": kind, "frame": frame, **more}
+        return Deliver(self.group, kind, frame, announce=announce)
 
     async def run_hook(self, hook: str, caller: Caller | None = None, *, reraise: bool = False) -> None:
         """Run a lifecycle hook as a step; a failure is logged (and raised again with ``reraise``)."""
@@ -373,7 +334,7 @@ class Instance:
 class Runtime:
     """The instances this process owns, and the operations the consumer asks of them."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Links) -> None:
         self.node = node
         self.instances: dict[tuple[str, str], Instance] = {}
         self._closing: dict[tuple[str, str], Instance] = {}
@@ -386,7 +347,7 @@ class Runtime:
         key = (spec.name, actor_id)
         inst = self.instances.get(key)
         if inst is None:
-            inst = self.instances[key] = Instance(self, spec, actor_id, self.node.group_name(spec.name, actor_id))
+            inst = self.instances[key] = Instance(self, spec, actor_id, group_name(spec.name, actor_id))
             inst.enqueue(lambda: self._activate(inst, self._closing.get(key)))
         return inst
 
@@ -407,7 +368,7 @@ class Runtime:
         # Subscribers of an earlier incarnation (a destroyed instance, a dead
         # worker) get the state afresh and announce themselves again.
         frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version, inst.epoch)
-        await self.node.publish(inst.group, inst.delivery(STATE, frame, announce=True, owner=self.node.channel))
+        await self.node.publish(inst.group, inst.delivery(STATE, frame, announce=self.node.channel))
         inst.store.start()
         await signals.actor_activated.asend(inst.spec.cls, actor_id=inst.actor_id, instance=inst.actor)
 
@@ -491,7 +452,7 @@ class Runtime:
             return
         inst.epoch = epoch
         frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version, inst.epoch)
-        await self.node.publish(inst.group, inst.delivery(STATE, frame, announce=True, owner=self.node.channel))
+        await self.node.publish(inst.group, inst.delivery(STATE, frame, announce=self.node.channel))
 
     def part_worker(self, channel: str) -> None:
         """Every client of a dead worker leaves every instance here (``on_disconnect``)."""
@@ -631,8 +592,7 @@ class Runtime:
         return body
 
     async def _reply(self, caller: Caller, frame: str, ticket: int | None = None) -> None:
-        reply = {"type": "zocket.reply", "client": caller.client_id, "frame": frame, "ticket": ticket}
-        await self.node.send(caller.reply_to, reply)
+        await self.node.send(caller.reply_to, Reply(caller.client_id, frame, ticket))
 
     def subscribe(
         self,
@@ -661,14 +621,7 @@ class Runtime:
         presence.subs.update(kinds)
         if answer and STATE in kinds:
             frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version, inst.epoch)
-            message = {
-                "type": "zocket.snapshot",
-                "client": caller.client_id,
-                "group": inst.group,
-                "frame": frame,
-                "ticket": ticket,
-            }
-            await self.node.send(caller.reply_to, message)
+            await self.node.send(caller.reply_to, Snapshot(caller.client_id, inst.group, frame, ticket))
 
     def unsubscribe(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:
         """Drop one subscription; a connection that drops its last one leaves."""

@@ -37,7 +37,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ZocketCallError(Exception):
-    """An ``rpc:result`` with an error; ``code`` and ``details`` as sent."""
+    """An ``rpc:result`` with an error, or an ``error`` frame refusing a subscription.
+
+    ``code``, ``message`` and ``details`` as the server sent them.
+    """
 
     def __init__(self, frame: dict[str, Any]) -> None:
         super().__init__(f"{frame.get('code')}: {frame.get('error')}")
@@ -143,21 +146,27 @@ class ZocketCommunicator(WebsocketCommunicator):
 
         Safe to await from several tasks at once (concurrent calls on one socket).
         """
+        return await self._expect_any([(type, fields)], timeout)
+
+    async def _expect_any(
+        self, wanted: list[tuple[str, dict[str, Any]]], timeout: float | None = None
+    ) -> dict[str, Any]:
+        """The next frame that matches one of ``wanted`` (type and fields)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout or self.timeout)
         while True:
             async with self._reading:
-                frame = self._take(type, fields)
+                frame = self._take(wanted)
                 if frame is not None:
                     return frame
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    raise TimeoutError(f"no {type} frame matching {fields} (queued: {list(self.inbox)})")
+                    raise TimeoutError(f"no frame matching {wanted} (queued: {list(self.inbox)})")
                 self.inbox.append(await self.receive_json_from(remaining))
 
-    def _take(self, type: str, fields: dict[str, Any]) -> dict[str, Any] | None:
+    def _take(self, wanted: list[tuple[str, dict[str, Any]]]) -> dict[str, Any] | None:
         for i, frame in enumerate(self.inbox):
-            if _matches(frame, type, fields):
+            if any(_matches(frame, type, fields) for type, fields in wanted):
                 del self.inbox[i]
                 return frame
         return None
@@ -194,21 +203,36 @@ class ZocketCommunicator(WebsocketCommunicator):
     # -- subscriptions ---------------------------------------------------------------
 
     async def subscribe_state(self, actor: str, actor_id: str) -> tuple[Any, int]:
-        """``state:sub`` and wait for the snapshot: ``(state, version)``."""
-        await self.send_json_to({"type": "state:sub", "actor": actor, "actorId": actor_id})
-        snapshot = await self.expect("state:snapshot", actor=actor, actorId=actor_id)
-        return snapshot["state"], snapshot["version"]
+        """``state:sub`` and wait for the snapshot: ``(state, version)``.
+
+        A refused subscription (an unknown actor, an access rule, an activation
+        that failed) raises ``ZocketCallError`` with the server's code and message.
+        """
+        target = {"actor": actor, "actorId": actor_id}
+        await self.send_json_to({"type": "state:sub", **target})
+        refusal = {"ref": {"type": "state:sub", **target}}
+        frame = await self._expect_any([("state:snapshot", target), ("error", refusal)])
+        if frame["type"] == "error":
+            raise ZocketCallError(frame)
+        return frame["state"], frame["version"]
 
     async def next_patch(self, actor: str, actor_id: str) -> dict[str, Any]:
         return await self.expect("state:patch", actor=actor, actorId=actor_id)
 
     async def subscribe_events(self, actor: str, actor_id: str) -> None:
-        """``event:sub``, confirmed by a ping round trip so that later events are not missed."""
-        await self.send_json_to({"type": "event:sub", "actor": actor, "actorId": actor_id})
+        """``event:sub``, confirmed by a ping round trip so that later events are not missed.
+
+        A refusal that arrived by then (unknown actor, access rule) raises ``ZocketCallError``.
+        """
+        target = {"actor": actor, "actorId": actor_id}
+        await self.send_json_to({"type": "event:sub", **target})
         await self.ping()
+        refusal = self._take([("error", {"ref": {"type": "event:sub", **target}})])
+        if refusal is not None:
+            raise ZocketCallError(refusal)
 
     async def next_event(self, actor: str, actor_id: str, event: str | None = None) -> dict[str, Any]:
-        fields = {"actor": actor, "actorId": actor_id}
+        fields: dict[str, Any] = {"actor": actor, "actorId": actor_id}
         if event is not None:
             fields["event"] = event
         return await self.expect("event", **fields)
@@ -236,13 +260,70 @@ def _matches(frame: dict[str, Any], type: str, fields: dict[str, Any]) -> bool:
 async def reset_actors() -> None:
     """Deactivate every hot instance and stop this event loop's node.
 
-    Call it between tests (an autouse fixture) so no state leaks from one test
-    into the next.
+    The pytest plugin and ``ZocketTestMixin`` call it after every test, so no
+    state stays hot from one test into the next.
     """
     node = current_node()
     if node is not None:
         forget_node(node)
         await node.stop()
+
+
+def clear_snapshots() -> None:
+    """Delete every saved snapshot, and close the connection of Django's shared sync thread.
+
+    zocket saves from worker threads, on connections of their own, so a test's
+    rollback does not undo those saves; and a connection left open in the sync
+    thread would make the next test without database access fail ("Database
+    access not allowed"). Call it after the test's own database teardown, with
+    database access allowed (the pytest plugin and ``ZocketTestMixin`` do).
+    """
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    from .models import Snapshot
+
+    Snapshot.objects.all().delete()
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
+
+
+def with_fresh_actors(fn: F) -> F:
+    """An async test function that ends with ``reset_actors()``, on its own event loop."""
+
+    @functools.wraps(fn)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            await reset_actors()
+
+    return run  # type: ignore[return-value]
+
+
+class ZocketTestMixin:
+    """For Django's ``TestCase`` and ``TransactionTestCase`` (``manage.py test``).
+
+    Every async test method ends with ``reset_actors()`` on its own event loop,
+    and after the test's database teardown every snapshot is deleted
+    (``clear_snapshots``): each test starts with nothing hot and nothing saved::
+
+        class CounterTests(ZocketTestMixin, TestCase):
+            async def test_add(self):
+                async with ZocketCommunicator() as client:
+                    assert await client.call("counter", "main", "add", amount=5) == 5
+    """
+
+    _testMethodName: str
+
+    def _setup_and_call(self, result: Any, debug: bool = False) -> None:
+        method = getattr(self, self._testMethodName)
+        if inspect.iscoroutinefunction(method):
+            setattr(self, self._testMethodName, with_fresh_actors(method))
+        super()._setup_and_call(result, debug)  # type: ignore[misc]
+
+    def _post_teardown(self) -> None:
+        super()._post_teardown()  # type: ignore[misc]
+        clear_snapshots()
 
 
 class isolate_actors:

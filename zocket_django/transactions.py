@@ -17,6 +17,11 @@ instance's next step waits for that.
 
 Async handlers are not covered: Django's async ORM methods commit on their
 own. Database work that must follow the step belongs in a sync handler.
+
+SQLite has one writer, and a transaction that has read cannot wait for the
+write lock: it fails at once ("database is locked") when another holds it.
+So on SQLite the sync steps of a process take turns, each from its first
+statement to its commit; steps that never query still run side by side.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import threading
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
 from typing import Any
@@ -115,6 +121,7 @@ class StepTransaction:
 
     def _body(self, value: asyncio.Future[Any], fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
         handed = False
+        turns: list[_Turn] = []
 
         def hand(future: asyncio.Future[Any], result: Any = None, error: BaseException | None = None) -> None:
             assert self._loop is not None
@@ -125,6 +132,10 @@ class StepTransaction:
             with contextlib.ExitStack() as atomics:
                 for alias in connections:
                     atomics.enter_context(transaction.atomic(using=alias))
+                    connection = connections[alias]
+                    if connection.vendor == "sqlite":
+                        turns.append(_Turn(_sqlite_turns.setdefault(alias, threading.Lock())))
+                        atomics.enter_context(connection.execute_wrapper(turns[-1]))
                 try:
                     result = fn(*args, **kwargs)
                 except BaseException as exc:
@@ -147,6 +158,34 @@ class StepTransaction:
             if handed:
                 raise  # the commit (or the rollback) failed: ``commit`` raises it
             hand(value, error=exc)  # the transaction could not even begin (database down)
+        finally:
+            for turn in turns:
+                turn.end()
+
+
+#: Per SQLite database alias: held by the one sync step of this process that is using it.
+_sqlite_turns: dict[str, threading.Lock] = {}
+
+
+class _Turn:
+    """An execute wrapper: waits for the database's turn before the step's first statement."""
+
+    __slots__ = ("held", "lock")
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.lock = lock
+        self.held = False
+
+    def __call__(self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any) -> Any:
+        if not self.held:
+            self.lock.acquire()
+            self.held = True
+        return execute(sql, params, many, context)
+
+    def end(self) -> None:
+        if self.held:
+            self.held = False
+            self.lock.release()
 
 
 def _hold(txn: StepTransaction, value: asyncio.Future[Any], fn: Callable[..., Any], args: Any, kwargs: Any) -> None:

@@ -475,6 +475,16 @@ class Shelf(Actor):
         return todo.pk
 
     @method
+    def count_then_add(self, ctx, text: str) -> int:
+        """Reads, then writes: on SQLite, two such transactions at once would deadlock."""
+        from demo_project.board.models import Todo
+
+        before = Todo.objects.filter(board=self.id).count()
+        todo = Todo.objects.create(board=self.id, text=text, by="test")
+        self.state.rows.append(Row(id=todo.pk, text=text))
+        return before + 1
+
+    @method
     def add_then_refuse(self, ctx, text: str) -> None:
         from demo_project.board.models import Todo
 
