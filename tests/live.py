@@ -372,6 +372,8 @@ class StateMirror:
         import jsonpatch
 
         for f in frames:
+            if f["type"] not in ("state:snapshot", "state:patch"):
+                continue
             epoch, version = f.get("epoch"), f["version"]
             same = self.version is not None and epoch == self.epoch
             if f["type"] == "state:snapshot":
