@@ -48,7 +48,7 @@ QUICK = {
 
 def ensure_requirements() -> None:
     """Install bench/requirements.txt into this interpreter when something is missing."""
-    missing = [m for m in ("matplotlib", "websockets") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("matplotlib", "websockets", "socketio", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing or not (Path(sys.executable).parent / "py-spy").exists():
         log(f"installing bench/requirements.txt ({', '.join(missing) or 'py-spy'} missing)")
         subprocess.run(
@@ -94,7 +94,7 @@ def meta(args: argparse.Namespace) -> dict[str, Any]:
     ours = found.group(1) if found else "unknown"
     versions = {"zocket-django": f"{ours} (git {commit})", "python": platform.python_version()}
     for dist in ("Django", "channels", "daphne", "Twisted", "channels-redis", "redis", "pydantic", "jsonpatch",
-                 "websockets"):
+                 "websockets", "python-socketio", "uvicorn"):
         versions[dist] = version(dist)
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

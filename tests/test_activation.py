@@ -106,3 +106,62 @@ async def test_the_board_with_postgresql_unreachable_fails_activation_then_recov
                 await client.close()
             worker.stop()
             proxy.down()
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.parametrize("layer", ["core", "pubsub"])
+async def test_across_workers_a_failed_activation_is_answered_and_the_next_request_retries(tmp_path, layer):
+    """Two workers on Redis: a call forwarded to the worker whose activation fails is answered
+    ``unavailable`` too, and once the database is back either worker's request activates the board."""
+    import psycopg
+
+    from tests.live import (
+        LiveClient,
+        RpcError,
+        TcpProxy,
+        Worker,
+        cluster_env,
+        migrate,
+        private_postgres_database,
+        require_redis,
+    )
+
+    with private_postgres_database() as direct_url:
+        migrate({"DATABASE_URL": direct_url, "REDIS_URL": ""})
+        with psycopg.connect(direct_url, autocommit=True) as db:
+            pk = db.execute(
+                "INSERT INTO board_todo (board, text, done, by) VALUES ('c', 'existing', false, 'bob') RETURNING id"
+            ).fetchone()[0]
+        proxy = TcpProxy(5432)
+        through_proxy = direct_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        env = {**cluster_env(tmp_path, require_redis()), "CHANNEL_LAYER": layer, "DATABASE_URL": through_proxy}
+        workers = [Worker(env, tmp_path, name).start() for name in ("first", "second")]
+        clients: list[LiveClient] = []
+        try:
+            clients = [await LiveClient.connect(w.url) for w in workers]
+            on_first, on_second = clients
+            for client in (on_first, on_second):  # the first activates (and fails); the second is forwarded
+                with pytest.raises(RpcError) as refused:
+                    await client.call("board", "c", "toggle", id=pk, timeout=30)
+                assert (refused.value.code, str(refused.value)) == (
+                    "unavailable",
+                    "unavailable: board/c is unavailable: its on_activate failed",
+                )
+            await on_second.send({"type": "state:sub", "actor": "board", "actorId": "c"})
+            error = await on_second.wait_for(lambda f: f.get("type") == "error", timeout=30)
+            assert (error["code"], error["ref"]["type"]) == ("unavailable", "state:sub")
+
+            proxy.up()
+            assert await on_second.call("board", "c", "toggle", id=pk, timeout=30) is True
+            assert await on_first.call("board", "c", "toggle", id=pk, timeout=30) is False
+            rows = [{"id": pk, "text": "existing", "done": False, "by": "bob"}]
+            for client in clients:
+                assert (await client.subscribe_state("board", "c"))["state"] == {"items": rows}
+            assert any("board.on_activate raised" in w.log() for w in workers)
+        finally:
+            for client in clients:
+                await client.close()
+            for worker in workers:
+                worker.stop()
+            proxy.down()

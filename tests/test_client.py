@@ -756,6 +756,19 @@ async def test_bad_or_unsafe_patch_resyncs(server: FakeServer, client: ZocketCli
     assert "__proto__" not in json.dumps(counter.state.get())
 
 
+async def test_replace_keeps_the_key_order(server: FakeServer, client: ZocketClient) -> None:
+    counter = client.actor("counter", "main")
+    counter.state.subscribe()
+    await server.expect("state:sub")
+    await wait_until(lambda: counter.state.version == 0)
+    adds = [{"op": "add", "path": f"/{pet}", "value": 0} for pet in ("cat", "dog", "fish")]
+    await server.broadcast(server.patch(adds, version=1))
+    await server.broadcast(server.patch([{"op": "replace", "path": "/dog", "value": 1}], version=2))
+    await wait_until(lambda: counter.state.version == 2)
+    # as a fresh snapshot would have it: the replaced member stays in its place
+    assert json.dumps(counter.state.get()) == '{"count": 0, "cat": 0, "dog": 1, "fish": 0}'
+
+
 async def test_unversioned_server_applies_patches_in_order(server: FakeServer, client: ZocketClient) -> None:
     server.versioned = False  # e.g. Zocket's own TypeScript server
     counter = client.actor("counter", "main")

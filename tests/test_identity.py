@@ -271,6 +271,7 @@ async def test_through_daphne_logout_and_password_change_close_the_sockets_they_
     import json as jsonlib
 
     from tests.live import LiveClient, Worker, copy_of, single_env
+    from zocket_django.client import ZocketClient
 
     env = {**single_env(copy_of(migrated_sqlite, tmp_path)), "ZOCKET_JSON": jsonlib.dumps(SIGNALS_ONLY)}
     worker = Worker(env, tmp_path, "daphne")
@@ -279,6 +280,7 @@ async def test_through_daphne_logout_and_password_change_close_the_sockets_they_
     worker.start()
     base = f"http://127.0.0.1:{worker.port}"
     sockets: list[LiveClient] = []
+    bundled = None
     try:
         first, second = Browser(base), Browser(base)
         for browser in (first, second):
@@ -287,6 +289,9 @@ async def test_through_daphne_logout_and_password_change_close_the_sockets_they_
         by_second = await LiveClient.connect(worker.url, additional_headers=second.session_headers())
         by_token = await LiveClient.connect(worker.url, additional_headers={"Authorization": f"Bearer {token}"})
         sockets += [by_first, by_second, by_token]
+        bundled = ZocketClient(worker.url, headers={"Authorization": f"Bearer {token}"}, connect_timeout=30)
+        await bundled.connect()
+        assert await bundled.actor("lab", "me").noop() == 0
         for client in sockets:
             assert (await client.call("lab", "me", "whoami"))["claims"]["username"] == "alice"
 
@@ -306,6 +311,13 @@ async def test_through_daphne_logout_and_password_change_close_the_sockets_they_
         )
         assert changed == 200
         assert await closed_live(by_token) == (4401, "token revoked")
+        for _ in range(300):  # the bundled client takes the 4401 as final
+            if bundled.closed:
+                break
+            await asyncio.sleep(0.1)
+        assert bundled.refusal is not None
+        assert (bundled.refusal.close_code, bundled.refusal.code) == (4401, "unauthenticated")
+        assert bundled.refusal.message == "the server refused the connection (close code 4401): token revoked"
         assert await closed_live(by_second) == (4401, "session ended")
         # The browser that changed it holds a new session: its next socket is alice again.
         fresh = await LiveClient.connect(worker.url, additional_headers=second.session_headers())
@@ -314,4 +326,6 @@ async def test_through_daphne_logout_and_password_change_close_the_sockets_they_
     finally:
         for client in sockets:
             await client.close()
+        if bundled is not None:
+            await bundled.close()
         worker.stop()

@@ -12,12 +12,15 @@ copied here):
   the guide shows in every file and command.
 
 Then it checks what the guide promises: the browser client at its static URL
-from both servers, a call from the shipped Python client (the guide's own
-``call.py``), and the guide's tests passing under ``manage.py test`` and pytest.
+from both servers, the guide's page sending a message in Chromium (when
+Playwright and ``/usr/bin/chromium`` are there; required under CI=true), a
+call from the shipped Python client (the guide's own ``call.py``), and the
+guide's tests passing under ``manage.py test`` and pytest.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
@@ -32,7 +35,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import free_port, wait_for_port
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.live import IN_CI, free_port, wait_for_port
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +95,8 @@ class Walkthrough:
         }
         self.env["PATH"] = f"{self.venv / 'bin'}{os.pathsep}{self.env['PATH']}"
         self.env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-        subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True, timeout=120)
+        # No pip of its own (ensurepip is the slowest part of a venv): this pip installs into it.
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(self.venv)], check=True, timeout=120)
 
     def ported(self, text: str) -> str:
         for guide, real in self.ports.items():
@@ -115,7 +120,8 @@ class Walkthrough:
     def command(self, line: str, source: str) -> None:
         argv = shlex.split(self.ported(line))
         if argv[:2] == ["pip", "install"]:
-            argv = [str(self.venv / "bin" / "python"), "-m", "pip", "install", "-q", *map(self.package, argv[2:])]
+            python = str(self.venv / "bin" / "python")
+            argv = [sys.executable, "-m", "pip", "--python", python, "install", "-q", *map(self.package, argv[2:])]
         elif argv[0] in ("python", "django-admin", "pytest", "daphne"):
             argv[0] = str(self.venv / "bin" / argv[0])
         else:
@@ -163,6 +169,23 @@ class Walkthrough:
                     proc.wait(timeout=30)
 
 
+def send_from_the_browser(ports: list[int]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            for port in ports:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{port}/", timeout=60_000)
+                text = f"hello from the browser on {port}"
+                page.fill("#text", text)
+                page.click("button")
+                page.wait_for_selector(f"li:has-text('{text}')", timeout=60_000)
+        finally:
+            browser.close()
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel, built from a copy of the sources: building writes ``*.egg-info`` next to them,
@@ -198,6 +221,12 @@ def test_following_the_guides_from_startproject_to_a_tested_served_actor(tmp_pat
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{STATIC_JS}", timeout=60) as response:
                 assert response.status == 200
                 assert b"export function createClient" in response.read()
+
+        # The guide's page, in a real browser, on each server: a message sent appears.
+        if Path(CHROMIUM).exists() and importlib.util.find_spec("playwright") is not None:
+            send_from_the_browser([dev, production])
+        else:
+            assert not IN_CI, f"CI=true needs {CHROMIUM} and Playwright for the guide's browser step"
 
         # The guide's call.py reached the running server with the shipped Python client.
         called = walk.output["python call.py"]

@@ -117,6 +117,8 @@ class ActorSpec:
     persist: Persist = Persist.NONE
     checkpoint_every: float | None = None
     schema_version: int = 1
+    #: Largest encoded state; ``None``: ``ZOCKET["MAX_STATE_BYTES"]``.
+    max_state_bytes: int | None = None
     problems: list[Problem] = field(default_factory=list)
     #: What ``state:sub`` / ``event:sub`` must pass; ``None``: anyone may read.
     read_guard: Guard | None = None
@@ -229,6 +231,9 @@ class Actor:
     ``ON_DEACTIVATE``) and ``schema_version``, and may define the classmethod
     ``upgrade_state(cls, data, schema_version) -> dict`` for saved states that
     no longer fit ``State`` (see ``zocket_django.persistence``).
+    ``max_state_bytes`` caps the state's size as UTF-8 JSON (default
+    ``ZOCKET["MAX_STATE_BYTES"]``): a step that would grow it past that fails
+    with ``too_large`` and changes nothing.
     Access rules, checked at the consumer for every call and subscription:
     ``login_required``, ``permissions`` (Django permission names, all
     required), ``check`` (a function of the request, sync or async),
@@ -244,6 +249,7 @@ class Actor:
     persist: ClassVar[Persist] = Persist.NONE
     checkpoint_every: ClassVar[float | None] = None
     schema_version: ClassVar[int] = 1
+    max_state_bytes: ClassVar[int | None] = None
     spec: ClassVar[ActorSpec]
 
     login_required: ClassVar[bool] = False
@@ -312,6 +318,7 @@ def _build_spec(cls: type[Actor]) -> ActorSpec:
             )
     spec = ActorSpec(name=name, cls=cls, state_model=state_model, problems=problems)
     _persistence_options(cls, spec)
+    _size_option(cls, spec)
     actor_rule, read_rule, chain = _access(cls, problems)
     spec.read_guard = compile_guard([actor_rule, read_rule], chain)
 
@@ -478,6 +485,20 @@ def _persistence_options(cls: type[Actor], spec: ActorSpec) -> None:
             "upgrade_state must be a classmethod",
             "@classmethod\n    def upgrade_state(cls, data, schema_version): return data",
         )
+
+
+def _size_option(cls: type[Actor], spec: ActorSpec) -> None:
+    """``max_state_bytes``: ``None`` or a positive integer."""
+    limit = cls.max_state_bytes
+    if limit is None:
+        return
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        hint = "A number of bytes, e.g. 200_000, or None for ZOCKET['MAX_STATE_BYTES']."
+        spec.problems.append(
+            Problem("zocket.E018", f"max_state_bytes must be a positive integer, not {limit!r}", hint, cls)
+        )
+    else:
+        spec.max_state_bytes = limit
 
 
 ACCESS_ATTRIBUTES = ("login_required", "permissions", "check", "middleware", "read")

@@ -30,6 +30,7 @@ authenticator, and the session read afresh (``session_user``).
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import time
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.auth import get_user
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.utils.crypto import constant_time_compare, salted_hmac
@@ -52,6 +54,51 @@ TOKEN_SUBPROTOCOL_PREFIX = "zocket.token."
 
 #: Separator of token parts: unlike ``:``, allowed in a ``Sec-WebSocket-Protocol`` token.
 _SEP = "."
+
+
+class SessionAuthMiddleware:
+    """A WebSocket's ``scope["cookies"]``, ``["session"]`` and ``["user"]``, as Channels' ``AuthMiddlewareStack``.
+
+    Two differences, both about load. Channels loads every socket's user on
+    the thread Django's sync views share, even for a socket without a
+    session cookie, so a burst of handshakes queues there one by one, past
+    daphne's connect timeout; here a socket without a session is anonymous at
+    once, and a session is read in the thread pool, in parallel. And Channels
+    wraps ``send`` to save the session on HTTP responses, which a WebSocket
+    never sends, at a cost on every outgoing frame; here ``send`` is left
+    alone.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        from django.conf import settings
+        from django.contrib.auth.models import AnonymousUser
+        from django.http.cookie import parse_cookie
+
+        cookies: dict[str, str] = {}
+        for name, value in scope.get("headers", ()):
+            if name == b"cookie":
+                cookies = parse_cookie(value.decode("latin1"))
+                break
+        scope = dict(scope, cookies=cookies)
+        if "session" not in scope:
+            scope["session"] = _session_store()(cookies.get(settings.SESSION_COOKIE_NAME))
+        if "user" not in scope:
+            has_session = scope["session"].session_key is not None
+            scope["user"] = await _session_user(scope) if has_session else AnonymousUser()
+        return await self.inner(scope, receive, send)
+
+
+@lru_cache(maxsize=1)
+def _session_store() -> Any:
+    from django.conf import settings
+
+    return importlib.import_module(settings.SESSION_ENGINE).SessionStore
+
+
+_session_user = to_thread(get_user.func, thread_sensitive=False)
 
 
 def user_claims(user: Any) -> dict[str, Any]:
@@ -137,12 +184,12 @@ def _authenticator(path: str | None) -> Callable[[dict[str, Any]], Awaitable[Any
     fn = import_string(path)
     if inspect.iscoroutinefunction(fn):
         return fn
-    return to_thread(fn)
+    return to_thread(fn, thread_sensitive=False)  # not behind Django's one thread: handshakes run in parallel
 
 
 @lru_cache(maxsize=8)
 def _claims(path: str) -> Callable[[Any], Awaitable[dict[str, Any]]]:
-    return to_thread(import_string(path))
+    return to_thread(import_string(path), thread_sensitive=False)
 
 
 # -- tokens ----------------------------------------------------------------------
@@ -233,4 +280,4 @@ async def token_authenticator(scope: dict[str, Any]) -> Any:
     token = token_from_scope(scope)
     if token is None:
         return None
-    return await to_thread(user_for_token)(token)
+    return await to_thread(user_for_token, thread_sensitive=False)(token)

@@ -21,7 +21,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from .conf import ZocketSettings, setting_problems, zocket_settings
+from .conf import SNAPSHOT_ENVELOPE_BYTES, ZocketSettings, setting_problems, zocket_settings
 from .models import Snapshot
 from .persistence import Persist
 from .registry import registry
@@ -226,6 +226,27 @@ def check_asgi_application(app_configs: Any = None, **kwargs: Any) -> Messages:
     return warnings
 
 
+def check_state_sizes(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """zocket.W003: an actor's ``max_state_bytes`` lets its state outgrow the frames the server sends."""
+    try:
+        room = zocket_settings().MAX_MESSAGE_BYTES - SNAPSHOT_ENVELOPE_BYTES
+    except ImproperlyConfigured:
+        return []  # reported by check_zocket_setting
+    return [
+        checks.Warning(
+            f"max_state_bytes is {spec.max_state_bytes}, more than a snapshot frame carries "
+            f"(ZOCKET['MAX_MESSAGE_BYTES'] - {SNAPSHOT_ENVELOPE_BYTES} = {room}): subscribers of a state that "
+            "large get a too_large error instead of the state.",
+            hint="Raise daphne's --websocket-max-message-size and ZOCKET['MAX_MESSAGE_BYTES'] with it, "
+            "or lower max_state_bytes.",
+            obj=spec.cls,
+            id="zocket.W003",
+        )
+        for spec in registry.specs()
+        if spec.max_state_bytes is not None and spec.max_state_bytes > room
+    ]
+
+
 ALL: tuple[Callable[..., Messages], ...] = (
     check_zocket_setting,
     check_channel_layer,
@@ -234,6 +255,7 @@ ALL: tuple[Callable[..., Messages], ...] = (
     check_dotted_paths,
     check_actor_declarations,
     check_snapshot_ids,
+    check_state_sizes,
     check_asgi_application,
 )
 

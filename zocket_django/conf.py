@@ -30,8 +30,20 @@ _POSITIVE = (
     "CALL_KEYS_PER_CALLER",
     "CALL_KEYS_PER_INSTANCE",
     "CALL_KEY_SECONDS",
+    "MAX_STATE_BYTES",
+    "MAX_MESSAGE_BYTES",
+    "MAX_INSTANCES_PER_CONNECTION",
+    "MAX_INSTANCES_PER_USER",
+    "MAX_HOT_INSTANCES",
+    "MAX_CONNECTIONS_PER_USER",
+    "USER_CALL_BURST",
+    "DB_THREADS",
     "IDENTITY_CHECK_INTERVAL",
 )
+
+#: Room a ``state:snapshot`` frame needs around the state: the type, the actor
+#: name, an actor id of up to 128 characters (4 bytes each in UTF-8), the version.
+SNAPSHOT_ENVELOPE_BYTES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +90,34 @@ class ZocketSettings:
     CALL_KEYS_PER_INSTANCE: int = 1000
     #: ... and for how many seconds: a retry with the same key within these bounds does not run again.
     CALL_KEY_SECONDS: float = 120.0
+    #: Largest encoded state (UTF-8 JSON bytes) of an actor that does not set
+    #: ``max_state_bytes``. A step that would grow the state past it fails with
+    #: ``too_large`` and changes nothing. Below ``MAX_MESSAGE_BYTES``, so that a
+    #: snapshot always fits one frame.
+    MAX_STATE_BYTES: int = 1_000_000
+    #: Largest frame the server sends: daphne's ``--websocket-max-message-size``
+    #: (1 MiB unless raised). A snapshot or patch that would not fit is not sent;
+    #: its subscribers get an ``error`` frame (``too_large``) instead.
+    MAX_MESSAGE_BYTES: int = 1024 * 1024
+    #: Most actor instances one connection may use (call or subscribe to) while
+    #: it is open; a new one beyond gets ``overloaded``.
+    MAX_INSTANCES_PER_CONNECTION: int = 1000
+    #: Most actor instances the connections of one logged-in user may use, on one worker.
+    MAX_INSTANCES_PER_USER: int = 2000
+    #: Most hot instances one worker keeps. At the cap, the least recently used
+    #: instance without connections is deactivated early; when there is none, a
+    #: request that would activate one more gets ``overloaded``.
+    MAX_HOT_INSTANCES: int = 10_000
+    #: Most open sockets of one logged-in user on one worker; more are closed with 4429.
+    MAX_CONNECTIONS_PER_USER: int = 100
+    #: Calls per second of one logged-in user on one worker, on average, over all
+    #: their connections (token bucket); ``None`` or ``0`` turns it off.
+    USER_CALL_RATE: float | None = 200.0
+    #: How many calls one user may make at once above ``USER_CALL_RATE``.
+    USER_CALL_BURST: int = 400
+    #: Threads for snapshot loads and saves (each holds its own database
+    #: connection); SQLite always uses one (one writer at a time).
+    DB_THREADS: int = 4
     #: Dotted path of the authenticator: ``(scope) -> user | None``, sync or
     #: async; ``None`` leaves only the session (``AuthMiddlewareStack``).
     AUTHENTICATOR: str | None = "zocket_django.auth.token_authenticator"
@@ -100,9 +140,15 @@ class ZocketSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ImproperlyConfigured(f"ZOCKET[{name!r}] must be a positive number, not {value!r}")
-        rate = self.MESSAGE_RATE
-        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 0):
-            raise ImproperlyConfigured(f"ZOCKET['MESSAGE_RATE'] must be a number >= 0 or None, not {rate!r}")
+        for name in ("MESSAGE_RATE", "USER_CALL_RATE"):
+            rate = getattr(self, name)
+            if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 0):
+                raise ImproperlyConfigured(f"ZOCKET[{name!r}] must be a number >= 0 or None, not {rate!r}")
+        if self.MAX_STATE_BYTES > self.MAX_MESSAGE_BYTES - SNAPSHOT_ENVELOPE_BYTES:
+            raise ImproperlyConfigured(
+                f"ZOCKET['MAX_STATE_BYTES'] ({self.MAX_STATE_BYTES}) must leave {SNAPSHOT_ENVELOPE_BYTES} bytes "
+                f"of MAX_MESSAGE_BYTES ({self.MAX_MESSAGE_BYTES}) for the snapshot frame around the state"
+            )
         if not isinstance(self.MESSAGE_BURST, int) or self.MESSAGE_BURST < 1:
             raise ImproperlyConfigured(f"ZOCKET['MESSAGE_BURST'] must be an integer >= 1, not {self.MESSAGE_BURST!r}")
         if self.ACTOR_ID_PATTERN is not None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.sessions import InstanceSessionWrapper
 from channels.utils import await_many_dispatch
 from pydantic import BaseModel, ValidationError
 
@@ -46,6 +47,8 @@ MAX_ID_LENGTH = 128
 MAX_REF_LENGTH = 128
 #: Close code of a connection whose credentials were refused.
 CLOSE_UNAUTHENTICATED = 4401
+#: Close code of a connection refused because its user has too many open (``MAX_CONNECTIONS_PER_USER``).
+CLOSE_TOO_MANY_CONNECTIONS = 4429
 #: Seconds between two warnings about one connection exceeding the rate limit.
 OVERLOAD_WARNING_INTERVAL = 10.0
 
@@ -70,9 +73,16 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         # Like AsyncConsumer.__call__, minus the per-connection channel.
         self.scope = scope
         self.base_send = send
+        self._frames = _past_sessions(send)
         self.present: dict[str, tuple[ActorSpec, str]] = {}
         with contextlib.suppress(StopConsumer):
             await await_many_dispatch([receive], self.dispatch)
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        if text_data is not None and not close:  # a frame (every patch, event and answer goes this way)
+            await self._frames({"type": "websocket.send", "text": text_data})
+        else:
+            await super().send(text_data, bytes_data, close)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' dispatch would call close_old_connections in a thread here.
@@ -112,7 +122,12 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             self.client_id, self.node.channel, user_id, claims, user, key_scope=self._key_scope(user_id)
         )
         await self.accept(subprotocol)
-        self.node.attach(self)
+        refused = self.node.attach(self)
+        if refused is not None:
+            log.warning("zocket: connection refused: %s", refused, extra={"zocket": {"user": user_id}})
+            await self.send(text_data=protocol.error(Code.OVERLOADED, refused))
+            await self.close(code=CLOSE_TOO_MANY_CONNECTIONS)
+            raise StopConsumer
         if user_id is not None:
             identity.watch(self)  # its session or token is checked again while it is open
         await self.send(text_data=protocol.welcome(self.client_id))
@@ -249,6 +264,10 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             if guard is not None and (guard.middleware or guard.checks):
                 inputs = {name: getattr(args, name) for name in method.input_model.model_fields}
                 caller = await self._admit(guard, "rpc", spec, actor_id, method.name, inputs)
+            refused = self.node.quotas.call(caller.user_id)
+            if refused is not None:
+                raise Refusal(Code.OVERLOADED, refused)
+            self._claim(spec, actor_id)
         except Refusal as refusal:
             await self.send(text_data=protocol.rpc_error(rpc_id, refusal.code, refusal.message, refusal.details))
             return
@@ -261,7 +280,6 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             frame = protocol.rpc_error(rpc_id, Code.HANDLER_ERROR, "access check failed", debug_details(exc))
             await self.send(text_data=frame)
             return
-        self._touch(spec, actor_id)
         await self.node.call(spec, actor_id, caller, method, args, message.get("input"), rpc_id, key)
 
     async def _subscribe(self, message: dict[str, Any], kind: str) -> None:
@@ -276,6 +294,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
                 await gate(guard, caller.user, self.perm_cache)
                 if guard.middleware or guard.checks:
                     caller = await self._admit(guard, message["type"], spec, actor_id, None, None)
+            self._claim(spec, actor_id)
         except Refusal as refusal:
             await self._error(refusal.code, refusal.message, message)
             return
@@ -289,7 +308,6 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             return
         self.subscriptions.add(key)
         await self.node.subscribe(self, spec.name, actor_id, kind)
-        self._touch(spec, actor_id)
         await self.node.request_subscription(spec, actor_id, caller, kind)
 
     async def _unsubscribe(self, message: dict[str, Any], kind: str) -> None:
@@ -366,8 +384,15 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             message = f"Invalid input for {method.name}: {first_problem(details)}"
             raise Refusal(Code.INVALID_INPUT, message, details) from None
 
-    def _touch(self, spec: ActorSpec, actor_id: str) -> None:
-        self.present.setdefault(self.node.group_name(spec.name, actor_id), (spec, actor_id))
+    def _claim(self, spec: ActorSpec, actor_id: str) -> None:
+        """Count the instance as used by this connection (it keeps it hot); ``Refusal`` past the caps."""
+        group = self.node.group_name(spec.name, actor_id)
+        if group in self.present:
+            return
+        refused = self.node.quotas.use(self.caller.user_id, self.present, group)
+        if refused is not None:
+            raise Refusal(Code.OVERLOADED, refused)
+        self.present[group] = (spec, actor_id)
 
     async def _admit(
         self, guard: Guard, kind: str, spec: ActorSpec, actor_id: str, method: str | None, inputs: Any
@@ -490,3 +515,16 @@ def _utf8_length(text: str) -> int:
 def _echoable(text: str, limit: int) -> bool:
     """Short and printable (so valid Unicode): safe to send back to the client."""
     return 0 < len(text) <= limit and text.isprintable()
+
+
+def _past_sessions(send: Any) -> Any:
+    """``send`` without Channels' session wrappers, for frames.
+
+    ``InstanceSessionWrapper.send`` acts on ``http.response.start`` only, but
+    reads the lazy session (``modified``, ``is_empty()``) on every message: with
+    1,000 subscribers that was a quarter of a change's CPU. The scope's session
+    is untouched; closing and accepting still go through the wrappers.
+    """
+    while isinstance(getattr(send, "__self__", None), InstanceSessionWrapper):
+        send = send.__self__.real_send
+    return send

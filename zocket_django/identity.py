@@ -45,7 +45,7 @@ from .registry import registry
 
 if TYPE_CHECKING:
     from .actor import ActorSpec
-    from .runtime import Caller
+    from .caller import Caller
 
 log = logging.getLogger("zocket_django")
 
@@ -111,28 +111,35 @@ class IdentityWatch:
 
     async def _run(self) -> None:
         while self.entries:
-            now = time.monotonic()
+            self._wake.clear()  # a signal during the round wakes the next one at once
             interval = zocket_settings().IDENTITY_CHECK_INTERVAL
-            due = [conn for conn, entry in self.entries.items() if entry.due <= now]
-            for conn in due:
-                self.entries[conn].due = now + interval  # a signal during the check marks it again
-            failures: list[BaseException] = []
-            for start in range(0, len(due), BATCH):
-                batch = [conn for conn in due[start : start + BATCH] if conn in self.entries]
-                failures += [e for e in await asyncio.gather(*(self._check(conn) for conn in batch)) if e]
-            if failures:  # one line per round, however many sockets the database outage concerns
-                log.warning(
-                    "zocket: could not check the identity of %d socket(s) again; they stay as they were "
-                    "until the next check",
-                    len(failures),
-                    exc_info=failures[-1],
-                )
-            self._wake.clear()
-            soonest = min((e.due for e in self.entries.values()), default=now + interval)
+            try:
+                await self._round(interval)
+            except Exception:
+                log.exception("zocket: the identity checks failed; trying again")
+            soonest = min((e.due for e in self.entries.values()), default=time.monotonic() + interval)
             # Never busier than ten rounds per interval, however the connections' times spread.
             pause = max(soonest - time.monotonic(), min(interval / 10, 1.0))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), pause)
+
+    async def _round(self, interval: float) -> None:
+        """Check every connection that is due."""
+        now = time.monotonic()
+        due = [conn for conn, entry in self.entries.items() if entry.due <= now]
+        for conn in due:
+            self.entries[conn].due = now + interval  # a signal during the check marks it again
+        failures: list[BaseException] = []
+        for start in range(0, len(due), BATCH):
+            batch = [conn for conn in due[start : start + BATCH] if conn in self.entries]
+            failures += [e for e in await asyncio.gather(*(self._check(conn) for conn in batch)) if e]
+        if failures:  # one line per round, however many sockets the database outage concerns
+            log.warning(
+                "zocket: could not check the identity of %d socket(s) again; they stay as they were "
+                "until the next check",
+                len(failures),
+                exc_info=failures[-1],
+            )
 
     async def _check(self, conn: Watched) -> Exception | None:
         """Check one connection; the exception when the check could not be made."""

@@ -30,6 +30,7 @@ from .mailbox import Mailbox
 from .messages import Deliver, Message, OpsReply, OpsRequest, Reply, Request, Snapshot, Unreadable
 from .ops import Operations
 from .owners import OwnerRouter, say_once
+from .quotas import Quotas
 from .runtime import Runtime
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ class Node:
         self.layer = layer
         self.channel = ""
         self.runtime = Runtime(self)
+        #: What each user's connections hold here (MAX_CONNECTIONS_PER_USER and the like).
+        self.quotas = Quotas()
         self.described = describe_worker()
         self.cluster: Cluster = cluster_for(layer, self._host())
         self._tasks: list[asyncio.Task[None]] = []
@@ -111,11 +114,17 @@ class Node:
 
     # -- what the consumer asks ----------------------------------------------------
 
-    def attach(self, socket: Socket) -> None:
-        self.fanout.attach(socket)
+    def attach(self, socket: Socket) -> str | None:
+        """Serve a new socket; why it is refused (its user has too many here), or ``None``."""
+        refused = self.quotas.open(socket.caller.user_id)
+        if refused is None:
+            self.fanout.attach(socket)
+        return refused
 
     async def detach(self, socket: Socket) -> None:
         """The socket closed: forget its subscriptions; instances it touched run ``on_disconnect``."""
+        if socket.client_id in self.fanout.sockets:
+            self.quotas.close(socket.caller.user_id, socket.present)
         await self.fanout.detach(socket)
         for spec, actor_id in socket.present.values():
             await self.router.request_leave(spec, actor_id, socket.client_id)

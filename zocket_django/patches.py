@@ -12,9 +12,8 @@ is the new document as JSON text, key order included.
 Python's ``==`` equates ``True`` and ``1``. Scalars are compared with their
 types, so a field that turns from ``1`` to ``true`` is patched; inside lists
 or dicts found equal by ``==`` that distinction is not looked for (pydantic
-dumps of precisely typed states never mix them), nor is the key order of a dict
-found equal (a handler that only reorders a dict's members changes nothing on the
-wire; one that also changes it sends the dict whole).
+dumps of precisely typed states never mix them). Key order is: a dict member of a
+dict whose keys changed order is sent whole, except inside a list found equal.
 """
 
 from __future__ import annotations
@@ -71,7 +70,7 @@ def _diff(old: Any, new: Any, path: str, ops: list[dict[str, Any]]) -> None:
         for key, value in new.items():
             if key not in old:
                 ops.append({"op": "add", "path": _pointer(path, key), "value": value})
-            elif not _same(old[key], value):
+            elif not _same(old[key], value) or (type(value) is dict and not _same_order(old[key], value)):
                 _diff(old[key], value, _pointer(path, key), ops)
     elif type(old) is list and type(new) is list:
         _diff_lists(old, new, path, ops)
@@ -79,7 +78,7 @@ def _diff(old: Any, new: Any, path: str, ops: list[dict[str, Any]]) -> None:
         ops.append({"op": "replace", "path": path, "value": new})
 
 
-def _same_order(old: dict[str, Any], new: dict[str, Any]) -> bool:
+def _same_order(old: Any, new: dict[str, Any]) -> bool:
     """Whether patching ``old`` member by member gives ``new``'s key order.
 
     A client replaces a member in place and appends an added one, so the kept keys
@@ -87,6 +86,8 @@ def _same_order(old: dict[str, Any], new: dict[str, Any]) -> bool:
     dict rebuilt in another order is replaced whole, so that a patched copy and a
     fresh snapshot are the same JSON text.
     """
+    if type(old) is not dict:
+        return True
     kept = [key for key in old if key in new]
     return all(a == b for a, b in zip(new, kept, strict=False))
 

@@ -15,7 +15,7 @@ An actor chooses how its state survives the process with ``persist``:
     the step (state and version) and answers ``unavailable``: an acknowledged
     change is never lost.
 
-All database work runs in a worker thread (``db.to_thread``) from
+All database work runs in one of zocket's database threads (``db.to_thread``) from
 inside a step of the instance's own queue, so it never blocks the event loop
 and never runs out of order with the instance's calls. The runtime calls in
 at three places: ``Store.restore`` when an instance activates,
@@ -45,7 +45,8 @@ from pydantic import BaseModel, ValidationError
 
 from . import protocol, transactions
 from .actor import Persist
-from .db import to_thread
+from .conf import zocket_settings
+from .db import database_threads, to_thread
 from .errors import ZocketError
 from .patches import apply as apply_patches
 from .protocol import Code
@@ -210,10 +211,15 @@ def delete_snapshot(actor: str, actor_id: str) -> bool:
     return deleted > 0
 
 
-def _vendor() -> str:
+def _connection() -> Any:
+    """The connection (of this thread) that snapshots are written with."""
     from .models import Snapshot
 
-    return connections[router.db_for_write(Snapshot)].vendor
+    return connections[router.db_for_write(Snapshot)]
+
+
+def _vendor() -> str:
+    return str(_connection().vendor)
 
 
 def _load_measured(actor: str, actor_id: str) -> tuple[Any, int, int, int, Any, int] | None:
@@ -232,19 +238,29 @@ def _save_measured(*args: Any) -> int:
     return len(protocol.encode(save[2])) if measure else 0
 
 
-async def in_db_thread(fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn`` in a worker thread, off the event loop, with Django's connection handling.
+async def in_db_thread(fn: Callable[..., T], *args: Any, reads_only: bool = False) -> T:
+    """Run ``fn`` in one of zocket's database threads, off the event loop, with Django's connection handling.
 
-    SQLite allows one writer at a time, so its work shares Django's one
-    thread-sensitive thread instead of racing for the lock; other databases
-    use the thread pool, so that different instances save in parallel.
+    Not Django's one thread-sensitive thread, where sockets are authenticated:
+    ``DB_THREADS`` threads of their own, so that different instances load and
+    save in parallel. SQLite allows one writer at a time: its writes have one
+    thread instead of racing for the lock, and so does everything on an
+    in-memory SQLite database (tests), whose shared cache locks whole tables.
     Inside a step whose sync handler holds a transaction, ``fn`` runs in that
     transaction instead: the save commits with the handler's own writes.
     """
     held = transactions.held()
     if held is not None:
         return await held.run(fn, *args)
-    return await to_thread(fn, thread_sensitive=_vendor() == "sqlite")(*args)
+
+    connection = _connection()
+    if connection.vendor != "sqlite":
+        threads = database_threads("zocket-db", zocket_settings().DB_THREADS)
+    elif reads_only and not connection.is_in_memory_db():
+        threads = database_threads("zocket-db-read", zocket_settings().DB_THREADS)
+    else:
+        threads = database_threads("zocket-db-write", 1)
+    return await to_thread(fn, executor=threads)(*args)
 
 
 # -- one instance's link to its snapshot ---------------------------------------------
@@ -342,7 +358,7 @@ class SnapshotStore(Store):
         """Load the snapshot into the instance (state and version); raise ``ActivationFailed``."""
         inst = self.inst
         try:
-            row = await in_db_thread(_load_measured, self.spec.name, inst.actor_id)
+            row = await in_db_thread(_load_measured, self.spec.name, inst.actor_id, reads_only=True)
         except Exception as exc:
             log.exception("zocket: could not load the snapshot of %s", self._name(), extra=inst.log_context())
             raise ActivationFailed(f"{self._name()} is unavailable: its saved state could not be loaded") from exc

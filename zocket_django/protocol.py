@@ -27,6 +27,7 @@ class Code(StrEnum):
     OVERLOADED = "overloaded"
     UNAVAILABLE = "unavailable"
     TIMEOUT = "timeout"
+    TOO_LARGE = "too_large"
 
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -78,6 +79,11 @@ def has_lone_surrogate(text: str, message: Any) -> bool:
     return False
 
 
+def utf8_length(text: str) -> int:
+    """Bytes of ``text`` in UTF-8, what a frame costs on the wire; cheap for ASCII text."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
 def welcome(client_id: str) -> str:
     return encode({"type": "welcome", "clientId": client_id})
 
@@ -127,6 +133,12 @@ def state_snapshot(actor: str, actor_id: str, state: Any, version: int, epoch: i
             "epoch": epoch,
         }
     )
+
+
+def state_snapshot_of(actor: str, actor_id: str, state_text: str, version: int, epoch: int) -> str:
+    """``state_snapshot`` of a state already encoded as JSON text (not encoded twice)."""
+    head = encode({"type": "state:snapshot", "actor": actor, "actorId": actor_id})
+    return f'{head[:-1]},"state":{state_text},"version":{int(version)},"epoch":{int(epoch)}}}'
 
 
 def state_patch(actor: str, actor_id: str, patches: list[dict[str, Any]], version: int, epoch: int) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import ParseResult
 
-from channels.auth import AuthMiddlewareStack
 from channels.security.websocket import OriginValidator
 from django.apps import apps
 from django.conf import settings
@@ -13,6 +12,7 @@ from django.core.exceptions import AppRegistryNotReady, ImproperlyConfigured
 from django.urls import path as url_path
 
 from . import checks, shutdown
+from .auth import SessionAuthMiddleware
 from .conf import zocket_settings
 from .consumer import ZocketConsumer
 from .shutdown import zocket_lifespan
@@ -70,10 +70,11 @@ def _ensure_installed() -> None:
 def zocket_websocket(path: str = "ws/") -> Any:
     """The ``"websocket"`` application for ``ProtocolTypeRouter``.
 
-    Sessions and users come from Channels' ``AuthMiddlewareStack``; the
-    ``Origin`` header must match ``ALLOWED_HOSTS`` (cross-site WebSocket
-    hijacking is closed by default).
+    Sessions and users come from ``SessionAuthMiddleware`` (what Channels'
+    ``AuthMiddlewareStack`` sets, without its queue on Django's one sync
+    thread and its wrapper around every frame sent); the ``Origin`` header must match
+    ``ALLOWED_HOSTS`` (cross-site WebSocket hijacking is closed by default).
     """
     from channels.routing import URLRouter
 
-    return ZocketOriginValidator(AuthMiddlewareStack(URLRouter(zocket_urlpatterns(path))))
+    return ZocketOriginValidator(SessionAuthMiddleware(URLRouter(zocket_urlpatterns(path))))

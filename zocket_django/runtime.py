@@ -21,14 +21,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
-from . import persistence, protocol, signals, transactions
+from . import persistence, protocol, signals, statesize, transactions
 from .actor import Actor, ActorSpec, Context, Emission, MethodSpec
 from .caller import Caller
 from .callkeys import CallWindow, KeyReused, fingerprint
 from .conf import zocket_settings
 from .errors import ZocketError
 from .messages import EVENTS, STATE, Deliver, Message, Reply, Snapshot, group_name
-from .protocol import Code
+from .protocol import Code, utf8_length
+from .statesize import StateTooLarge
 from .tracking import Recorder
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("zocket_django")
 #: Steps each instance remembers for operators (the admin's "recent activity").
 RECENT_STEPS = 20
+#: Seconds between two warnings about activations refused at ``MAX_HOT_INSTANCES``.
+REFUSAL_WARNING_INTERVAL = 10.0
 
 
 class Links(Protocol):
@@ -93,6 +96,9 @@ class Instance:
         self.calls = CallWindow(
             settings.CALL_KEYS_PER_CALLER, settings.CALL_KEYS_PER_INSTANCE, settings.CALL_KEY_SECONDS
         )
+        #: Largest encoded state this instance may reach, and what is known of its size.
+        self.max_state_bytes = spec.max_state_bytes or zocket_settings().MAX_STATE_BYTES
+        self.size = statesize.measure(self.dump).without_text()
         self.clients: dict[str, Presence] = {}
         self.queue: deque[Callable[[], Awaitable[None]]] = deque()
         self.busy = False
@@ -108,6 +114,11 @@ class Instance:
         self.failed: ZocketError | None = None
         #: A timed-out sync handler still running: the next step waits for it.
         self.lingering: Awaitable[None] | None = None
+        # The running step's deadline (loop time) and task, watched by one timer at a time (``bounded``).
+        self._deadline: float | None = None
+        self._step_task: asyncio.Task[Any] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._expired = False
         self.store = persistence.store_for(self, lambda: runtime.drop(spec.name, actor_id))
 
     @property
@@ -148,6 +159,48 @@ class Instance:
                 self.last_activity = time.monotonic()
         finally:
             self.busy = False
+
+    async def bounded(self, work: Awaitable[Any], limit: float) -> Any:
+        """``await work``, cancelled after ``limit`` seconds (``TimeoutError``), like ``asyncio.timeout``.
+
+        Cheaper per step: ``asyncio.timeout`` pushes a timer onto the loop's heap
+        for every call and cancels it (the heap is rebuilt as cancelled timers
+        pile up). Here one timer per instance stays armed across steps: when it
+        fires it cancels the step running past its deadline, or moves itself to
+        the running step's deadline, or lapses when no step runs.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = self._deadline = loop.time() + limit
+        task = self._step_task = asyncio.current_task()
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(deadline, self._watch)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if self._expired:
+                raise TimeoutError from None
+            raise
+        finally:
+            self._deadline = None
+            if self._expired:
+                self._expired = False
+                if task is not None:
+                    task.uncancel()
+
+    def _watch(self) -> None:
+        self._timer = None
+        deadline, task = self._deadline, self._step_task
+        if deadline is None or task is None:
+            return  # no step runs: the next one arms a timer
+        loop = asyncio.get_running_loop()
+        if loop.time() >= deadline:
+            self._expired = True
+            task.cancel()
+        else:
+            self._timer = loop.call_at(deadline, self._watch)
 
     def log_context(self, **more: Any) -> dict[str, Any]:
         return {"zocket": {"actor": self.spec.name, "actor_id": self.actor_id, **more}}
@@ -201,6 +254,9 @@ class Instance:
                 if patches
                 else ""
             )
+            if patches:
+                size = statesize.after_step(self.label, self.max_state_bytes, self.size, self.dump, frame)
+                frame = self._state_frame(frame, size, self.version + 1)
             self._check_owned()  # the lease went into doubt while the handler ran: acknowledge nothing
             if keyed is not None:
                 self.calls.remember(keyed.scope, keyed.key, keyed.fingerprint, result, time.time())
@@ -221,6 +277,7 @@ class Instance:
         node = self.runtime.node
         if patches:
             self.version += 1
+            self.size = size.without_text()
             await node.publish(self.group, self.delivery(STATE, frame))
         self.recent.append((time.time(), label or ctx.method or "?", ctx.client_id, "ok", self.version))
         for message, targets in events:
@@ -241,6 +298,39 @@ class Instance:
         """
         if self.lost or not self.runtime.node.cluster.holds(self.group):
             raise ZocketError("this actor is moving to another worker; try again", code=Code.UNAVAILABLE)
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.name}/{self.actor_id}"
+
+    def _state_frame(self, patch: str, size: statesize.Measure, version: int) -> str:
+        """What tells subscribers of a step: its patch, or the whole state when that is smaller."""
+        if size.text is not None and utf8_length(patch) > size.bound:
+            patch = protocol.state_snapshot_of(self.spec.name, self.actor_id, size.text, version, self.epoch)
+        return self.too_large(patch) or patch
+
+    def snapshot_frame(self) -> str:
+        """The ``state:snapshot`` of the current state, or the error its subscribers get instead."""
+        frame = protocol.state_snapshot(self.spec.name, self.actor_id, self.dump, self.version, self.epoch)
+        return self.too_large(frame) or frame
+
+    def too_large(self, frame: str) -> str | None:
+        """``None`` if the server can send ``frame`` (``MAX_MESSAGE_BYTES``), else a ``too_large`` error about it."""
+        limit = zocket_settings().MAX_MESSAGE_BYTES
+        size = utf8_length(frame)
+        if size <= limit:
+            return None
+        log.error(
+            "zocket: the state of %s does not fit one frame (%d bytes, MAX_MESSAGE_BYTES is %d); "
+            "its subscribers get a too_large error instead",
+            self.label,
+            size,
+            limit,
+            extra=self.log_context(),
+        )
+        ref = {"type": "state:sub", "actor": self.spec.name, "actorId": self.actor_id}
+        text = f"the state of {self.label} is too large to send ({size:,} bytes, over {limit:,})"
+        return protocol.error(Code.TOO_LARGE, text, ref)
 
     async def _roll_back(self, txn: transactions.StepTransaction) -> None:
         """Undo a sync handler's database work before its caller hears of the failure.
@@ -306,6 +396,8 @@ class Instance:
         """Know ``caller`` from now on; its first arrival runs ``on_connect``."""
         presence = self.clients.get(caller.client_id)
         if presence is None:
+            if not self.clients:
+                self.runtime.idle.pop((self.spec.name, self.actor_id), None)
             presence = self.clients[caller.client_id] = Presence(caller)
             await self.run_hook("on_connect", caller)
         return presence
@@ -313,6 +405,8 @@ class Instance:
     async def part(self, client_id: str) -> None:
         presence = self.clients.pop(client_id, None)
         if presence is not None:
+            if not self.clients and self.active:
+                self.runtime.idle[(self.spec.name, self.actor_id)] = None
             await self.run_hook("on_disconnect", presence.caller)
 
     def info(self) -> dict[str, Any]:
@@ -337,16 +431,32 @@ class Runtime:
     def __init__(self, node: Links) -> None:
         self.node = node
         self.instances: dict[tuple[str, str], Instance] = {}
+        #: Hot instances without connections, the longest idle first: evicted first at ``MAX_HOT_INSTANCES``.
+        self.idle: dict[tuple[str, str], None] = {}
         self._closing: dict[tuple[str, str], Instance] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._refused = 0  # activations refused since the last warning
+        self._warned_at = -REFUSAL_WARNING_INTERVAL
 
     # -- activation ------------------------------------------------------------
 
     def instance(self, spec: ActorSpec, actor_id: str) -> Instance:
-        """The hot instance, activated (``on_activate`` queued first) if it was not."""
+        """The hot instance, activated (``on_activate`` queued first) if it was not.
+
+        At ``MAX_HOT_INSTANCES`` the longest idle instance without connections
+        is deactivated to make room; ``ZocketError`` (``overloaded``) when none
+        can be.
+        """
         key = (spec.name, actor_id)
         inst = self.instances.get(key)
         if inst is None:
+            limit = zocket_settings().MAX_HOT_INSTANCES
+            if len(self.instances) >= limit and not self._evict_one():
+                raise ZocketError(
+                    f"this server keeps as many actor instances hot as it may ({limit}, MAX_HOT_INSTANCES); "
+                    "try again later",
+                    code=Code.OVERLOADED,
+                )
             inst = self.instances[key] = Instance(self, spec, actor_id, group_name(spec.name, actor_id))
             inst.enqueue(lambda: self._activate(inst, self._closing.get(key)))
         return inst
@@ -359,15 +469,19 @@ class Runtime:
         except ZocketError as exc:
             self._failed(inst, exc)
             return
+        inst.size = statesize.measure(inst.dump).without_text()
         try:
             await inst.run_hook("on_activate", reraise=True)
+        except StateTooLarge as exc:
+            message = f"{inst.label} is unavailable: on_activate made its state too large ({exc.message})"
+            self._failed(inst, ZocketError(message, code=Code.TOO_LARGE, details=exc.details))
+            return
         except Exception:  # as a snapshot that cannot be read: never run on a half-built state
-            name = f"{inst.spec.name}/{inst.actor_id}"
-            self._failed(inst, persistence.ActivationFailed(f"{name} is unavailable: its on_activate failed"))
+            self._failed(inst, persistence.ActivationFailed(f"{inst.label} is unavailable: its on_activate failed"))
             return
         # Subscribers of an earlier incarnation (a destroyed instance, a dead
         # worker) get the state afresh and announce themselves again.
-        frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version, inst.epoch)
+        frame = inst.snapshot_frame()
         await self.node.publish(inst.group, inst.delivery(STATE, frame, announce=self.node.channel))
         inst.store.start()
         await signals.actor_activated.asend(inst.spec.cls, actor_id=inst.actor_id, instance=inst.actor)
@@ -378,23 +492,49 @@ class Runtime:
         key = (inst.spec.name, inst.actor_id)
         if self.instances.get(key) is inst:
             del self.instances[key]  # the next request tries again
+            self.idle.pop(key, None)
         if not inst.closed.done():
             inst.closed.set_result(None)
 
     async def deactivate(self, name: str, actor_id: str, *, destroy: bool = False) -> bool:
         """Run ``on_deactivate`` after the queued steps, save (or with ``destroy`` delete) the state, forget it."""
-        key = (name, actor_id)
-        inst = self.instances.pop(key, None)
+        inst = self._retire((name, actor_id), destroy)
         if inst is None:
             return False
+        await self._closed(inst)
+        return True
+
+    def _retire(self, key: tuple[str, str], destroy: bool = False) -> Instance | None:
+        """Stop serving an instance now and queue its deactivation; ``None`` if it was not hot."""
+        inst = self.instances.pop(key, None)
+        if inst is None:
+            return None
+        self.idle.pop(key, None)
         self._closing[key] = inst
         inst.enqueue(lambda: self._deactivate(inst, destroy))
+        return inst
+
+    async def _closed(self, inst: Instance) -> None:
+        """Wait until a retired instance is deactivated (saved when it persists)."""
+        key = (inst.spec.name, inst.actor_id)
         try:
             await asyncio.shield(inst.closed)
         finally:
             if self._closing.get(key) is inst:
                 del self._closing[key]
-        return True
+
+    def _evict_one(self) -> bool:
+        """Deactivate the longest idle instance without connections or queued steps; ``False`` if none."""
+        for key in list(self.idle):
+            inst = self.instances.get(key)
+            if inst is None or inst.clients:
+                del self.idle[key]  # stale
+            elif not inst.busy:
+                retired = self._retire(key)
+                assert retired is not None
+                self._spawn(self._closed(retired))
+                return True
+        return False
 
     async def _deactivate(self, inst: Instance, destroy: bool = False) -> None:
         try:
@@ -415,6 +555,7 @@ class Runtime:
         Steps still queued on it are answered ``unavailable``.
         """
         inst = self.instances.pop((name, actor_id), None)
+        self.idle.pop((name, actor_id), None)
         if inst is not None:
             inst.lost = True
             if not inst.closed.done():
@@ -451,7 +592,7 @@ class Runtime:
             await self.node.released(inst.group)
             return
         inst.epoch = epoch
-        frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version, inst.epoch)
+        frame = inst.snapshot_frame()
         await self.node.publish(inst.group, inst.delivery(STATE, frame, announce=self.node.channel))
 
     def part_worker(self, channel: str) -> None:
@@ -507,7 +648,12 @@ class Runtime:
         A call with a ``key`` runs at most once: a retry is queued behind the
         first attempt (one queue) and answered with its remembered outcome.
         """
-        inst = self.instance(spec, actor_id)
+        try:
+            inst = self.instance(spec, actor_id)
+        except ZocketError as exc:
+            self._refuse_activation(spec, actor_id, caller, exc)
+            self._spawn(self._reply(caller, protocol.rpc_error(rpc_id, exc.code, exc.message), ticket))
+            return
         if len(inst.queue) >= zocket_settings().MAX_QUEUED_CALLS:
             log.warning(
                 "%s %r has %d queued steps; call refused",
@@ -560,12 +706,11 @@ class Runtime:
     ) -> str:
         """Run one call as a step; the encoded body of its ``rpc:result`` (a keyed one's is remembered)."""
         ctx = inst.context(caller, method.name)
-        kwargs = {name: getattr(args, name) for name in method.input_model.model_fields}
+        kwargs = args.__dict__  # the validated input's fields, by name
         limit = zocket_settings().CALL_TIMEOUT  # from now: time spent queued is not the handler's
 
-        async def timed() -> Any:
-            async with asyncio.timeout(limit):  # no task per call, unlike wait_for
-                return await self.invoke(method.fn, method.is_async, inst.actor, ctx, kwargs)
+        def timed() -> Awaitable[Any]:
+            return inst.bounded(self.invoke(method.fn, method.is_async, inst.actor, ctx, kwargs), limit)
 
         try:
             # The result is encoded inside the step, so a result that is not JSON undoes it.
@@ -605,8 +750,32 @@ class Runtime:
         ticket: int | None = None,
     ) -> None:
         """Add subscriptions; with ``answer`` and ``state`` among them, send a snapshot back."""
-        inst = self.instance(spec, actor_id)
+        try:
+            inst = self.instance(spec, actor_id)
+        except ZocketError as exc:
+            self._refuse_activation(spec, actor_id, caller, exc)
+            for kind in sorted(kinds):
+                ref = {"type": f"{kind}:sub", "actor": spec.name, "actorId": actor_id}
+                self._spawn(self._reply(caller, protocol.error(exc.code, exc.message, ref), ticket))
+            return
         inst.enqueue(lambda: self._subscribe(inst, caller, kinds, answer, ticket))
+
+    def _refuse_activation(self, spec: ActorSpec, actor_id: str, caller: Caller, exc: ZocketError) -> None:
+        """No room for one more hot instance: say so (one line per interval), give back the lease taken for it."""
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._warned_at >= REFUSAL_WARNING_INTERVAL:
+            log.warning(
+                "zocket: %d activation(s) refused, the last of %s/%s: %s",
+                self._refused,
+                spec.name,
+                actor_id,
+                exc.message,
+                extra={"zocket": {"actor": spec.name, "actor_id": actor_id, "client": caller.client_id}},
+            )
+            self._refused, self._warned_at = 0, now
+        if self.node.cluster.distributed:
+            self._spawn(self.node.released(group_name(spec.name, actor_id)))
 
     async def _subscribe(
         self, inst: Instance, caller: Caller, kinds: Set[str], answer: bool, ticket: int | None
@@ -621,6 +790,10 @@ class Runtime:
         presence.subs.update(kinds)
         if answer and STATE in kinds:
             frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version, inst.epoch)
+            error = inst.too_large(frame)
+            if error is not None:  # answered; the subscription stays pending, as if the snapshot were on its way
+                await self._reply(caller, error, ticket)
+                return
             await self.node.send(caller.reply_to, Snapshot(caller.client_id, inst.group, frame, ticket))
 
     def unsubscribe(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:

@@ -35,12 +35,17 @@ class Payload:
 
     annotation: Any
     adapter: TypeAdapter[Any] = field(init=False)
+    _scalar: Any = field(init=False)
 
     def __post_init__(self) -> None:
         self.adapter = TypeAdapter(self.annotation)
+        # A plain JSON scalar type: a value of exactly that type is its own JSON form (no adapter round trip).
+        self._scalar = self.annotation if self.annotation in (int, str, bool) else None
 
     def dump(self, value: Any) -> Any:
         """JSON-ready form of ``value``, validated against the declared type."""
+        if type(value) is self._scalar:
+            return value
         return self.adapter.dump_python(self.adapter.validate_python(value), mode="json")
 
     def json_schema(self) -> dict[str, Any]:

@@ -21,6 +21,9 @@ from zocket_django import Actor, ZocketError, method
 
 from .models import Todo
 
+#: Items a board holds: its state (every item is in it) stays well under the actor's size limit.
+MAX_ITEMS = 1000
+
 
 class Item(BaseModel):
     id: int
@@ -43,6 +46,8 @@ class Board(Actor):
 
     @method
     def add(self, ctx, text: Annotated[str, Field(min_length=1, max_length=200)]) -> Item:
+        if len(self.state.items) >= MAX_ITEMS:  # refused before the row is written
+            raise ZocketError(f"this board is full ({MAX_ITEMS} items); remove some first", code="too_large")
         by = ctx.claims.get("username") or "guest"
         todo = Todo.objects.create(board=self.id, text=text, by=by)
         item = Item(id=todo.pk, text=text, by=by)

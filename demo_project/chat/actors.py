@@ -6,6 +6,9 @@ from pydantic import BaseModel, Field
 
 from zocket_django import Actor, Persist, method
 
+#: Messages a room keeps: the state (and so every snapshot) stays bounded however much is said.
+HISTORY = 100
+
 
 class Message(BaseModel):
     user: str
@@ -31,6 +34,7 @@ class Chat(Actor):
         user = ctx.claims.get("username") or ctx.client_id
         message = Message(user=user, text=text)
         self.state.messages.append(message)
+        del self.state.messages[:-HISTORY]
         ctx.emit("newMessage", message)
         return message
 
@@ -39,6 +43,7 @@ class Chat(Actor):
         # nobody is connected to a freshly activated instance.
         self.state.online.clear()
         self.state.names.clear()
+        del self.state.messages[:-HISTORY]  # a room saved before the history was bounded
 
     async def on_connect(self, ctx) -> None:
         if ctx.client_id not in self.state.online:

@@ -531,3 +531,101 @@ class Archive(Actor):
         self.state.opened += 1
         ctx.emit("filed", what)
         return self.state.opened
+
+
+# -- state size (tests/test_state_size.py) ----------------------------------------------
+
+
+class HeapState(BaseModel):
+    blobs: list[str] = []
+
+
+class Heap(Actor):
+    """A state that grows on demand, capped at 2,000 bytes."""
+
+    name = "heap"
+    State = HeapState
+    max_state_bytes = 2000
+
+    @method
+    async def put(self, ctx, size: int, count: int = 1) -> int:
+        self.state.blobs.extend("x" * size for _ in range(count))
+        return len(self.state.blobs)
+
+    @method
+    async def rewrite(self, ctx, size: int) -> None:
+        """Replace every blob: a patch larger than the state it makes."""
+        self.state.blobs = ["y" * size for _ in self.state.blobs]
+
+    @method
+    async def drop(self, ctx, count: int) -> int:
+        del self.state.blobs[:count]
+        return len(self.state.blobs)
+
+
+class Hoard(Heap):
+    """A heap allowed more than a frame can carry (when MAX_MESSAGE_BYTES is small)."""
+
+    name = "hoard"
+    max_state_bytes = 100_000
+
+
+class Bloat(Actor):
+    """An actor whose on_activate makes its state too large."""
+
+    name = "bloat"
+    State = HeapState
+    max_state_bytes = 1000
+
+    @method
+    async def size(self, ctx) -> int:
+        return len(self.state.blobs)
+
+    async def on_activate(self, ctx) -> None:
+        self.state.blobs = ["z" * 100] * 20
+
+
+# -- live-server tests (tests/test_hostile_load.py) ---------------------------------------
+
+
+class Nothing(BaseModel):
+    pass
+
+
+class Inspector(Actor):
+    """What a test asks of the worker serving it: how many instances are hot, whom one knows."""
+
+    name = "inspector"
+    State = Nothing
+
+    @method
+    async def hot(self, ctx) -> int:
+        from zocket_django.node import current_node
+
+        node = current_node()
+        return len(node.runtime.instances) if node is not None else 0
+
+    @method
+    async def clients(self, ctx, name: str, key: str) -> int | None:
+        """Connections the instance ``name``/``key`` knows; ``None`` when it is not hot."""
+        from zocket_django.node import current_node
+
+        node = current_node()
+        inst = node.runtime.instances.get((name, key)) if node is not None else None
+        return None if inst is None else len(inst.clients)
+
+
+class BallastState(BaseModel):
+    blobs: list[str] = []
+
+
+class Ballast(Actor):
+    """A state of any size up to the default limit, for floods of snapshots."""
+
+    name = "ballast"
+    State = BallastState
+
+    @method
+    async def fill(self, ctx, kib: int) -> int:
+        self.state.blobs = ["b" * 1000] * kib
+        return len(self.state.blobs)

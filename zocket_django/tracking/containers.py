@@ -446,9 +446,10 @@ class TrackedDict(dict):  # type: ignore[type-arg]
         if entry is None:
             dict.__delitem__(self, key)
             return
+        position = list(dict.keys(self)).index(key)  # to put it back in its place: key order is state too
         old = dict.pop(self, key)
         detach(old, entry.shape.item)  # type: ignore[attr-defined]
-        entry.rec.undo.append((_undo_dict_set, self, entry, key, old))
+        entry.rec.undo.append((_undo_dict_delete, self, entry, key, old, position))
         entry.rec.record(entry, DELETE, key, None)
 
     def pop(self, key: Any, *default: Any) -> Any:
@@ -499,6 +500,12 @@ def _undo_dict_set(node: TrackedDict, entry: Entry, key: Any, old: Any) -> None:
             detach(current, entry.shape.item)  # type: ignore[attr-defined]
     else:
         dict.__setitem__(node, key, _replace(old, current, entry.shape.item, entry, key, entry.rec))  # type: ignore[attr-defined]
+
+
+def _undo_dict_delete(node: TrackedDict, entry: Entry, key: Any, old: Any, position: int) -> None:
+    _undo_dict_set(node, entry, key, old)  # back, at the end; then the keys that followed it go after it again
+    for later in list(dict.keys(node))[position:-1]:
+        dict.__setitem__(node, later, dict.pop(node, later))
 
 
 def _undo_dict_whole(node: TrackedDict, entry: Entry, before: dict[Any, Any]) -> None:

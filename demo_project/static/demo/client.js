@@ -18,19 +18,22 @@ class WatchedSocket extends WebSocket {
 export const client = createClient({ url, WebSocket: WatchedSocket });
 
 // The header's connection indicator: connecting, connected, reconnecting, offline or closed,
-// and a line under the header while the connection is down.
+// a line under the header while the connection is down, and the page's actions (each page
+// keeps them in a <fieldset class="live">) disabled until it is connected, so that a click
+// never waits for a timeout.
 const badge = document.getElementById("connection");
 const banner = document.getElementById("connection-lost");
 const lost = {
-  reconnecting: "Connection lost. Reconnecting… what you see is the last state the server sent.",
-  offline: "You are offline. The page reconnects by itself when the network is back.",
-  closed: "Disconnected. Reload the page to connect again.",
+  reconnecting: "Connection lost. Reconnecting… what you see is the last state the server sent; actions are off until then.",
+  offline: "You are offline: actions are off until the network is back, and the page reconnects by itself.",
+  closed: "Disconnected: actions are off. Reload the page to connect again.",
 };
 function show(status) {
   badge.dataset.status = status;
   badge.querySelector(".label").textContent = status;
   banner.textContent = lost[status] ?? "";
   banner.hidden = !lost[status];
+  for (const actions of document.querySelectorAll("fieldset.live")) actions.disabled = status !== "connected";
 }
 show(client.connection.status);
 client.connection.subscribe(show);
