@@ -286,39 +286,40 @@ async def chat_flood(
     url: str, pid: int, *, room: str = "flooded", messages: int = 2200, sockets: int = 2, text: int = 500
 ) -> dict[str, Any]:
     """Say ``messages`` messages of ``text`` characters in one room, then try to subscribe to it."""
-
-    async def attack() -> dict[str, Any]:
-        per = messages // sockets
-        deadline = time.monotonic() + per / 10 + 30
-        opened = [await open_socket(url, 30) for _ in range(sockets)]
-
-        async def one(n: int, ws: ClientConnection) -> Counter[str]:
-            frames = [rpc(f"m{i}", "chat", room, "send", text=f"{n}-{i}-".ljust(text, "x")) for i in range(per)]
-            try:
-                return await _paced_calls(ws, frames, deadline, window=WINDOW)
-            finally:
-                await ws.close()
-
-        results = await asyncio.gather(*(one(n, ws) for n, (ws, _) in enumerate(opened)))
-        total: Counter[str] = sum(results, Counter())
-        probe = await subscribe_probe(url, "chat", room)
-        return {"messages_sent": total.pop("sent", 0), "answers": dict(total), **probe}
-
-    return await _attack_with_good_client(url, pid, attack)
+    return await _grow(url, pid, ("chat", room, "send"), messages, sockets, text, "messages_sent", per_second=10)
 
 
 async def board_rows(
     url: str, pid: int, *, board: str = "huge", rows: int = 6000, sockets: int = 4, text: int = 200
 ) -> dict[str, Any]:
     """Add ``rows`` items of ``text`` characters to one board, then try to subscribe to it."""
+    return await _grow(url, pid, ("board", board, "add"), rows, sockets, text, "rows_sent", per_second=5)
+
+
+async def _grow(
+    url: str,
+    pid: int,
+    target: tuple[str, str, str],
+    calls: int,
+    sockets: int,
+    text: int,
+    counted: str,
+    per_second: float,
+) -> dict[str, Any]:
+    """``calls`` calls of ``target`` (actor, id, method), each with a ``text`` of that many characters,
+    spread over ``sockets`` sockets that wait for answers; then what a new subscriber gets.
+
+    ``per_second`` is the slowest each socket is expected to be served (it sets the deadline).
+    """
+    actor, actor_id, method = target
 
     async def attack() -> dict[str, Any]:
-        per = rows // sockets
-        deadline = time.monotonic() + per / 5 + 30
+        per = calls // sockets
+        deadline = time.monotonic() + per / per_second + 30
         opened = [await open_socket(url, 30) for _ in range(sockets)]
 
         async def one(n: int, ws: ClientConnection) -> Counter[str]:
-            frames = [rpc(f"b{i}", "board", board, "add", text=f"{n}-{i}-".ljust(text, "y")) for i in range(per)]
+            frames = [rpc(f"g{i}", actor, actor_id, method, text=f"{n}-{i}-".ljust(text, "x")) for i in range(per)]
             try:
                 return await _paced_calls(ws, frames, deadline, window=WINDOW)
             finally:
@@ -326,8 +327,8 @@ async def board_rows(
 
         results = await asyncio.gather(*(one(n, ws) for n, (ws, _) in enumerate(opened)))
         total: Counter[str] = sum(results, Counter())
-        probe = await subscribe_probe(url, "board", board)
-        return {"rows_sent": total.pop("sent", 0), "answers": dict(total), **probe}
+        probe = await subscribe_probe(url, actor, actor_id)
+        return {counted: total.pop("sent", 0), "answers": dict(total), **probe}
 
     return await _attack_with_good_client(url, pid, attack)
 
@@ -369,7 +370,7 @@ async def crowd(url: str, pid: int, *, sockets: int = 2000, room: str = "crowd",
 
         joined = await asyncio.gather(*(member() for _ in range(sockets)), return_exceptions=True)
         live = [ws for ws in joined if not isinstance(ws, BaseException)]
-        reasons = Counter(type(ws).__name__ for ws in joined if isinstance(ws, BaseException))
+        reasons = Counter(_why(ws) for ws in joined if isinstance(ws, BaseException))
         connected_in = time.monotonic() - started
         drains = [asyncio.get_running_loop().create_task(_drain(ws)) for ws in live]
         await asyncio.sleep(hold)
@@ -387,6 +388,13 @@ async def crowd(url: str, pid: int, *, sockets: int = 2000, room: str = "crowd",
 
     good = GoodClient(url, call=("chat", room, "send", {"text": "still here?"}))
     return await _attack_with_good_client(url, pid, attack, good)
+
+
+def _why(exc: BaseException) -> str:
+    """A refused handshake in a word: the HTTP status it got, or the exception's class."""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    return f"HTTP {status}" if status is not None else type(exc).__name__
 
 
 async def _drain(ws: ClientConnection) -> None:

@@ -72,7 +72,7 @@ async def measure(n: int, reps: int, budget: float) -> dict[str, Any]:
     import jsonpatch
 
     from zocket_django import patches, protocol
-    from zocket_django.runtime import Instance
+    from zocket_django.instance import Instance
 
     from .project.actors import BenchList, Item, ListState
 

@@ -113,9 +113,18 @@ class Worker:
     Every start appends to one log file, ``log_dir / f"{name}.log"``.
     """
 
-    def __init__(self, env: dict[str, str], log_dir: Path, name: str, *, settings: str = LIVE_SETTINGS) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_dir: Path,
+        name: str,
+        *,
+        settings: str = LIVE_SETTINGS,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.env = env
         self.settings = settings
+        self.args = args  # more daphne options, e.g. ("--application-close-timeout", "1")
         self.port = free_port()
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
@@ -130,7 +139,7 @@ class Worker:
             log.write(f"--- starting on port {self.port}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), ASGI_APPLICATION],
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), *self.args, ASGI_APPLICATION],
                 cwd=ROOT,
                 env=_environ(self.env, self.settings),
                 stdout=log,
@@ -207,9 +216,9 @@ def cluster_env(tmp_path: Path, redis_url: str, **zocket: Any) -> dict[str, str]
     """Environment for workers sharing one Redis (a fresh key prefix) and one SQLite file.
 
     Clients here call as fast as answers come back, so the per-connection rate
-    limit (``MESSAGE_RATE``, 100 frames/s by default) is off unless given.
+    budget (``MESSAGE_RATE``, ``BYTE_RATE``) is off unless given.
     """
-    zocket = {"MESSAGE_RATE": None, **zocket}
+    zocket = {"MESSAGE_RATE": None, "BYTE_RATE": None, **zocket}
     return {
         "REDIS_URL": redis_url,
         "CHANNEL_LAYER_PREFIX": f"t{uuid.uuid4().hex[:8]}",

@@ -13,3 +13,4 @@ CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer",
 ZOCKET = {"IDLE_TIMEOUT": 60.0, "VERIFY_PATCHES": True}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGGING = {"version": 1, "disable_existing_loggers": False}
+WHITENOISE_USE_FINDERS = WHITENOISE_AUTOREFRESH = True  # static files without collectstatic, DEBUG or not

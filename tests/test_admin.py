@@ -13,7 +13,7 @@ from django.test import AsyncClient, Client
 
 from tests.testapp import actors as lab
 from zocket_django import hot_actors
-from zocket_django.admin_hot import hot_actor_url
+from zocket_django.admin_hot_actors import hot_actor_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -282,14 +282,14 @@ def test_without_asgi_the_pages_say_there_is_no_node():
 
 
 async def test_hot_instances_for_links_from_other_pages(connect):
-    from zocket_django.admin_hot import hot_instances
+    from zocket_django.admin_hot_actors import hot_instances
 
     await activate_some(connect)
     assert await sync_to_async(hot_instances)() == {("chat", "lobby"), ("counter", "one"), ("counter", "two")}
 
 
 def test_hot_instances_without_a_node_is_none():
-    from zocket_django.admin_hot import hot_instances
+    from zocket_django.admin_hot_actors import hot_instances
 
     assert hot_instances() is None
 

@@ -7,7 +7,7 @@ import pytest
 
 from tests.admin_live import AdminSession, create_staff
 from tests.live import LiveClient, Worker, cluster_env, migrate, require_redis
-from zocket_django.admin_hot import hot_actor_url
+from zocket_django.admin_hot_actors import hot_actor_url
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

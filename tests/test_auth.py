@@ -382,7 +382,7 @@ async def test_zocket_allowed_origins_and_missing_origin(settings):
 def test_middleware_values_travel_with_a_call_forwarded_to_another_worker():
     import json
 
-    from zocket_django.runtime import Caller
+    from zocket_django.caller import Caller
 
     caller = Caller("client", "channel", "7", {"username": "ada"}, object(), {"role": "admin", "seen": [1, 2]})
     forwarded = Caller.from_wire(json.loads(json.dumps(caller.to_wire())))

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -10,25 +11,35 @@ from zocket_django import hot_actors
 from zocket_django.conf import zocket_settings
 
 
-async def test_message_rate_answers_overloaded_and_recovers(connect, settings):
+async def test_a_connection_over_its_frame_rate_is_slowed_down_not_refused(connect, settings):
     settings.ZOCKET = {"MESSAGE_RATE": 20, "MESSAGE_BURST": 3}
     client = await connect()
-    for n in range(3):
+    started = time.monotonic()
+    for n in range(10):
         await client.send_json_to({"type": "ping", "id": n})
-    await client.send_json_to({"type": "ping", "id": "too many"})
+    await client.send_json_to({"type": "state:sub", "actor": "counter", "actorId": "m"})
     await client.send_json_to({"type": "rpc", "id": "r", "actor": "counter", "actorId": "m", "method": "increment"})
-    frames = [await client.receive_json_from() for _ in range(5)]
-    assert frames[:3] == [{"type": "pong", "id": n} for n in range(3)]
-    assert frames[3] == {
-        "type": "error",
-        "code": "overloaded",
-        "error": "too many messages; slow down",
-        "ref": {"type": "ping", "id": "too many"},
-    }
-    assert frames[4] == {"type": "rpc:result", "id": "r", "code": "overloaded", "error": "too many messages; slow down"}
-    assert hot_actors.get("counter", "m") is None
-    await asyncio.sleep(0.1)  # two tokens back
-    assert await client.call("counter", "m", "increment") == 1
+    assert [await client.receive_json_from() for _ in range(10)] == [{"type": "pong", "id": n} for n in range(10)]
+    assert (await client.expect("state:snapshot"))["state"] == {"count": 0}
+    assert (await client.expect("rpc:result", id="r"))["result"] == 1
+    # 12 frames, 3 at once then 20 per second: at least (12 - 3) / 20 s, never an error.
+    assert time.monotonic() - started >= 9 / 20
+    assert [f["type"] for f in await client.nothing_more()] == ["state:patch"]
+
+
+async def test_a_connection_over_its_byte_rate_is_slowed_down_not_refused(connect, settings):
+    settings.ZOCKET = {"BYTE_RATE": 20_000, "BYTE_BURST": 10_000, "MESSAGE_RATE": None}
+    client = await connect()
+    started = time.monotonic()
+    text = "y" * 4_000
+    for n in range(6):
+        await client.send_json_to(
+            {"type": "rpc", "id": f"e{n}", "actor": "sink", "actorId": "b", "method": "echo", "input": {"value": text}}
+        )
+    for n in range(6):
+        assert (await client.expect("rpc:result", id=f"e{n}"))["result"] == text
+    # ~24 KB, 10 KB at once then 20 KB/s: at least 0.7 s.
+    assert time.monotonic() - started >= 0.65
 
 
 async def test_rate_limit_can_be_turned_off(connect, settings):
@@ -125,11 +136,11 @@ async def test_numbers_json_cannot_carry_back_are_bad_requests(connect, number):
     await client.ping()
 
 
-async def test_oversized_binary_frames_close_with_1009(connect, settings):
+async def test_oversized_binary_frames_close_with_4009(connect, settings):
     settings.ZOCKET = {"MAX_FRAME_BYTES": 100}
     client = await connect()
     await client.send_to(bytes_data=b"x" * 101)
-    assert await client.receive_output() == {"type": "websocket.close", "code": 1009}
+    assert await client.receive_output() == {"type": "websocket.close", "code": 4009, "reason": "frame over 100 bytes"}
 
 
 @pytest.mark.parametrize(
@@ -138,6 +149,9 @@ async def test_oversized_binary_frames_close_with_1009(connect, settings):
         {"MAX_SUBSCRIPTIONS": 0},
         {"MESSAGE_RATE": -1},
         {"MESSAGE_BURST": 0},
+        {"BYTE_RATE": -5},
+        {"BYTE_BURST": 0},
+        {"MAX_OUTPUT_BYTES": 0},
         {"MAX_QUEUED_CALLS": "many"},
         {"ACTOR_ID_PATTERN": "("},
         {"TOKEN_MAX_AGE": True},

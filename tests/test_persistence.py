@@ -15,7 +15,7 @@ import pytest
 from django.db import OperationalError, connection
 from pydantic import BaseModel
 
-from zocket_django import Actor, Persist, hot_actors, method, persistence
+from zocket_django import Actor, Persist, hot_actors, method, snapshot_rows
 from zocket_django.consumer import ZocketConsumer
 from zocket_django.db import to_thread
 from zocket_django.models import Snapshot
@@ -67,7 +67,7 @@ async def test_deactivate_saves_and_the_next_activation_restores_state_and_versi
     assert await client.call("journal", "j", "write", line="one") == 1
     assert await client.call("journal", "j", "write", line="two") == 2
     assert await row("journal", "j") is None  # on-deactivate: nothing written yet
-    assert await hot_actors.deactivate("journal", "j") is True
+    assert await hot_actors.adeactivate("journal", "j") is True
     saved = await row("journal", "j")
     # on_deactivate's own change is part of the saved state.
     assert saved == {"state": {"lines": ["one", "two", "closed"]}, "version": 3, "schema_version": 1}
@@ -82,7 +82,7 @@ async def test_deactivate_saves_and_the_next_activation_restores_state_and_versi
 async def test_a_new_incarnation_waits_for_its_predecessor_to_be_saved(connect):
     client = await connect()
     await client.call("journal", "race", "write", line="before")
-    closing = asyncio.ensure_future(hot_actors.deactivate("journal", "race"))
+    closing = asyncio.ensure_future(hot_actors.adeactivate("journal", "race"))
     await asyncio.sleep(0)  # the instance is out of the hot set, its save still queued
     assert hot_actors.count() == 0
     # The call activates a new incarnation at once; it restores only after the old one saved.
@@ -95,7 +95,7 @@ async def test_on_activate_runs_after_the_restore(connect):
     client = await connect()
     assert await client.call("ledger", "l", "add", amount=5) == 5
     assert hot_actors.get("ledger", "l").state.activations == 1
-    await hot_actors.deactivate("ledger", "l")
+    await hot_actors.adeactivate("ledger", "l")
     assert await client.call("ledger", "l", "peek") == 5
     assert hot_actors.get("ledger", "l").state.activations == 2  # restored 1, then on_activate
 
@@ -103,7 +103,7 @@ async def test_on_activate_runs_after_the_restore(connect):
 async def test_an_unchanged_instance_writes_nothing(connect):
     client = await connect()
     await client.subscribe_state("counter", "quiet")
-    await hot_actors.deactivate("counter", "quiet")
+    await hot_actors.adeactivate("counter", "quiet")
     assert await row("counter", "quiet") is None
 
 
@@ -137,16 +137,16 @@ async def test_destroy_deletes_the_snapshot_hot_or_cold(connect):
     client = await connect()
     await client.call("ledger", "gone", "add", amount=3)
     assert await row("ledger", "gone") is not None
-    assert await hot_actors.destroy("ledger", "gone") is True
+    assert await hot_actors.adestroy("ledger", "gone") is True
     assert await row("ledger", "gone") is None
     assert await client.call("ledger", "gone", "peek") == 0  # defaults again
 
     await client.call("journal", "cold", "write", line="x")
-    await hot_actors.deactivate("journal", "cold")
+    await hot_actors.adeactivate("journal", "cold")
     assert await row("journal", "cold") is not None
-    assert await hot_actors.destroy("journal", "cold") is True  # not hot: the snapshot alone
+    assert await hot_actors.adestroy("journal", "cold") is True  # not hot: the snapshot alone
     assert await row("journal", "cold") is None
-    assert await hot_actors.destroy("journal", "cold") is False
+    assert await hot_actors.adestroy("journal", "cold") is False
 
 
 # -- write-through ------------------------------------------------------------------------
@@ -192,7 +192,7 @@ async def test_a_failing_save_is_reported_not_acknowledged_and_undone(connect, m
     def broken_save(*args):
         raise OperationalError("the disk is full")
 
-    monkeypatch.setattr(persistence, "save_snapshot", broken_save)
+    monkeypatch.setattr(snapshot_rows, "save_snapshot", broken_save)
     with caplog.at_level(logging.ERROR, logger="zocket_django"):
         frame = await client.call_raw("ledger", "f", "add", amount=5)
     assert frame["code"] == "unavailable"
@@ -267,7 +267,7 @@ async def test_an_old_snapshot_goes_through_upgrade_state(connect):
     await put("profile", "ada", {"first": "Ada", "last": "Lovelace"}, version=7, schema_version=1)
     client = await connect()
     assert await client.subscribe_state("profile", "ada") == ({"full_name": "Ada Lovelace", "tags": []}, 7)
-    await hot_actors.deactivate("profile", "ada")
+    await hot_actors.adeactivate("profile", "ada")
     # Written back in the new shape, with the new schema_version, though no step changed it.
     assert await row("profile", "ada") == {
         "state": {"full_name": "Ada Lovelace", "tags": []},
@@ -304,7 +304,7 @@ async def test_an_invalid_snapshot_is_refused_loudly_and_never_replaced(connect,
     logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("refused the snapshot of strict/s (version 4)" in m and "StrictState" in m for m in logged)
     assert hot_actors.count() == 0  # nothing broken stays hot
-    await hot_actors.deactivate_all()
+    await hot_actors.adeactivate_all()
     assert (await row("strict", "s"))["state"] == {"count": "many"}  # never overwritten by defaults
 
     # Once the snapshot is repaired, the next request activates the instance.
@@ -318,7 +318,7 @@ async def test_a_database_outage_at_activation_is_retried_by_the_next_request(co
     def down(*args):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(persistence, "load_snapshot", down)
+    monkeypatch.setattr(snapshot_rows, "load_snapshot", down)
     client = await connect()
     frame = await client.call_raw("strict", "o", "bump")
     assert (frame["code"], frame["error"]) == (
@@ -406,7 +406,7 @@ async def test_postgresql_stores_the_state_as_jsonb(connect):
 @pytest.mark.postgres
 async def test_postgresql_saves_of_different_instances_run_in_parallel(connect, monkeypatch):
     """Write-through saves use the thread pool on PostgreSQL: a slow save does not hold up other instances."""
-    original = persistence.save_snapshot
+    original = snapshot_rows.save_snapshot
     running, peak = 0, 0
 
     def slow_save(*args):
@@ -419,7 +419,7 @@ async def test_postgresql_saves_of_different_instances_run_in_parallel(connect, 
         finally:
             running -= 1
 
-    monkeypatch.setattr(persistence, "save_snapshot", slow_save)
+    monkeypatch.setattr(snapshot_rows, "save_snapshot", slow_save)
     client = await connect()
     assert await asyncio.gather(*(client.call("ledger", f"p{i}", "add", amount=i) for i in range(3))) == [0, 1, 2]
     assert peak >= 2

@@ -185,8 +185,8 @@ async def test_manager_lists_and_deactivates(connect):
     info = {(i["actor"], i["actor_id"]): i for i in hot_actors.list()}
     assert info[("counter", "a")]["state_subscribers"] == 1
     assert info[("counter", "b")]["version"] == 1
-    assert await hot_actors.deactivate("counter", "b") is True
-    assert await hot_actors.deactivate("counter", "b") is False
+    assert await hot_actors.adeactivate("counter", "b") is True
+    assert await hot_actors.adeactivate("counter", "b") is False
     assert hot_actors.count() == 1
     assert await client.call("counter", "b", "increment") == 2  # a new incarnation, restored (write-through)
 
@@ -196,7 +196,7 @@ async def test_a_destroyed_instance_sends_its_subscribers_a_fresh_snapshot(conne
     await watcher.subscribe_state("counter", "z")
     await actor.call("counter", "z", "add", amount=3)
     assert (await watcher.next_patch("counter", "z"))["version"] == 1
-    await hot_actors.destroy("counter", "z")
+    await hot_actors.adestroy("counter", "z")
     await actor.call("counter", "z", "increment")
     snapshot = await watcher.expect("state:snapshot", actor="counter", actorId="z")
     assert (snapshot["state"], snapshot["version"]) == ({"count": 0}, 0)
@@ -208,5 +208,5 @@ async def test_deactivate_all(connect):
     client = await connect()
     for i in range(3):
         await client.call("counter", str(i), "increment")
-    assert await hot_actors.deactivate_all() == 3
+    assert await hot_actors.adeactivate_all() == 3
     assert hot_actors.count() == 0

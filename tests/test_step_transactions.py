@@ -12,7 +12,7 @@ from django.db import OperationalError
 
 from demo_project.board.models import Todo
 from tests.testapp.actors import GATES
-from zocket_django import hot_actors, persistence
+from zocket_django import hot_actors, snapshot_rows
 
 
 async def rows(board: str) -> list[tuple[int, str, bool]]:
@@ -109,7 +109,7 @@ async def test_write_through_saves_the_snapshot_in_the_handlers_transaction(conn
     def refused(*args):
         raise OperationalError("disk full")
 
-    monkeypatch.setattr(persistence, "save_snapshot", refused)
+    monkeypatch.setattr(snapshot_rows, "save_snapshot", refused)
     frame = await client.call_raw("durable_shelf", "d", "add", text="two")
     assert (frame["code"], frame["error"]) == ("unavailable", "the change could not be saved; nothing changed")
     # The snapshot could not be saved, so the handler's row was not kept either.
@@ -119,7 +119,7 @@ async def test_write_through_saves_the_snapshot_in_the_handlers_transaction(conn
     in_db = await rows("d")
     assert [text for _, text, _ in in_db] == ["one", "three"]
     assert state_rows("durable_shelf", "d") == in_db
-    await hot_actors.deactivate_all()
+    await hot_actors.adeactivate_all()
     # Reactivated from its snapshot (version 2) and then its rows: both say the same.
     assert await client.call("durable_shelf", "d", "toggle", id=in_db[1][0]) is True
 

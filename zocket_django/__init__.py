@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .actor import Actor, Context, Emission, method
     from .auth import issue_token
     from .errors import AuthenticationFailed, Forbidden, Unauthenticated, ZocketError
-    from .manager import hot_actors
+    from .hot_actors_api import hot_actors
     from .persistence import Persist
     from .protocol import Code
     from .signals import actor_activated, actor_deactivated
@@ -38,7 +38,7 @@ _EXPORTS = {
     "ZocketError": "errors",
     "actor_activated": "signals",
     "actor_deactivated": "signals",
-    "hot_actors": "manager",
+    "hot_actors": "hot_actors_api",
     "issue_token": "auth",
     "method": "actor",
 }

@@ -165,7 +165,9 @@ def _runner(fn: Callable[..., Any]) -> tuple[Callable[..., Any], bool]:
 
 def compile_guard(rules: Iterable[Rule | None], middleware: Iterable[Callable[..., Any]] = ()) -> Guard | None:
     """One guard from rules that add up, or ``None`` when nothing is required."""
-    login, perms, checks = False, [], []
+    login = False
+    perms: list[str] = []
+    checks: list[tuple[Callable[..., Any], bool]] = []
     for rule in rules:
         if rule is None:
             continue

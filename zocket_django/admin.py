@@ -9,7 +9,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from .admin_hot import HotActorAdmin, hot_actor_url
+from .admin_hot_actors import HotActorAdmin, hot_actor_url
 from .models import HotActor, Snapshot
 
 admin.site.register(HotActor, HotActorAdmin)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from channels.layers import BaseChannelLayer
     from redis.asyncio import Redis
 
-log = logging.getLogger("zocket_django")
+log = logging.getLogger(__name__)
 
 _RENEW = """
 local holder = redis.call('get', KEYS[1])
@@ -288,7 +288,7 @@ class RedisLeases:
 
     async def holder(self, group: str) -> str | None:
         value = await self.redis.get(self._lease(group))
-        return value.decode() if value is not None else None
+        return value.decode() if isinstance(value, bytes) else value
 
     def forget(self, group: str) -> None:
         """Drop the cached owner (it did not answer, or moved)."""

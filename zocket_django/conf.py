@@ -25,6 +25,8 @@ _POSITIVE = (
     "MAX_ACTOR_ID_LENGTH",
     "MAX_SUBSCRIPTIONS",
     "MAX_QUEUED_CALLS",
+    "MAX_OUTPUT_BYTES",
+    "BYTE_BURST",
     "TOKEN_MAX_AGE",
     "LEASE_TTL",
     "CALL_KEYS_PER_CALLER",
@@ -56,8 +58,11 @@ class ZocketSettings:
     #: Seconds a handler may run, counted from its start; then ``timeout`` and
     #: its step is undone (a sync handler's ORM work included, see ``transactions``).
     CALL_TIMEOUT: float = 30.0
-    #: Largest text frame accepted; a larger one closes the socket with 1009.
+    #: Largest frame accepted; a larger one closes the socket with 4009.
     MAX_FRAME_BYTES: int = 256 * 1024
+    #: Most bytes waiting to be sent to one socket (its peer is not reading
+    #: them); more close it with 4008 and free them.
+    MAX_OUTPUT_BYTES: int = 4 * 1024 * 1024
     #: Longest accepted actor id.
     MAX_ACTOR_ID_LENGTH: int = 128
     #: Origins accepted besides ``ALLOWED_HOSTS`` (same patterns, e.g. ``"app.example.com"``, ``"*"``).
@@ -76,10 +81,15 @@ class ZocketSettings:
     #: Most ``(instance, state|event)`` subscriptions one connection may hold.
     MAX_SUBSCRIPTIONS: int = 1000
     #: Frames per second one connection may send, on average (token bucket);
-    #: ``None`` or ``0`` turns rate limiting off.
+    #: faster senders are slowed down (their socket is not read meanwhile),
+    #: not refused. ``None`` or ``0`` turns it off.
     MESSAGE_RATE: float | None = 100.0
     #: How many frames one connection may send at once above ``MESSAGE_RATE``.
     MESSAGE_BURST: int = 200
+    #: Bytes per second one connection may send, on average (like ``MESSAGE_RATE``).
+    BYTE_RATE: float | None = 1024 * 1024
+    #: How many bytes one connection may send at once above ``BYTE_RATE``.
+    BYTE_BURST: int = 4 * 1024 * 1024
     #: Most steps waiting in one instance's queue; more calls get ``overloaded``.
     MAX_QUEUED_CALLS: int = 1000
     #: Outcomes of keyed calls (``rpc`` frames with a ``key``) each instance keeps per caller identity
@@ -140,7 +150,7 @@ class ZocketSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ImproperlyConfigured(f"ZOCKET[{name!r}] must be a positive number, not {value!r}")
-        for name in ("MESSAGE_RATE", "USER_CALL_RATE"):
+        for name in ("MESSAGE_RATE", "USER_CALL_RATE", "BYTE_RATE"):
             rate = getattr(self, name)
             if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 0):
                 raise ImproperlyConfigured(f"ZOCKET[{name!r}] must be a number >= 0 or None, not {rate!r}")

@@ -56,14 +56,16 @@ class LocalFanout:
     def attach(self, socket: Socket) -> None:
         self.sockets[socket.client_id] = socket
 
-    async def detach(self, socket: Socket) -> None:
-        """Forget a closed socket and its subscriptions (leaving groups nobody here reads any more)."""
+    def detach(self, socket: Socket) -> list[str]:
+        """Forget a closed socket and its subscriptions; the groups nobody here reads any more (to leave)."""
         client_id = socket.client_id
         self.sockets.pop(client_id, None)
+        emptied = []
         for group in socket.present:
             members = self.local.get(group)
             if members is not None and members.pop(client_id, None) is not None and not members:
-                await self._leave_group(group)
+                emptied.append(group)
+        return emptied
 
     async def send_frame(self, client_id: str, frame: str) -> None:
         """Write a frame to a local socket, if it is still connected."""
@@ -81,10 +83,10 @@ class LocalFanout:
         """
         group = group_name(actor, actor_id)
         async with self._membership:
-            members = self.local.setdefault(group, {})
             if group not in self.joined:
-                await self.layer.group_add(group, self.channel)
+                await self.layer.group_add(group, self.channel)  # may raise (Redis is away): nothing changed
                 self.joined[group] = time.monotonic()
+            members = self.local.setdefault(group, {})
         kinds = members.setdefault(socket.client_id, set())
         kinds.add(PENDING_STATE if kind == STATE else EVENTS)
 
@@ -98,9 +100,9 @@ class LocalFanout:
         if not kinds:
             del members[socket.client_id]
             if not members:
-                await self._leave_group(group)
+                await self.leave_group(group)
 
-    async def _leave_group(self, group: str) -> None:
+    async def leave_group(self, group: str) -> None:
         async with self._membership:
             if self.local.get(group):
                 return  # someone subscribed again meanwhile

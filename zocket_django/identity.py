@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from .actor import ActorSpec
     from .caller import Caller
 
-log = logging.getLogger("zocket_django")
+log = logging.getLogger(__name__)
 
 #: Connections checked at once (each check is a thread hop or a few).
 BATCH = 16

@@ -19,7 +19,7 @@ from typing import Any
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 
-log = logging.getLogger("zocket_django")
+log = logging.getLogger(__name__)
 
 #: How long a message for another node waits for an unreachable Redis before it is dropped.
 SEND_RETRY_SECONDS = 5.0

@@ -1,14 +1,15 @@
-"""The one table of zocket_django: the saved state of durable actor instances.
+"""zocket_django's tables: the saved state of durable actor instances; and a table-less model.
 
-``HotActor`` (in ``hotactor.py``) is an unmanaged model: it only gives the
-admin its "Hot actors" entry and permissions.
+``HotActor`` has no table: hot instances live in worker processes, not in the
+database. This unmanaged model gives the Django admin a "Hot actors" entry
+under "Zocket" and two permissions: ``zocket_django.view_hotactor`` (see the
+list, the details and the live state) and ``zocket_django.change_hotactor``
+(deactivate, destroy). Its pages are in ``admin_hot_actors.py``.
 """
 
 from __future__ import annotations
 
 from django.db import models
-
-from .hotactor import HotActor
 
 
 class Snapshot(models.Model):
@@ -73,4 +74,14 @@ class SnapshotPatch(models.Model):
         return f"{self.actor}/{self.actor_id} v{self.version}"
 
 
-__all__ = ["HotActor", "Snapshot", "SnapshotPatch"]
+class HotActor(models.Model):
+    """The admin's entry and permissions for the hot actors (no table, never instantiated)."""
+
+    class Meta:
+        managed = False
+        default_permissions = ("view", "change")
+        verbose_name = "hot actor"
+        verbose_name_plural = "hot actors"
+
+    def __str__(self) -> str:  # never instantiated from rows: there are none
+        return "hot actor"

@@ -16,7 +16,9 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 import weakref
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from channels.layers import BaseChannelLayer, get_channel_layer
@@ -40,7 +42,12 @@ if TYPE_CHECKING:
     from .caller import Caller
     from .fanout import Socket
 
-log = logging.getLogger("zocket_django")
+log = logging.getLogger(__name__)
+
+#: How long the cleanup of a closed socket retries what needs Redis (leaving groups, telling owners).
+DETACH_RETRY_SECONDS = 30.0
+#: How long stopping waits for closed sockets still parting.
+PARTING_ON_STOP_SECONDS = 5.0
 
 
 class Node:
@@ -64,6 +71,7 @@ class Node:
         self.described = describe_worker()
         self.cluster: Cluster = cluster_for(layer, self._host())
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()  # closed sockets still parting
         self.ready = asyncio.get_running_loop().create_future()
 
     def _host(self) -> Host:
@@ -97,6 +105,8 @@ class Node:
 
     async def stop(self) -> None:
         """Deactivate every instance, hand what other workers must hear to the layer, stop listening."""
+        if self._background:  # closed sockets still parting
+            await asyncio.wait(list(self._background), timeout=PARTING_ON_STOP_SECONDS)
         await self.runtime.deactivate_all()
         await self.mailbox.flush()
         for task in self._tasks:
@@ -121,13 +131,35 @@ class Node:
             self.fanout.attach(socket)
         return refused
 
-    async def detach(self, socket: Socket) -> None:
-        """The socket closed: forget its subscriptions; instances it touched run ``on_disconnect``."""
+    def detach(self, socket: Socket) -> None:
+        """The socket closed (or died): forget it; instances it touched run ``on_disconnect``.
+
+        Never waits and never raises: the consumer calls it from ``finally``,
+        possibly while being cancelled. What needs the channel layer or the
+        owner of an instance (leaving groups, telling owners) runs in a task of
+        the node's own, retried while Redis is away.
+        """
         if socket.client_id in self.fanout.sockets:
             self.quotas.close(socket.caller.user_id, socket.present)
-        await self.fanout.detach(socket)
-        for spec, actor_id in socket.present.values():
-            await self.router.request_leave(spec, actor_id, socket.client_id)
+        emptied = self.fanout.detach(socket)
+        present, socket.present = list(socket.present.values()), {}
+        if emptied or present:
+            self._spawn(self._part(socket.client_id, emptied, present))
+
+    async def _part(self, client_id: str, groups: list[str], instances: list[tuple[ActorSpec, str]]) -> None:
+        for group in groups:
+            await _retrying(f"leave the group {group}", lambda group=group: self.fanout.leave_group(group))
+        for spec, actor_id in instances:
+            await _retrying(
+                f"tell {spec.name}/{actor_id} that {client_id} left",
+                lambda spec=spec, actor_id=actor_id: self.router.request_leave(spec, actor_id, client_id),
+            )
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background, keeping a reference until it is done."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def subscribe(self, socket: Socket, actor: str, actor_id: str, kind: str) -> None:
         await self.fanout.subscribe(socket, actor, actor_id, kind)
@@ -256,6 +288,21 @@ class Node:
                 log.exception("zocket: housekeeping failed")
 
 
+async def _retrying(what: str, attempt: Callable[[], Awaitable[None]]) -> None:
+    """Run ``attempt()`` until it works, for ``DETACH_RETRY_SECONDS`` at most (Redis may be restarting)."""
+    delay, started = 0.05, time.monotonic()
+    while True:
+        try:
+            await attempt()
+            return
+        except Exception:
+            if time.monotonic() - started >= DETACH_RETRY_SECONDS:
+                log.error("zocket: could not %s; giving up", what, exc_info=True)
+                return
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
 _nodes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Node] = weakref.WeakKeyDictionary()
 
 
@@ -277,7 +324,7 @@ async def get_node() -> Node:
 
 
 def current_node() -> Node | None:
-    """This event loop's node if one was started (for the manager and tests)."""
+    """This event loop's node if one was started (for hot_actors and tests)."""
     try:
         return _nodes.get(asyncio.get_running_loop())
     except RuntimeError:

@@ -27,9 +27,10 @@ from .registry import registry
 
 if TYPE_CHECKING:
     from .cluster import Cluster
-    from .runtime import Instance, Runtime
+    from .instance import Instance
+    from .runtime import Runtime
 
-log = logging.getLogger("zocket_django")
+log = logging.getLogger(__name__)
 
 #: Seconds to wait for every worker's inventory, or for one instance's details.
 OPS_TIMEOUT = 2.0
@@ -111,12 +112,16 @@ def inspect_instance(inst: Instance, channel: str) -> dict[str, Any]:
 
 
 class Operations:
-    """A node's side of operator requests: asking other workers, and answering them."""
+    """A node's side of operator requests: asking other workers, and answering them.
+
+    A visitor (``sync_bridge.visit``: a process without a node asking the
+    workers) has no ``runtime``: it only asks, and is not one of the workers.
+    """
 
     def __init__(
         self,
         channel: str,
-        runtime: Runtime,
+        runtime: Runtime | None,
         cluster: Cluster,
         send: Callable[[str, Message], Awaitable[None]],
         describe: Callable[[], dict[str, Any]],
@@ -136,7 +141,8 @@ class Operations:
         fetched, known = self._workers
         if max_age <= 0 or time.monotonic() - fetched > max_age:
             known = dict(await self.cluster.workers())
-            known.setdefault(self.channel, self.describe())
+            if self.runtime is not None:
+                known.setdefault(self.channel, self.describe())
             self._workers = (time.monotonic(), known)
         return known
 
@@ -160,7 +166,7 @@ class Operations:
 
     async def owner(self, actor: str, actor_id: str) -> str | None:
         """The channel of the worker holding the instance (``None``: nobody does)."""
-        if (actor, actor_id) in self.runtime.instances:
+        if self.runtime is not None and (actor, actor_id) in self.runtime.instances:
             return self.channel
         return await self.cluster.holder(group_name(actor, actor_id))
 
@@ -229,6 +235,8 @@ class Operations:
     async def _carry_out(self, op: str, args: dict[str, Any]) -> Any:
         runtime = self.runtime
         channel = self.channel
+        if runtime is None:
+            raise RuntimeError("a visitor runs no instance")
         if op == "inventory":
             return [describe_instance(inst, channel) for inst in list(runtime.instances.values())]
         key = (args["actor"], args["actor_id"])

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .fanout import LocalFanout, Subscriber
     from .runtime import Runtime
 
-log = logging.getLogger("zocket_django")
+log = logging.getLogger(__name__)
 
 #: How many times a forwarded request may be passed on to yet another worker.
 MAX_HOPS = 3
@@ -120,14 +120,10 @@ class OwnerRouter:
         await self.send(owner, Request(spec.name, actor_id, caller, Call(method.name, raw, rpc_id, key), ticket))
 
     async def request_subscription(self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str) -> None:
-        """Ask the owner to count this subscription (and send a snapshot for state)."""
-        try:
-            await self._request_subscription(spec, actor_id, caller, kind)
-        except Exception:
-            log.exception("zocket: cannot tell who owns %s/%s", spec.name, actor_id)
+        """Ask the owner to count this subscription (and send a snapshot for state).
 
-    async def _request_subscription(self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str) -> None:
-        """``request_subscription`` that raises when the owner cannot be found (Redis away)."""
+        Raises when the owner cannot be known (Redis is away): nothing was asked.
+        """
         group = group_name(spec.name, actor_id)
         owner = await self._owner(spec, actor_id, group)
         if owner is None:
@@ -143,19 +139,19 @@ class OwnerRouter:
         await self.send(owner, Request(spec.name, actor_id, caller, Subscribe((kind,), True), ticket))
 
     async def request_unsubscription(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:
-        await self._tell(spec, actor_id, Unsubscribe(client_id, kind))
+        try:
+            await self._tell(spec, actor_id, Unsubscribe(client_id, kind))
+        except Exception:
+            log.exception("zocket: cannot tell who owns %s/%s", spec.name, actor_id)
 
     async def request_leave(self, spec: ActorSpec, actor_id: str, client_id: str) -> None:
+        """Raises when the owner cannot be known (Redis is away): the caller retries."""
         await self._tell(spec, actor_id, Leave(client_id))
 
     async def _tell(self, spec: ActorSpec, actor_id: str, op: Op) -> None:
         """Pass a notice to the owner, if any; nobody activates an instance just for that."""
         group = group_name(spec.name, actor_id)
-        try:
-            owner = await self._owner(spec, actor_id, group, acquire=False)
-        except Exception:
-            log.exception("zocket: cannot tell who owns %s/%s", spec.name, actor_id)
-            return
+        owner = await self._owner(spec, actor_id, group, acquire=False)
         if owner is None:
             self._carry_out(spec, Request(spec.name, actor_id, None, op))
         elif owner:
@@ -177,7 +173,7 @@ class OwnerRouter:
         """
         for socket, spec, actor_id, kinds in subscribers:
             for kind in kinds:
-                await self._request_subscription(spec, actor_id, socket.caller, kind)
+                await self.request_subscription(spec, actor_id, socket.caller, kind)
 
     # -- from other workers ---------------------------------------------------------------
 
@@ -294,4 +290,7 @@ class OwnerRouter:
             if pending.rpc_id is not None:
                 await self.answer_unavailable(pending.client_id, pending.rpc_id)
             elif pending.resend is not None and pending.client_id in self.fanout.sockets:
-                await pending.resend()
+                try:
+                    await pending.resend()
+                except Exception:
+                    log.exception("zocket: could not ask for a subscription again")

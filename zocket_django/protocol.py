@@ -110,11 +110,11 @@ def rpc_result(rpc_id: str, result: Any) -> str:
     return rpc_reply(rpc_id, outcome(result))
 
 
-def rpc_error(rpc_id: str, code: Code, message: str, details: Any = None) -> str:
+def rpc_error(rpc_id: str, code: Code | str, message: str, details: Any = None) -> str:
     return rpc_reply(rpc_id, error_outcome(code, message, details))
 
 
-def error(code: Code, message: str, ref: dict[str, Any] | None = None) -> str:
+def error(code: Code | str, message: str, ref: dict[str, Any] | None = None) -> str:
     frame: dict[str, Any] = {"type": "error", "code": code, "error": message}
     if ref:
         frame["ref"] = ref

@@ -18,7 +18,7 @@ from typing import Any
 
 from .node import current_node, forget_node
 
-log = logging.getLogger("zocket_django")
+log = logging.getLogger(__name__)
 
 _installed_on: set[int] = set()
 

@@ -348,7 +348,7 @@ class isolate_actors:
         self._stack.append(registry.isolated())
         self._stack[-1].__enter__()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self._stack.pop().__exit__(*exc)
 
     def __call__(self, fn: F) -> F:

@@ -202,7 +202,7 @@ class Converter:
 
     def _convert_core(self, s: Mapping[str, Any], depth: int) -> tuple[str, int]:
         if "$ref" in s:
-            return self.refs.get(_local_ref(s), "unknown"), _ATOM
+            return self.refs.get(_local_ref(s) or "", "unknown"), _ATOM
         if "const" in s:
             return _literal(s["const"]), _ATOM
         if "enum" in s and isinstance(s["enum"], list):
@@ -343,7 +343,7 @@ def _key_type(schema: Any, refs: Mapping[str, str]) -> str:
     if not isinstance(schema, Mapping):
         return "string"
     if "$ref" in schema:
-        return refs.get(_local_ref(schema), "string")
+        return refs.get(_local_ref(schema) or "", "string")
     values = [schema["const"]] if "const" in schema else schema.get("enum")
     if (
         isinstance(values, list)

@@ -31,8 +31,8 @@ SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 
 
 def demo_env(directory: Path, **more: str) -> dict[str, str]:
-    """A fresh SQLite database, migrated, with the demo users in it."""
-    env = {"DATABASE_URL": f"sqlite:///{directory / 'db.sqlite3'}", "ZOCKET_JSON": "{}", **more}
+    """A fresh SQLite database, migrated, with the demo users in it; DEBUG on (static files without collectstatic)."""
+    env = {"DATABASE_URL": f"sqlite:///{directory / 'db.sqlite3'}", "ZOCKET_JSON": "{}", "DJANGO_DEBUG": "1", **more}
     migrate(env)
     manage(env, "demo_users")
     return env

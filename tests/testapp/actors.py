@@ -103,6 +103,19 @@ class Lab(Actor):
             "clients": sorted(ctx.clients),
         }
 
+    @method
+    async def census(self, ctx) -> dict:
+        """What this worker holds: hot instances, and connections known to them (ghosts show here)."""
+        from zocket_django.node import current_node
+
+        node = current_node()
+        instances = list(node.runtime.instances.values()) if node is not None else []
+        return {
+            "hot": len(instances),
+            "presences": sum(len(i.clients) for i in instances),
+            "sockets": len(node.fanout.sockets) if node is not None else 0,
+        }
+
     async def on_activate(self, ctx) -> None:
         self.state.log.append("activated")
 

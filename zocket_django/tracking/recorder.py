@@ -32,7 +32,7 @@ from .containers import attach, forget
 from .registry import FLOATING, NODES, Entry, entry_of, locate
 from .shapes import ModelShape, Untrackable, model_shape
 
-log = logging.getLogger("zocket_django")
+log = logging.getLogger(__name__)
 
 
 def shape_for(model: type[BaseModel]) -> ModelShape | None:

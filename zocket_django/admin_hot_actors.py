@@ -1,7 +1,7 @@
 """The Django admin's view of the hot actors on every worker.
 
 ``HotActorAdmin`` is registered for the table-less ``HotActor`` model (see
-``hotactor.py``), which gives it the "Hot actors" entry under "Zocket" and
+``models.py``), which gives it the "Hot actors" entry under "Zocket" and
 its permissions: ``view_hotactor`` to look, ``change_hotactor`` to deactivate
 or destroy. It replaces the model admin's pages with its own:
 
@@ -23,17 +23,12 @@ and the pages say so.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextvars
 import json
-import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from asgiref.sync import SyncToAsync
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
@@ -43,13 +38,12 @@ from django.urls import path, reverse
 from django.utils.http import urlencode
 
 from .conf import zocket_settings
-from .node import get_node
 from .ops import ACTIONS, OPS_TIMEOUT, Failed, Silent, WorkerReport, worker_label
+from .sync_bridge import NodeUnavailable, on_node
 
 if TYPE_CHECKING:
-    from .node import Node
+    from .ops import Operations
 
-T = TypeVar("T")
 
 #: The list's columns: (key, header). Every one sorts.
 COLUMNS = [
@@ -82,10 +76,6 @@ ACTION_TEXT = {
 }
 
 
-class NodeUnavailable(Exception):
-    """This request is not served by the ASGI server that runs the actors."""
-
-
 def hot_actor_url(actor: str, actor_id: str, site: admin.AdminSite = admin.site) -> str:
     """The admin page of one instance (for links, e.g. from a saved snapshot to its live instance)."""
     return reverse(f"{site.name}:zocket_django_hotactor_detail", args=(quote(actor), quote(actor_id)))
@@ -105,35 +95,7 @@ def hot_instances(timeout: float = OPS_TIMEOUT) -> set[tuple[str, str]] | None:
 
 def _reports(timeout: float) -> list[WorkerReport]:
     """Every worker's report, asked through this request's node (``NodeUnavailable``, ``Silent``)."""
-    return on_node(lambda node: node.ops.inventory(timeout), timeout + 2)
-
-
-def on_node(work: Callable[[Node], Awaitable[T]], timeout: float) -> T:
-    """Run ``work(node)`` on the event loop of the server that serves this request; wait at most ``timeout``.
-
-    Django runs sync views under ASGI in a thread of ``sync_to_async``, which
-    remembers the server's loop. The work runs there in an empty context, so
-    that anything it starts (an instance's queue, a database save in a
-    thread) belongs to the node, not to this request's thread, which only waits.
-    """
-    if os.getpid() != getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None):
-        raise NodeUnavailable
-    loop: asyncio.AbstractEventLoop | None = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
-    if loop is None or not loop.is_running():
-        raise NodeUnavailable
-
-    async def isolated() -> T:
-        async def go() -> T:
-            return await work(await get_node())
-
-        return await asyncio.get_running_loop().create_task(go(), context=contextvars.Context())
-
-    future = asyncio.run_coroutine_threadsafe(isolated(), loop)
-    try:
-        return future.result(timeout)
-    except concurrent.futures.TimeoutError:
-        future.cancel()
-        raise Silent("the event loop") from None
+    return on_node(lambda ops: ops.inventory(timeout), timeout + 2)
 
 
 def ago(seconds: float) -> str:
@@ -368,10 +330,10 @@ class HotActorAdmin(admin.ModelAdmin):
     def _inspect(self, actor: str, actor_id: str) -> tuple[dict[str, Any] | None, str | None]:
         """``(details, None)``, ``(None, None)`` when not hot, ``(None, why)`` when nobody could tell."""
 
-        async def work(node: Node) -> dict[str, Any] | None:
-            details = await node.ops.inspect(actor, actor_id, self.ops_timeout)
+        async def work(ops: Operations) -> dict[str, Any] | None:
+            details = await ops.inspect(actor, actor_id, self.ops_timeout)
             if details is not None:
-                workers = await node.ops.workers(max_age=5.0)  # for labels only; polled every second
+                workers = await ops.workers(max_age=5.0)  # for labels only; polled every second
                 for item in (details, *details["clients_detail"]):
                     item["worker_label"] = worker_label(workers.get(item["worker"]), item["worker"])
             return details
@@ -457,10 +419,10 @@ class HotActorAdmin(admin.ModelAdmin):
         """Carry out ``action`` on each target on its owner; per target True, False (not hot) or why not."""
         wait = zocket_settings().call_budget + self.ops_timeout  # queued steps first, then the save
 
-        async def work(node: Node) -> list[bool | str]:
+        async def work(ops: Operations) -> list[bool | str]:
             async def one(target: tuple[str, str]) -> bool | str:
                 try:
-                    return await node.ops.act(action, *target, timeout=wait)
+                    return await ops.act(action, *target, timeout=wait)
                 except Silent:
                     return "the worker running it did not confirm in time"
                 except Failed as exc:
@@ -540,4 +502,4 @@ def _sortable(value: Any) -> tuple[int, Any]:
     return (2, str(value).lower())
 
 
-__all__ = ["HotActorAdmin", "NodeUnavailable", "hot_actor_url", "hot_instances", "on_node"]
+__all__ = ["HotActorAdmin", "hot_actor_url", "hot_instances"]

@@ -1,0 +1,199 @@
+"""The rows of durable actors (``Snapshot``, ``SnapshotPatch``), read and written in worker threads.
+
+Plain functions, run off the event loop by ``in_db_thread``; ``persistence``
+decides when to call them. Every write is fenced by the version the writer
+last read or wrote, so a stale owner never overwrites another worker's save.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.db import IntegrityError, connections, router, transaction
+from django.utils import timezone
+
+from . import protocol, transactions
+from .conf import zocket_settings
+from .db import database_threads, to_thread
+from .patches import apply as apply_patches
+
+T = TypeVar("T")
+
+
+def load_snapshot(actor: str, actor_id: str) -> tuple[Any, int, int, int, Any] | None:
+    """``(state, version, schema_version, patch rows, calls)`` of the saved snapshot, or ``None``.
+
+    The state is brought to ``version`` by the patch log's rows (in version
+    order); rows at or below ``state_version`` are leftovers of a compaction
+    and are skipped. A gap in the log is a damaged snapshot: ``ValueError``.
+    """
+    from .models import Snapshot, SnapshotPatch
+
+    row = (
+        Snapshot.objects.filter(actor=actor, actor_id=actor_id)
+        .values_list("state", "version", "schema_version", "state_version", "calls")
+        .first()
+    )
+    if row is None:
+        return None
+    state, version, schema_version, state_version, calls = row
+    if state_version is None or state_version == version:
+        return state, version, schema_version, 0, calls
+    logged = SnapshotPatch.objects.filter(
+        actor=actor, actor_id=actor_id, version__gt=state_version, version__lte=version
+    ).order_by("version")
+    rows = 0
+    for at, ops in logged.values_list("version", "patches").iterator():
+        if at != state_version + rows + 1:
+            break
+        state = apply_patches(state, ops, in_place=True)
+        rows += 1
+    if state_version + rows != version:
+        raise ValueError(f"the patch log of {actor}/{actor_id} lacks version {state_version + rows + 1}")
+    return state, version, schema_version, rows, calls
+
+
+class SnapshotConflict(Exception):
+    """The saved snapshot is not the one this instance last read or wrote.
+
+    Another worker took the instance over (a lease that expired while this
+    one stalled) and saved since: writing now would lose its changes.
+    """
+
+
+def save_snapshot(
+    actor: str,
+    actor_id: str,
+    state: Any,
+    version: int,
+    schema_version: int,
+    expected: int | None,
+    logged: bool = False,
+    calls: Any = (),
+) -> None:
+    """Write the whole snapshot if the stored one is still at ``expected`` (``None``: there is none).
+
+    The condition fences off a stale owner; it costs nothing more than the
+    write itself (one UPDATE, or one INSERT for a new instance). ``logged``:
+    the instance has patch rows, which the new state makes obsolete (deleted
+    in the same transaction). ``calls``, the outcomes of recent keyed calls
+    (``callkeys``), goes in the same statement as the state.
+    """
+    from .models import Snapshot, SnapshotPatch
+
+    if expected is None:
+        try:
+            with transaction.atomic():
+                Snapshot.objects.create(
+                    actor=actor,
+                    actor_id=actor_id,
+                    state=state,
+                    version=version,
+                    schema_version=schema_version,
+                    calls=list(calls),
+                )
+        except IntegrityError:
+            raise SnapshotConflict(f"{actor}/{actor_id} was saved by someone else meanwhile") from None
+        return
+    with transaction.atomic():
+        updated = Snapshot.objects.filter(actor=actor, actor_id=actor_id, version=expected).update(
+            state=state,
+            version=version,
+            schema_version=schema_version,
+            state_version=None,
+            calls=list(calls),
+            updated_at=timezone.now(),
+        )
+        if not updated:
+            raise SnapshotConflict(f"{actor}/{actor_id} is no longer at version {expected} in the database")
+        if logged:
+            SnapshotPatch.objects.filter(actor=actor, actor_id=actor_id, version__lte=version).delete()
+
+
+def append_patches(
+    actor: str, actor_id: str, patches: list[dict[str, Any]], version: int, expected: int, calls: Any = ()
+) -> None:
+    """Save one step as a patch row, if the snapshot is still at ``expected`` (``calls`` with it).
+
+    Fenced like ``save_snapshot``: the snapshot row's ``version`` moves to the
+    step's in the same transaction, conditionally (on PostgreSQL that UPDATE
+    leaves the TOASTed state where it is: its cost does not grow with it).
+    The state column stays at ``state_version``.
+    """
+    from django.db.models import F
+    from django.db.models.functions import Coalesce
+
+    from .models import Snapshot, SnapshotPatch
+
+    with transaction.atomic():
+        updated = Snapshot.objects.filter(actor=actor, actor_id=actor_id, version=expected).update(
+            version=version,
+            state_version=Coalesce(F("state_version"), F("version")),
+            calls=list(calls),
+            updated_at=timezone.now(),
+        )
+        if not updated:
+            raise SnapshotConflict(f"{actor}/{actor_id} is no longer at version {expected} in the database")
+        SnapshotPatch.objects.create(actor=actor, actor_id=actor_id, version=version, patches=patches)
+
+
+def delete_snapshot(actor: str, actor_id: str) -> bool:
+    from .models import Snapshot, SnapshotPatch
+
+    with transaction.atomic():
+        SnapshotPatch.objects.filter(actor=actor, actor_id=actor_id).delete()
+        deleted, _ = Snapshot.objects.filter(actor=actor, actor_id=actor_id).delete()
+    return deleted > 0
+
+
+def snapshot_connection() -> Any:
+    """The connection (of this thread) that snapshots are written with."""
+    from .models import Snapshot
+
+    return connections[router.db_for_write(Snapshot)]
+
+
+def vendor() -> str:
+    return str(snapshot_connection().vendor)
+
+
+def load_measured(actor: str, actor_id: str) -> tuple[Any, int, int, int, Any, int] | None:
+    """``load_snapshot`` and the size of the state as JSON (what patch rows are weighed against)."""
+    row = load_snapshot(actor, actor_id)
+    if row is None:
+        return None
+    return (*row, len(protocol.encode(row[0])))
+
+
+def save_measured(*args: Any) -> int:
+    """``save_snapshot`` (all but the last two arguments, then ``calls``); returns the state's size as JSON
+    if it will be logged."""
+    *save, calls, measure = args
+    save_snapshot(*save, calls)
+    return len(protocol.encode(save[2])) if measure else 0
+
+
+async def in_db_thread(fn: Callable[..., T], *args: Any, reads_only: bool = False) -> T:
+    """Run ``fn`` in one of zocket's database threads, off the event loop, with Django's connection handling.
+
+    Not Django's one thread-sensitive thread, where sockets are authenticated:
+    ``DB_THREADS`` threads of their own, so that different instances load and
+    save in parallel. SQLite allows one writer at a time: its writes have one
+    thread instead of racing for the lock, and so does everything on an
+    in-memory SQLite database (tests), whose shared cache locks whole tables.
+    Inside a step whose sync handler holds a transaction, ``fn`` runs in that
+    transaction instead: the save commits with the handler's own writes.
+    """
+    held = transactions.held()
+    if held is not None:
+        return await held.run(fn, *args)
+
+    connection = snapshot_connection()
+    if connection.vendor != "sqlite":
+        threads = database_threads("zocket-db", zocket_settings().DB_THREADS)
+    elif reads_only and not connection.is_in_memory_db():
+        threads = database_threads("zocket-db-read", zocket_settings().DB_THREADS)
+    else:
+        threads = database_threads("zocket-db-write", 1)
+    return await to_thread(fn, executor=threads)(*args)

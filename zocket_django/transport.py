@@ -1,0 +1,99 @@
+"""What the ASGI server lets a consumer see of its socket beyond ASGI itself.
+
+ASGI gives an application no flow control: under daphne, ``send`` writes into
+Twisted's transport buffer at once, however much of it the peer has not read
+(Twisted buffers without bound and only tells registered producers), and
+every frame the peer sends is read and queued for the application however
+slowly the application takes them. To cap the bytes waiting for one socket
+and to stop reading a socket that sends too fast, the consumer needs the
+transport: daphne hands each application ``send = partial(Server.handle_reply,
+protocol)`` (possibly wrapped by Channels' session middleware), and the
+protocol holds it.
+
+Under any other server (or the ASGI test communicator) :func:`socket_of`
+returns ``None``, and the consumer falls back to what ASGI allows: a queue of
+its own in front of ``send`` and not calling ``receive``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+#: How many send wrappers (middleware) to look through for daphne's own ``send``.
+MAX_WRAPPERS = 8
+
+
+class DaphneSocket:
+    """One socket served by daphne: its protocol (autobahn) and Twisted transport."""
+
+    __slots__ = ("paused", "protocol")
+
+    def __init__(self, protocol: Any) -> None:
+        self.protocol = protocol
+        self.paused = False
+
+    @property
+    def open(self) -> bool:
+        return bool(self.protocol.state == self.protocol.STATE_OPEN)
+
+    def write(self, text: str) -> None:
+        """Send one text frame now (into the transport buffer); raises once the socket is closing."""
+        self.protocol.sendMessage(text.encode("utf-8"))
+
+    def buffered(self) -> int:
+        """Bytes written but not yet taken by the kernel (Twisted's write buffer)."""
+        transport = self.protocol.transport
+        if transport is None:
+            return 0
+        data = getattr(transport, "dataBuffer", b"")
+        return len(data) - getattr(transport, "offset", 0) + getattr(transport, "_tempDataLen", 0)
+
+    def pause_reading(self) -> None:
+        """Stop reading the socket: the peer's frames wait in its kernel buffers, then TCP slows it down."""
+        transport = self.protocol.transport
+        if not self.paused and transport is not None:
+            transport.pauseProducing()
+            self.paused = True
+
+    def resume_reading(self) -> None:
+        transport = self.protocol.transport
+        if self.paused and transport is not None:
+            transport.resumeProducing()
+        self.paused = False
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once, discarding what is buffered for it."""
+        transport = self.protocol.transport
+        if transport is not None:
+            transport.abortConnection()
+
+
+def past_sessions(send: Any) -> Any:
+    """``send`` without Channels' session wrappers, for frames.
+
+    ``InstanceSessionWrapper.send`` acts on ``http.response.start`` only, but
+    reads the lazy session (``modified``, ``is_empty()``) on every message: with
+    1,000 subscribers that was a quarter of a change's CPU. The scope's session
+    is untouched; closing and accepting still go through the wrappers.
+    """
+    for _ in range(MAX_WRAPPERS):
+        inner = getattr(getattr(send, "__self__", None), "real_send", None)  # channels.sessions.InstanceSessionWrapper
+        if inner is None:
+            break
+        send = inner
+    return send
+
+
+def socket_of(send: Any) -> DaphneSocket | None:
+    """The daphne socket behind an ASGI ``send`` callable, or ``None`` under any other server."""
+    send = past_sessions(send)
+    if not isinstance(send, functools.partial) or not send.args:
+        return None
+    owner = getattr(send.func, "__self__", None)
+    protocol = send.args[0]
+    if getattr(send.func, "__name__", "") != "handle_reply" or type(owner).__module__ != "daphne.server":
+        return None
+    if not (hasattr(protocol, "sendMessage") and hasattr(protocol, "transport")):
+        return None
+    return DaphneSocket(protocol)
