@@ -28,16 +28,8 @@ from zocket_django import Actor, method
 from zocket_django.problems import Problem
 from zocket_django.registry import registry
 from zocket_django.testing import isolate_actors
-from zocket_django.typescript import (
-    Converter,
-    actor_schemas,
-    doc_comment,
-    generate,
-    property_key,
-    ts_type,
-    type_name,
-    unique_type_names,
-)
+from zocket_django.ts_types import Converter, doc_comment, property_key, ts_type, type_name, unique_type_names
+from zocket_django.typescript import actor_schemas, generate
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "typescript"

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .access import Request, Rule
-    from .actor import Actor, Context, Emission, method
+    from .actor import Actor, method
     from .auth import issue_token
+    from .context import Context, Emission
     from .errors import AuthenticationFailed, Forbidden, Unauthenticated, ZocketError
     from .hot_actors_api import hot_actors
     from .persistence import Persist
@@ -28,8 +29,8 @@ _EXPORTS = {
     "Actor": "actor",
     "AuthenticationFailed": "errors",
     "Code": "protocol",
-    "Context": "actor",
-    "Emission": "actor",
+    "Context": "context",
+    "Emission": "context",
     "Forbidden": "errors",
     "Persist": "persistence",
     "Request": "access",

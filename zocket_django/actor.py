@@ -8,9 +8,8 @@ routing helper refuses to start while any remain.
 
 from __future__ import annotations
 
-import functools
 import inspect
-from collections.abc import Callable, Iterable, Set
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
@@ -18,11 +17,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 from pydantic import BaseModel
 
 from . import schema
-from .access import Check, ExtraAttributes, Guard, Rule, as_rule, compile_guard
+from .access import Check, Guard, Rule, as_rule, compile_guard
+from .context import context_parameter, takes_self_and_context, with_context_as
 from .problems import Problem
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    pass
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -125,93 +125,6 @@ class ActorSpec:
 
     def initial_state(self) -> BaseModel:
         return self.state_model()
-
-
-class Emission:
-    """An event on its way out: broadcast unless narrowed with ``to``/``except_``.
-
-    Events leave only when the step that emitted them succeeds.
-    """
-
-    __slots__ = ("event", "excluded", "only", "payload")
-
-    def __init__(self, event: str, payload: Any) -> None:
-        self.event = event
-        self.payload = payload
-        self.only: frozenset[str] | None = None
-        self.excluded: frozenset[str] | None = None
-
-    def broadcast(self) -> Emission:
-        """To every event subscriber of the instance (the default)."""
-        self.only = self.excluded = None
-        return self
-
-    def to(self, client_ids: str | Iterable[str]) -> Emission:
-        """Only to these clients, among the event subscribers."""
-        self.only, self.excluded = _ids(client_ids), None
-        return self
-
-    def except_(self, client_ids: str | Iterable[str]) -> Emission:
-        """To every event subscriber but these clients."""
-        self.only, self.excluded = None, _ids(client_ids)
-        return self
-
-
-def _ids(client_ids: str | Iterable[str]) -> frozenset[str]:
-    return frozenset([client_ids]) if isinstance(client_ids, str) else frozenset(client_ids)
-
-
-class Context(ExtraAttributes):
-    """Who is asking, and the way to emit events, for one queued step.
-
-    ``client_id`` is ``None`` for ``on_activate``/``on_deactivate``.
-    ``user_id`` is the user's primary key as a string, ``None`` when anonymous.
-    Values added by access middleware are in ``extra`` and readable as
-    attributes (``ctx.role``).
-    """
-
-    __slots__ = (
-        "actor",
-        "actor_id",
-        "claims",
-        "client_id",
-        "clients",
-        "emissions",
-        "extra",
-        "method",
-        "user",
-        "user_id",
-    )
-
-    def __init__(
-        self,
-        *,
-        actor: str,
-        actor_id: str,
-        client_id: str | None = None,
-        clients: Set[str] = frozenset(),
-        user_id: str | None = None,
-        claims: dict[str, Any] | None = None,
-        user: AbstractBaseUser | AnonymousUser | None = None,
-        method: str | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
-        self.actor = actor
-        self.actor_id = actor_id
-        self.client_id = client_id
-        self.clients = clients
-        self.user_id = user_id
-        self.claims = claims if claims is not None else {}
-        self.user = user
-        self.method = method
-        self.extra = extra if extra is not None else {}
-        self.emissions: list[Emission] = []
-
-    def emit(self, event: str, payload: Any = None) -> Emission:
-        """Queue ``event``; it is sent after the step succeeds, broadcast by default."""
-        emission = Emission(event, payload)
-        self.emissions.append(emission)
-        return emission
 
 
 class Actor:
@@ -351,7 +264,7 @@ def _build_spec(cls: type[Actor]) -> ActorSpec:
             continue
         spec.methods[wire_name] = MethodSpec(
             name=wire_name,
-            fn=_with_context_as(fn, ctx_name),
+            fn=with_context_as(fn, ctx_name),
             is_async=inspect.iscoroutinefunction(fn),
             input_model=model,
             result=result,
@@ -380,7 +293,7 @@ def _build_spec(cls: type[Actor]) -> ActorSpec:
         hook_fn = getattr(cls, hook, None)
         if hook_fn is None:
             continue
-        if not _takes_self_and_context(hook_fn):
+        if not takes_self_and_context(hook_fn):
             problem(
                 "zocket.E014",
                 f"hook {hook} must take (self, ctx)",
@@ -392,65 +305,6 @@ def _build_spec(cls: type[Actor]) -> ActorSpec:
 
 
 _RULE_HINT = "See the access rules in the README: permissions are 'app_label.codename' strings, checks callables."
-
-
-def context_parameter(fn: Callable[..., Any]) -> str:
-    """The name of ``fn``'s context parameter: the one named ``ctx`` or annotated ``Context``.
-
-    Never guessed by position: a method written without one would otherwise
-    receive the context as its first input field.
-    """
-    params = list(inspect.signature(fn).parameters.values())[1:]  # after self
-    annotated = [p.name for p in params if _is_context_annotation(p.annotation, fn)]
-    named = [p.name for p in params if p.name == "ctx"]
-    found = list(dict.fromkeys(named + annotated))
-    example = f"`async def {fn.__name__}(self, ctx, ...)`"
-    if not found:
-        raise schema.SchemaProblem(
-            "it has no context parameter",
-            f"Add one after self, named ctx or annotated Context: {example}.",
-        )
-    if len(found) > 1:
-        raise schema.SchemaProblem(
-            f"it has several context parameters ({', '.join(found)})",
-            f"Keep one, named ctx or annotated Context: {example}.",
-        )
-    param = next(p for p in params if p.name == found[0])
-    if param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
-        raise schema.SchemaProblem(f"its context parameter {param.name!r} must be a named parameter", example)
-    return param.name
-
-
-def _is_context_annotation(annotation: Any, fn: Callable[..., Any]) -> bool:
-    if annotation is Context:
-        return True
-    if isinstance(annotation, str):  # ``from __future__ import annotations``: not evaluated
-        return annotation.rsplit(".", 1)[-1] == "Context" and fn.__globals__.get(annotation.rsplit(".", 1)[-1]) in (
-            Context,
-            None,
-        )
-    return False
-
-
-def _with_context_as(fn: Callable[..., Any], ctx_name: str) -> Callable[..., Any]:
-    """``fn`` callable as ``fn(actor, ctx, **input)``, wherever its context parameter stands."""
-    params = list(inspect.signature(fn).parameters.values())
-    if len(params) > 1 and params[1].name == ctx_name and params[1].kind == params[1].POSITIONAL_OR_KEYWORD:
-        return fn  # the usual (self, ctx, ...): no wrapper
-
-    @functools.wraps(fn)
-    def call(actor: Actor, ctx: Context, /, **input: Any) -> Any:
-        return fn(actor, **{ctx_name: ctx}, **input)
-
-    return call
-
-
-def _takes_self_and_context(fn: Callable[..., Any]) -> bool:
-    try:
-        inspect.signature(fn).bind(None, None)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def _persistence_options(cls: type[Actor], spec: ActorSpec) -> None:
