@@ -84,8 +84,14 @@ async def fresh_snapshot(url: str, actor: str, actor_id: str) -> dict:
         await client.close()
 
 
+#: The window of keyed calls must hold every key a retry may still bring (README, "Calls run exactly
+#: once"): these callers make a few hundred calls a second, and retry for up to ~20 s.
+WINDOW = {"CALL_KEYS_PER_CALLER": 20000, "CALL_KEYS_PER_INSTANCE": 20000}
+
+
 def cluster(tmp_path, redis_url: str, layer: str = "core", **zocket) -> dict[str, str]:
-    env = {**cluster_env(tmp_path, redis_url, LEASE_TTL=TTL, CALL_TIMEOUT=10, **zocket), "CHANNEL_LAYER": layer}
+    settings = {"LEASE_TTL": TTL, "CALL_TIMEOUT": 10, **WINDOW, **zocket}
+    env = {**cluster_env(tmp_path, redis_url, **settings), "CHANNEL_LAYER": layer}
     migrate(env)
     return env
 
