@@ -224,8 +224,10 @@ class RedisLeases:
         await self._heartbeat()
 
     async def stop(self) -> None:
+        """Say this worker is gone (a visitor, never started, has nothing to say) and close the pool."""
         try:
-            await self.redis.delete(self._alive(self.channel))
+            if self.channel:
+                await self.redis.delete(self._alive(self.channel))
         finally:
             await self.redis.aclose(close_connection_pool=True)
 

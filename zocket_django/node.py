@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -148,11 +149,11 @@ class Node:
 
     async def _part(self, client_id: str, groups: list[str], instances: list[tuple[ActorSpec, str]]) -> None:
         for group in groups:
-            await _retrying(f"leave the group {group}", lambda group=group: self.fanout.leave_group(group))
+            await _retrying(f"leave the group {group}", functools.partial(self.fanout.leave_group, group))
         for spec, actor_id in instances:
             await _retrying(
                 f"tell {spec.name}/{actor_id} that {client_id} left",
-                lambda spec=spec, actor_id=actor_id: self.router.request_leave(spec, actor_id, client_id),
+                functools.partial(self.router.request_leave, spec, actor_id, client_id),
             )
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
