@@ -150,7 +150,7 @@ async def measure(n: int, reps: int, budget: float) -> dict[str, Any]:
     plain = list(range(n))
     pop_first_ms = timed(lambda: plain.insert(0, plain.pop(0)), budget) * 1e3 / 2
 
-    snapshot_frame = protocol.state_snapshot(spec.name, inst.actor_id, inst.dump, inst.version)
+    snapshot_frame = protocol.state_snapshot(spec.name, inst.actor_id, inst.dump, inst.version, inst.epoch)
     return {
         "items": n,
         "step_ms": measured["append"],

@@ -308,12 +308,15 @@ class LiveClient:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), remaining)
 
-    async def call(self, actor: str, actor_id: str, method: str, timeout: float = 15.0, **input: Any) -> Any:
+    async def call(
+        self, actor: str, actor_id: str, method: str, timeout: float = 15.0, key: str | None = None, **input: Any
+    ) -> Any:
         self._ids += 1
         rpc_id = f"r{self._ids}"
-        await self.send(
-            {"type": "rpc", "id": rpc_id, "actor": actor, "actorId": actor_id, "method": method, "input": input}
-        )
+        frame = {"type": "rpc", "id": rpc_id, "actor": actor, "actorId": actor_id, "method": method, "input": input}
+        if key is not None:
+            frame["key"] = key
+        await self.send(frame)
         frame = await self.wait_for(lambda f: f.get("type") == "rpc:result" and f.get("id") == rpc_id, timeout)
         if "error" in frame:
             raise RpcError(frame)
@@ -356,25 +359,96 @@ class LiveClient:
 
 
 class StateMirror:
-    """A client's copy of one instance's state, kept as a careful client keeps it."""
+    """A client's copy of one instance's state, kept as a careful client keeps it.
+
+    Versions count within one epoch (incarnation): a patch applies only at the
+    next version of the same epoch; a snapshot older than the copy (an earlier
+    epoch, or an earlier version of the same one) is not applied. ``gaps``
+    counts patches that could not apply (a careful client resyncs);
+    ``regressions`` counts frames of the copy's own epoch whose version went
+    backwards (what must never happen: an older state sent as current).
+    """
 
     def __init__(self) -> None:
         self.state: Any = None
         self.version: int | None = None
+        self.epoch: int | None = None
         self.gaps = 0
+        self.regressions = 0
+        self.stale = False  # a patch did not apply since the last snapshot
 
     def feed(self, frames: list[dict[str, Any]]) -> None:
         import jsonpatch
 
         for f in frames:
+            if f["type"] not in ("state:snapshot", "state:patch"):
+                continue
+            epoch, version = f.get("epoch"), f["version"]
+            same = self.version is not None and epoch == self.epoch
             if f["type"] == "state:snapshot":
-                self.state, self.version = f["state"], f["version"]
+                if same and version < self.version:
+                    self.regressions += 1
+                elif self.epoch is None or epoch is None or epoch >= self.epoch:
+                    self.state, self.version, self.epoch, self.stale = f["state"], version, epoch, False
             elif f["type"] == "state:patch":
-                if self.version is not None and f["version"] == self.version + 1:
+                if same and version <= self.version:
+                    self.regressions += 1
+                elif same and version == self.version + 1 and not self.stale:
                     self.state = jsonpatch.apply_patch(self.state, f["patches"])
-                    self.version = f["version"]
-                else:
+                    self.version = version
+                elif self.epoch is None or epoch is None or epoch >= self.epoch:
                     self.gaps += 1
+                    self.stale = True
+
+
+class Watcher:
+    """A state subscriber that resyncs (``state:sub``) when a patch does not apply, as the shipped clients do."""
+
+    def __init__(self, client: LiveClient, actor: str, actor_id: str) -> None:
+        self.client, self.actor, self.actor_id = client, actor, actor_id
+        self.mirror = StateMirror()
+        self._fed = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> Watcher:
+        await self.client.subscribe_state(self.actor, self.actor_id)
+        self._task = asyncio.get_running_loop().create_task(self._follow())
+        return self
+
+    def _pump(self) -> None:
+        frames = self.client.frames
+        new = [f for f in frames[self._fed :] if f.get("actorId") == self.actor_id and "version" in f]
+        self._fed = len(frames)
+        self.mirror.feed(new)
+
+    async def _follow(self) -> None:
+        asked_at = 0.0
+        while True:
+            self._pump()
+            if self.mirror.stale and time.monotonic() - asked_at > 1.0:
+                asked_at = time.monotonic()
+                with contextlib.suppress(Exception):
+                    await self.client.send({"type": "state:sub", "actor": self.actor, "actorId": self.actor_id})
+            await asyncio.sleep(0.05)
+
+    async def converge(self, fresh: dict[str, Any], timeout: float = 30.0) -> None:
+        """Wait until the copy equals ``fresh`` (a snapshot frame): state, version and epoch."""
+        deadline = time.monotonic() + timeout
+        want = (fresh["state"], fresh["version"], fresh.get("epoch"))
+        while True:
+            self._pump()
+            m = self.mirror
+            if (m.state, m.version, m.epoch) == want:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"watcher of {self.actor_id} is stale: {(m.state, m.version, m.epoch)} != {want}")
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 class TcpProxy:

@@ -8,4 +8,3 @@ from demo_project.settings import INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
 ZOCKET = json.loads(os.environ.get("ZOCKET_JSON", "{}"))
-WHITENOISE_USE_FINDERS = WHITENOISE_AUTOREFRESH = True  # static files without collectstatic, DEBUG or not

@@ -60,6 +60,7 @@ class FakeServer:
         self.count = 0
         self.version = 0
         self.versioned = True
+        self.flaky_attempts: list[Any] = []  # the keys of every "flaky" call received
         self.reject_status: int | None = None
         self.close_after_welcome = False
         # (close code, error code, message): accept, send that error frame and close, as
@@ -162,6 +163,14 @@ class FakeServer:
             await result(None)
         elif method == "slow":
             return  # never answers
+        elif method == "always_unavailable":
+            await error("unavailable", "moving to another worker")
+        elif method == "flaky":  # unavailable until the third attempt, then ran once
+            self.flaky_attempts.append(msg.get("key"))
+            if len(self.flaky_attempts) < 3:
+                await error("unavailable", "moving to another worker")
+            else:
+                await result(len(self.flaky_attempts))
         else:
             await error("unknown_method", f"Unknown method {method}")
 
@@ -365,9 +374,12 @@ async def test_call_forms(server: FakeServer, client: ZocketClient) -> None:
     assert await counter.increment() == 11
     rpc = [m for m in server.drain() if m["type"] == "rpc"]
     assert [m["method"] for m in rpc] == ["add", "add", "add", "increment"]
+    assert len({m["key"] for m in rpc}) == 4  # a random key per call (docs/protocol.md, "Keyed calls")
+    assert all(len(m["key"]) == 22 for m in rpc)
     assert rpc[0] == {
         "type": "rpc",
         "id": rpc[0]["id"],
+        "key": rpc[0]["key"],
         "actor": "counter",
         "actorId": "main",
         "method": "add",
@@ -426,6 +438,24 @@ async def test_call_timeout(client: ZocketClient) -> None:
     assert info.value.code == "timeout"
     assert isinstance(info.value, TimeoutError)
     assert await counter.increment() == 1  # a late answer would be ignored
+
+
+async def test_unavailable_is_retried_with_the_same_key(server: FakeServer, client: ZocketClient) -> None:
+    assert await client.actor("counter", "main").call("flaky") == 3
+    assert len(server.flaky_attempts) == 3
+    assert len(set(server.flaky_attempts)) == 1
+
+
+async def test_other_errors_are_not_retried(server: FakeServer, client: ZocketClient) -> None:
+    with pytest.raises(ZocketRpcError) as info:
+        await client.actor("counter", "main").call("add", amount="x")
+    assert info.value.code == "invalid_input"
+    assert [m["method"] for m in server.drain() if m["type"] == "rpc"] == ["add"]
+
+
+async def test_unavailable_until_the_timeout_raises_timeout(server: FakeServer, client: ZocketClient) -> None:
+    with pytest.raises(ZocketRpcTimeout, match="unavailable"):
+        await client.actor("counter", "main").call("always_unavailable", timeout=0.3)
 
 
 async def test_call_before_connect_fails(server: FakeServer) -> None:
@@ -656,6 +686,31 @@ async def test_gap_drops_state_until_snapshot(server: FakeServer, client: Zocket
     assert counter.state.get() == {"count": 6}
 
 
+async def test_epochs_keep_one_incarnation_in_the_copy(server: FakeServer, client: ZocketClient) -> None:
+    counter = client.actor("counter", "main")
+    counter.state.subscribe()
+    await server.expect("state:sub")
+    await server.broadcast(server.snapshot(state={"count": 5}, version=5, epoch=100))
+    await wait_until(lambda: counter.state.version == 5)
+
+    def patch(count: int, version: int, epoch: int) -> dict[str, Any]:
+        return {**server.patch([{"op": "replace", "path": "/count", "value": count}], version=version), "epoch": epoch}
+
+    await server.broadcast(patch(99, 6, 50))  # a straggler of an older incarnation: ignored
+    await server.broadcast(server.snapshot(state={"count": 3}, version=3, epoch=100))  # older version: ignored
+    await server.broadcast(server.snapshot(state={"count": 9}, version=9, epoch=40))  # older epoch: ignored
+    await roundtrip(client)
+    assert (counter.state.get(), counter.state.version) == ({"count": 5}, 5)
+    assert [m["type"] for m in server.drain()] == ["rpc"]  # no resync for stragglers
+
+    await server.broadcast(patch(1, 1, 200))  # a newer incarnation: the copy is stale
+    await server.expect("state:sub")
+    await server.broadcast(server.snapshot(state={"count": 0}, version=0, epoch=200))
+    await wait_until(lambda: counter.state.get() == {"count": 0})
+    await server.broadcast(patch(1, 1, 200))
+    await wait_until(lambda: counter.state.get() == {"count": 1})
+
+
 async def test_unsolicited_snapshot_replaces_state(server: FakeServer, client: ZocketClient) -> None:
     counter = client.actor("counter", "main")
     seen: list[Any] = []
@@ -875,12 +930,13 @@ async def test_silent_server_is_dropped_by_heartbeat(server: FakeServer) -> None
     c = make_client(server.url, heartbeat_interval=0.05, heartbeat_timeout=0.1)
     c.on_status(statuses.append)
     async with c:
-        call = asyncio.create_task(c.actor("counter", "main").call("slow", timeout=5))
+        call = asyncio.create_task(c.actor("counter", "main").call("slow", timeout=1))
         await wait_until(lambda: len(server.connections) >= 2, timeout=3)
-        with pytest.raises(ZocketRpcDisconnected, match="heartbeat"):
-            await asyncio.wait_for(call, 2)
+        with pytest.raises(ZocketRpcTimeout, match="heartbeat"):  # sent again on the new socket: no answer
+            await asyncio.wait_for(call, 3)
+        server.answer_pings = True
         await wait_until(lambda: c.status is ConnectionStatus.CONNECTED)
-        assert c.client_id == "client-2"
+        assert c.client_id != "client-1"
     assert statuses[:4] == ["connecting", "connected", "reconnecting", "connected"]
 
 
@@ -897,20 +953,21 @@ async def test_reconnect_restores_subscriptions_and_fails_pending_calls(
         counter.state.subscribe()
         await counter.add(amount=4)
         await wait_until(lambda: counter.state.get() == {"count": 4})
-        pending = asyncio.create_task(counter.call("slow"))
-        await wait_until(lambda: any(m["type"] == "rpc" and m["method"] == "slow" for m in server.drain()))
+        server.drain()
+        pending = asyncio.create_task(counter.call("slow", timeout=1.5))
+        first = await server.expect("rpc")
 
         await server.restart(downtime=0.1)
-        with pytest.raises(ZocketRpcDisconnected) as info:
-            await pending
-        assert info.value.code == "disconnected"
-
-        # Calls made while reconnecting wait for the new socket.
+        # Calls made while reconnecting wait for the new socket; the call in flight is sent again.
         assert await counter.increment() == 5
         assert c.client_id == "client-2"
+        with pytest.raises(ZocketRpcTimeout) as info:
+            await pending
+        assert "disconnected" in str(info.value)
         frames = server.drain()
         assert {"event:sub", "state:sub"} <= {m["type"] for m in frames}
-        assert [m["method"] for m in frames if m["type"] == "rpc"] == ["increment"]  # "slow" is not replayed
+        again = [m for m in frames if m["type"] == "rpc" and m["method"] == "slow"]
+        assert [m["key"] for m in again] == [first["key"]]  # the same key: the server runs it once
         await wait_until(lambda: counter.state.get() == {"count": 5})
         await counter.reset()
         assert resets == [{"by": "client-2"}]

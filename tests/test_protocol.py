@@ -13,12 +13,16 @@ async def test_welcome_gives_a_unique_client_id(connect):
 async def test_snapshot_patch_then_result(connect):
     client = await connect()
     await client.send_json_to({"type": "state:sub", "actor": "counter", "actorId": "main"})
-    assert await client.receive_json_from() == {
+    snapshot = await client.receive_json_from()
+    epoch = snapshot["epoch"]  # the incarnation: an integer, the same on its patches
+    assert isinstance(epoch, int)
+    assert snapshot == {
         "type": "state:snapshot",
         "actor": "counter",
         "actorId": "main",
         "state": {"count": 0},
         "version": 0,
+        "epoch": epoch,
     }
     await client.send_json_to(
         {"type": "rpc", "id": "r1", "actor": "counter", "actorId": "main", "method": "add", "input": {"amount": 5}}
@@ -30,6 +34,7 @@ async def test_snapshot_patch_then_result(connect):
         "actorId": "main",
         "patches": [{"op": "replace", "path": "/count", "value": 5}],
         "version": 1,
+        "epoch": epoch,
     }
     assert await client.receive_json_from() == {"type": "rpc:result", "id": "r1", "result": 5}
 

@@ -113,12 +113,12 @@ def test_the_limits_are_checked(settings):
 def test_a_shrinking_step_is_allowed_over_the_limit():
     old = {"blobs": ["x" * 100] * 30}
     new = {"blobs": ["x" * 100] * 29}
-    frame = protocol.state_patch("a", "b", diff(old, new), 1)
+    frame = protocol.state_patch("a", "b", diff(old, new), 1, 1)
     after = after_step("a/b", 1000, measure(old), new, frame)
     assert after.exact and after.bound == encoded_size(new)
     grown = {"blobs": ["x" * 100] * 31}
     try:
-        after_step("a/b", 1000, Measure(encoded_size(old), False), grown, protocol.state_patch("a", "b", [], 1))
+        after_step("a/b", 1000, Measure(encoded_size(old), False), grown, protocol.state_patch("a", "b", [], 1, 1))
     except StateTooLarge as exc:
         assert exc.details == {"size": encoded_size(grown), "limit": 1000}
     else:
@@ -137,7 +137,7 @@ json_values = st.recursive(
 def test_the_size_bound_never_underestimates(old, new):
     """The bound an instance keeps (old size + patch frame) is never below the true size."""
     before = measure(old)
-    frame = protocol.state_patch("a", "b", diff(old, new), 7)
+    frame = protocol.state_patch("a", "b", diff(old, new), 7, 1)
     after = after_step("a/b", 10**9, before, new, frame)
     assert after.bound >= encoded_size(new)
 

@@ -26,6 +26,8 @@ class Caller:
     claims: dict[str, Any] = field(default_factory=dict)
     user: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Whose keyed calls these are (``callkeys``): an identity that outlives the socket.
+    key_scope: str = "anonymous"
 
     def to_wire(self) -> dict[str, Any]:
         """JSON form for a request forwarded to another worker (the user object stays here)."""
@@ -35,6 +37,7 @@ class Caller:
             "user_id": self.user_id,
             "claims": self.claims,
             "extra": self.extra,
+            "key_scope": self.key_scope,
         }
 
     @classmethod
@@ -44,13 +47,16 @@ class Caller:
             raise ValueError("caller must be an object")
         client_id, reply_to, user_id = data.get("client_id"), data.get("reply_to"), data.get("user_id")
         claims, extra = data.get("claims") or {}, data.get("extra") or {}
+        key_scope = data.get("key_scope", "anonymous")
         if not isinstance(client_id, str) or not isinstance(reply_to, str):
             raise ValueError("caller needs string client_id and reply_to")
         if user_id is not None and not isinstance(user_id, str):
             raise ValueError("caller's user_id must be a string")
         if not isinstance(claims, dict) or not isinstance(extra, dict):
             raise ValueError("caller's claims and extra must be objects")
-        return cls(client_id, reply_to, user_id, claims, _lazy_user(user_id), extra)
+        if not isinstance(key_scope, str):
+            raise ValueError("caller's key_scope must be a string")
+        return cls(client_id, reply_to, user_id, claims, _lazy_user(user_id), extra, key_scope)
 
 
 def _lazy_user(user_id: str | None) -> Any:

@@ -7,10 +7,17 @@ while the instance is hot and released when it deactivates (``RedisLeases``).
 Each worker also keeps a liveness key, so owners notice when the clients of a
 dead worker are gone, and a worker notices when Redis lost its data (a
 restart) and puts its leases and group memberships back.
+
+A lease not renewed for a while is *in doubt* (``holds``): its instance
+acknowledges nothing until a renewal succeeds, so that no acknowledged change
+is made on a copy another worker may be about to replace. Every acquisition
+reads Redis' clock: the *epoch* of the incarnation that starts, ordered across
+workers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -36,10 +43,44 @@ if holder == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 if holder then return 0 end
 return -1
 """
+# Take a free lease, unless Redis lost its data less than a lease ago: then an
+# owner that is still alive may not have noticed yet, and it must get the time
+# to take its own leases back first. KEYS: lease, marker of Redis' data (when it
+# was first seen empty, Redis' clock in ms); ARGV: me, ttl ms. Returns
+# {0, now ms} (taken; the epoch of the new incarnation), {-1, 0} (held by
+# someone), or {1, ms to wait}.
+_ACQUIRE = """
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local since = tonumber(redis.call('get', KEYS[2]))
+if not since then
+  redis.call('set', KEYS[2], now)
+  since = now
+end
+local wait = since + tonumber(ARGV[2]) - now
+if wait > 0 then return {1, wait} end
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, now} end
+return {-1, 0}
+"""
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
+
+#: A lease not renewed for this fraction of ``LEASE_TTL`` is in doubt: its
+#: instance acknowledges nothing more until a renewal succeeds. Renewals come
+#: every third of the TTL, so one late renewal is tolerated; the rest is the
+#: margin before another worker may take the lease.
+DOUBT_AFTER = 0.75
+
+_last_epoch = 0
+
+
+def new_epoch() -> int:
+    """Wall-clock milliseconds, increasing within the process."""
+    global _last_epoch
+    _last_epoch = max(int(time.time() * 1000), _last_epoch + 1)
+    return _last_epoch
 
 
 class Cluster(Protocol):
@@ -65,6 +106,12 @@ class Cluster(Protocol):
     def forget(self, group: str) -> None:
         """Drop what is remembered of the owner (it did not answer, or moved)."""
 
+    def holds(self, group: str) -> bool:
+        """Whether this worker surely still owns ``group`` (its lease is not in doubt)."""
+
+    def epoch(self, group: str) -> int:
+        """The epoch of the incarnation of ``group`` starting here (larger than any before it)."""
+
     async def tick(self) -> None:
         """Periodic upkeep (leases, liveness), from the node's housekeeping."""
 
@@ -86,8 +133,10 @@ class Host:
     drop: Callable[[str, str], None]
     #: A worker died: its clients leave every instance here.
     part_worker: Callable[[str], None]
-    #: Redis lost its data: join the groups again and re-announce the subscribers.
+    #: Redis lost its data: join the groups again and re-announce the subscribers (raises: retried).
     restore: Callable[[], Awaitable[None]]
+    #: The lease of an instance hot here was in doubt and is ours again: check it, under a new epoch.
+    resume: Callable[[str, str, int], None]
 
 
 class SingleProcess:
@@ -117,6 +166,12 @@ class SingleProcess:
     def forget(self, group: str) -> None:
         pass
 
+    def holds(self, group: str) -> bool:
+        return True
+
+    def epoch(self, group: str) -> int:
+        return new_epoch()
+
     async def tick(self) -> None:
         pass
 
@@ -135,7 +190,14 @@ class RedisLeases:
         self.redis = redis
         self.prefix = f"{prefix}:zocket"
         self._owners: dict[str, tuple[str, float]] = {}  # group → (owner channel, valid until)
+        #: group → when the last successful acquisition or renewal of our lease was sent (monotonic).
+        self._held: dict[str, float] = {}
+        #: group → Redis' clock (ms) when we took its lease: the epoch of the incarnation about to start.
+        self._epochs: dict[str, int] = {}
+        #: Redis lost its data and the groups and subscribers are not all back yet.
+        self._restoring = False
         self._renew = redis.register_script(_RENEW)
+        self._acquire = redis.register_script(_ACQUIRE)
         self._release = redis.register_script(_RELEASE)
 
     @property
@@ -148,8 +210,17 @@ class RedisLeases:
     def _alive(self, channel: str) -> str:
         return f"{self.prefix}:node:{channel}"
 
+    @property
+    def _since(self) -> str:
+        """Marker of Redis' data: when it was first seen empty (milliseconds, Redis' clock)."""
+        return f"{self.prefix}:since"
+
     async def start(self, channel: str) -> None:
         self.channel = channel
+        # A cluster that starts from nothing has no owner to wait for.
+        alive = [key async for key in self.redis.scan_iter(match=self._alive("*"), count=500)]
+        if not alive:
+            await self.redis.set(self._since, 0, nx=True)
         await self._heartbeat()
 
     async def stop(self) -> None:
@@ -176,16 +247,46 @@ class RedisLeases:
         me = self.channel
         for _ in range(3):
             holder = await self.holder(group)
-            if holder == me:
+            if holder == me:  # ours, but the instance is not hot here: renew before it runs anything
+                sent = time.monotonic()
+                if await self._renew(keys=[self._lease(group)], args=[me, int(self.ttl * 1000)]) == 1:
+                    self._held[group] = sent
+                self._epochs[group] = await self._redis_clock()
                 return None
             if holder is not None:
                 self._owners[group] = (holder, now + self.ttl / 2)
                 return holder
             if not acquire:
                 return ""
-            if await self.redis.set(self._lease(group), me, nx=True, px=int(self.ttl * 1000)):
+            sent = time.monotonic()
+            taken, value = await self._acquire(keys=[self._lease(group), self._since], args=[me, int(self.ttl * 1000)])
+            if taken == 0:
+                self._held[group] = sent
+                self._epochs[group] = value
                 return None
+            if taken == 1:  # Redis restarted: live owners take their leases back first
+                await asyncio.sleep(value / 1000)
         raise ConnectionError(f"the lease of {group} keeps changing hands")
+
+    def epoch(self, group: str) -> int:
+        """The epoch of the incarnation starting here: Redis' clock when this worker took the lease.
+
+        Every acquisition of a lease reads Redis' one clock, and a new
+        acquisition follows the end of the last lease, so a later incarnation,
+        wherever it runs, has a larger epoch.
+        """
+        epoch = self._epochs.pop(group, None)
+        return epoch if epoch is not None else new_epoch()
+
+    def holds(self, group: str) -> bool:
+        """Whether this worker surely still owns ``group``'s lease (renewed recently enough)."""
+        held = self._held.get(group)
+        return held is not None and time.monotonic() - held < self.ttl * DOUBT_AFTER
+
+    async def _redis_clock(self) -> int:
+        """Redis' clock in milliseconds: the one clock every worker's epochs are read from."""
+        seconds, micros = await self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
 
     async def holder(self, group: str) -> str | None:
         value = await self.redis.get(self._lease(group))
@@ -196,16 +297,26 @@ class RedisLeases:
         self._owners.pop(group, None)
 
     async def release(self, group: str) -> None:
+        self._held.pop(group, None)
         await self._release(keys=[self._lease(group)], args=[self.channel])
 
     # -- upkeep ------------------------------------------------------------------
 
     async def tick(self) -> None:
-        """Renew leases and liveness; notice dead workers and a Redis that lost its data."""
+        """Renew leases and liveness; notice dead workers and a Redis that lost its data.
+
+        Each step raises when Redis fails it; the next tick does it again. The
+        restoration of groups and subscribers after Redis lost its data is
+        remembered as owed until it has completed once.
+        """
         if await self._heartbeat():
             log.warning("zocket: Redis lost this worker's keys (restart?); restoring leases and groups")
-            await self.host.restore()
+            self._restoring = True
         await self._renew_leases()
+        if self._restoring:
+            await self.host.restore()
+            self._restoring = False
+            log.warning("zocket: groups and subscribers restored after Redis lost its data")
         await self._part_dead_clients()
 
     async def _heartbeat(self) -> bool:
@@ -221,12 +332,21 @@ class RedisLeases:
     async def _renew_leases(self) -> None:
         ttl_ms = int(self.ttl * 1000)
         for actor, actor_id, group in self.host.hot():
+            sent = time.monotonic()
             state = await self._renew(keys=[self._lease(group)], args=[self.channel, ttl_ms])
-            if state == -1 and await self.redis.set(self._lease(group), self.channel, nx=True, px=ttl_ms):
-                continue  # Redis forgot it; we still hold the instance, so we take it back
-            if state in (0, -1):
-                log.error("zocket: lost the lease of %s/%s to another worker; dropping it here", actor, actor_id)
-                self.host.drop(actor, actor_id)
+            if state == -1:  # expired, or Redis forgot it (a restart): nobody holds it now, take it back
+                was_held = self.holds(group)
+                if await self.redis.set(self._lease(group), self.channel, nx=True, px=ttl_ms):
+                    self._held[group] = sent
+                    if not was_held:  # someone may have held it meanwhile: check, and start a new epoch
+                        self.host.resume(actor, actor_id, await self._redis_clock())
+                    continue
+            elif state == 1:
+                self._held[group] = sent
+                continue
+            log.error("zocket: lost the lease of %s/%s; dropping it here", actor, actor_id)
+            self._held.pop(group, None)
+            self.host.drop(actor, actor_id)
 
     async def _part_dead_clients(self) -> None:
         """Clients of workers whose liveness key expired have left (``on_disconnect``)."""

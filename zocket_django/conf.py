@@ -29,6 +29,9 @@ _POSITIVE = (
     "BYTE_BURST",
     "TOKEN_MAX_AGE",
     "LEASE_TTL",
+    "CALL_KEYS_PER_CALLER",
+    "CALL_KEYS_PER_INSTANCE",
+    "CALL_KEY_SECONDS",
     "MAX_STATE_BYTES",
     "MAX_MESSAGE_BYTES",
     "MAX_INSTANCES_PER_CONNECTION",
@@ -89,6 +92,14 @@ class ZocketSettings:
     BYTE_BURST: int = 4 * 1024 * 1024
     #: Most steps waiting in one instance's queue; more calls get ``overloaded``.
     MAX_QUEUED_CALLS: int = 1000
+    #: Outcomes of keyed calls (``rpc`` frames with a ``key``) each instance keeps per caller identity
+    #: (a guard against one caller pushing out everyone's keys; every anonymous caller without a
+    #: session shares one identity) ...
+    CALL_KEYS_PER_CALLER: int = 1000
+    #: ... and in all (saved with the state of durable actors, in every write-through commit) ...
+    CALL_KEYS_PER_INSTANCE: int = 1000
+    #: ... and for how many seconds: a retry with the same key within these bounds does not run again.
+    CALL_KEY_SECONDS: float = 120.0
     #: Largest encoded state (UTF-8 JSON bytes) of an actor that does not set
     #: ``max_state_bytes``. A step that would grow the state past it fails with
     #: ``too_large`` and changes nothing. Below ``MAX_MESSAGE_BYTES``, so that a

@@ -31,6 +31,7 @@ from .actor import ActorSpec, MethodSpec
 from .auth import accepted_subprotocol, identify
 from .budget import Budget
 from .caller import Caller
+from .callkeys import MAX_KEY_LENGTH
 from .conf import ZocketSettings, zocket_settings
 from .errors import AuthenticationFailed, ZocketError
 from .messages import EVENTS, STATE
@@ -149,7 +150,9 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             await self.accept(subprotocol)
             await self._close_unauthenticated(exc.message)
             raise StopConsumer from None
-        self.caller = Caller(self.client_id, self.node.channel, user_id, claims, user)
+        self.caller = Caller(
+            self.client_id, self.node.channel, user_id, claims, user, key_scope=self._key_scope(user_id)
+        )
         await self.accept(subprotocol)
         refused = self.node.attach(self)
         if refused is not None:
@@ -161,6 +164,19 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         if user_id is not None:
             identity.watch(self)  # its session or token is checked again while it is open
         self.push(protocol.welcome(self.client_id))
+
+    def _key_scope(self, user_id: str | None) -> str:
+        """Whose keyed calls this socket makes: an identity that outlives the socket (``callkeys``).
+
+        A user's keys are theirs on every socket; an anonymous socket's are its
+        Django session's when it has one, else shared by every anonymous caller
+        (the shipped clients' keys are random, 128 bits: they do not collide,
+        and a key is bound to the call it was first used for).
+        """
+        if user_id is not None:
+            return f"user:{user_id}"
+        session_key = getattr(self.scope.get("session"), "session_key", None)
+        return f"session:{session_key}" if session_key else "anonymous"
 
     async def _close_unauthenticated(self, reason: str) -> None:
         self.push(protocol.error(Code.UNAUTHENTICATED, reason))
@@ -308,7 +324,12 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             await self._error(Code.BAD_REQUEST, f"rpc id must be 1 to {MAX_ID_LENGTH} characters", message)
             return
         caller = self.caller
+        key = message.get("key")
         try:
+            if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH):
+                raise ZocketError(
+                    f"rpc key must be a string of 1 to {MAX_KEY_LENGTH} characters", code=Code.BAD_REQUEST
+                )
             spec, actor_id = self._target(message)
             method = self._method(spec, message.get("method"))
             guard = method.guard
@@ -331,7 +352,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             frame = protocol.rpc_error(rpc_id, Code.HANDLER_ERROR, "access check failed", debug_details(exc))
             self.push(frame)
             return
-        await self.node.call(spec, actor_id, caller, method, args, message.get("input"), rpc_id)
+        await self.node.call(spec, actor_id, caller, method, args, message.get("input"), rpc_id, key)
 
     async def _subscribe(self, message: dict[str, Any], kind: str) -> None:
         caller = self.caller

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from . import persistence, protocol, statesize, transactions
 from .actor import Actor, ActorSpec
 from .caller import Caller
+from .callkeys import CallWindow
 from .conf import zocket_settings
 from .context import Context, Emission
 from .errors import ZocketError
@@ -43,6 +44,7 @@ class Links(Protocol):
     """How the runtime reaches sockets and other workers (``node.Node``)."""
 
     channel: str
+    #: Who owns what: whether a lease is in doubt (``holds``), the epoch of a new incarnation.
     cluster: Cluster
 
     async def publish(self, group: str, message: Deliver) -> None:
@@ -70,6 +72,15 @@ class Owner(Protocol):
     def drop(self, name: str, actor_id: str) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class KeyedCall:
+    """A call that carries a key: whose it is, the key, and what call it stands for."""
+
+    scope: str
+    key: str
+    fingerprint: str
+
+
 @dataclass(slots=True)
 class Presence:
     """A connection known to an instance: where it lives and what it reads."""
@@ -89,6 +100,14 @@ class Instance:
         self.actor: Actor = spec.cls(actor_id, spec.initial_state())
         self.recorder = Recorder(spec.state_model, self.actor.state, verify=zocket_settings().VERIFY_PATCHES)
         self.version = 0
+        #: This incarnation, on every snapshot and patch: versions count within one epoch, and a
+        #: later incarnation has a larger one (``cluster.epoch``).
+        self.epoch = runtime.node.cluster.epoch(group)
+        settings = zocket_settings()
+        #: Outcomes of recent keyed calls (saved with the state of durable actors).
+        self.calls = CallWindow(
+            settings.CALL_KEYS_PER_CALLER, settings.CALL_KEYS_PER_INSTANCE, settings.CALL_KEY_SECONDS
+        )
         #: Largest encoded state this instance may reach, and what is known of its size.
         self.max_state_bytes = spec.max_state_bytes or zocket_settings().MAX_STATE_BYTES
         self.size = statesize.measure(self.dump).without_text()
@@ -219,14 +238,16 @@ class Instance:
         invoke: Callable[[], Awaitable[Any]],
         serialize: Callable[[Any], Any] | None = None,
         label: str | None = None,
+        keyed: KeyedCall | None = None,
     ) -> Any:
         """Run ``invoke`` as one step: commit state and events if it returns, roll back if it raises.
 
         A sync handler's database work is part of the step (``transactions``):
         committed after everything else succeeded, before anything is published.
+        A keyed call's outcome (``serialize``'s encoded body) is remembered in
+        the same commit as the state it produced.
         """
-        if self.lost:
-            raise ZocketError("this actor moved to another worker; try again", code=Code.UNAVAILABLE)
+        self._check_owned()
         recorder = self.recorder
         recorder.begin()
         txn, token = transactions.begin()
@@ -240,14 +261,24 @@ class Instance:
             patches = recorder.changes(state)  # from here on self.dump is the new state's
             # Encoded before committing: a state that is not JSON (a float
             # that became inf) is rolled back like any other failure.
-            frame = protocol.state_patch(self.spec.name, self.actor_id, patches, self.version + 1) if patches else ""
+            frame = (
+                protocol.state_patch(self.spec.name, self.actor_id, patches, self.version + 1, self.epoch)
+                if patches
+                else ""
+            )
             if patches:
                 size = statesize.after_step(self.label, self.max_state_bytes, self.size, self.dump, frame)
                 frame = self._state_frame(frame, size, self.version + 1)
+            self._check_owned()  # the lease went into doubt while the handler ran: acknowledge nothing
+            if keyed is not None:
+                self.calls.remember(keyed.scope, keyed.key, keyed.fingerprint, result, time.time())
             if patches and self.store.write_through:
-                await self.store.commit(self.dump, self.version + 1, patches)  # raises: undone, nothing acknowledged
+                # raises: undone, nothing acknowledged (fenced: a stale owner's save is refused)
+                await self.store.commit(self.dump, self.version + 1, patches)
             await txn.commit()  # a sync handler's ORM work (and the save above, in its transaction)
         except BaseException as exc:
+            if keyed is not None:
+                self.calls.forget(keyed.scope, keyed.key)
             self.actor.state = recorder.rollback()
             await self._roll_back(txn)
             self.recent.append((time.time(), label or ctx.method or "?", ctx.client_id, _outcome(exc), self.version))
@@ -278,6 +309,17 @@ class Instance:
         except Exception:
             log.exception("zocket: a committed %s could not be published", message.kind, extra=self.log_context())
 
+    def _check_owned(self) -> None:
+        """Refuse to run (or acknowledge) a step once this worker may no longer own the instance.
+
+        Another worker may take the instance over when the lease is gone; from
+        the moment the lease is in doubt (not renewed for a while) this one
+        acknowledges nothing more, so that no acknowledged change is made on a
+        copy that is about to be replaced.
+        """
+        if self.lost or not self.runtime.node.cluster.holds(self.group):
+            raise ZocketError("this actor is moving to another worker; try again", code=Code.UNAVAILABLE)
+
     @property
     def label(self) -> str:
         return f"{self.spec.name}/{self.actor_id}"
@@ -285,12 +327,12 @@ class Instance:
     def _state_frame(self, patch: str, size: statesize.Measure, version: int) -> str:
         """What tells subscribers of a step: its patch, or the whole state when that is smaller."""
         if size.text is not None and utf8_length(patch) > size.bound:
-            patch = protocol.state_snapshot_of(self.spec.name, self.actor_id, size.text, version)
+            patch = protocol.state_snapshot_of(self.spec.name, self.actor_id, size.text, version, self.epoch)
         return self.too_large(patch) or patch
 
     def snapshot_frame(self) -> str:
         """The ``state:snapshot`` of the current state, or the error its subscribers get instead."""
-        frame = protocol.state_snapshot(self.spec.name, self.actor_id, self.dump, self.version)
+        frame = protocol.state_snapshot(self.spec.name, self.actor_id, self.dump, self.version, self.epoch)
         return self.too_large(frame) or frame
 
     def too_large(self, frame: str) -> str | None:

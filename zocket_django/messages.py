@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from .caller import Caller
 
 #: The version of the messages between workers (see the module's docstring for when to bump it).
-VERSION = 1
+VERSION = 2
 
 #: Subscription kinds: what a ``Deliver`` carries, what a ``Subscribe`` counts.
 STATE, EVENTS = "state", "event"
@@ -209,12 +209,16 @@ class Snapshot:
 
 @dataclass(slots=True)
 class Call:
-    """Run a validated method call (``input`` as the client sent it) and answer ``rpc_id``."""
+    """Run a validated method call (``input`` as the client sent it) and answer ``rpc_id``.
+
+    ``key``: the client's key for the call, which then runs at most once (``callkeys``).
+    """
 
     OP: ClassVar[str] = "call"
     method: str
     input: Any
     rpc_id: str
+    key: str | None = None
 
 
 @dataclass(slots=True)
@@ -278,7 +282,7 @@ class Request:
         }
         op = self.op
         if isinstance(op, Call):
-            message.update(method=op.method, input=op.input, rpc_id=op.rpc_id)
+            message.update(method=op.method, input=op.input, rpc_id=op.rpc_id, key=op.key)
         elif isinstance(op, Subscribe):
             message.update(kinds=list(op.kinds), answer=op.answer)
         elif isinstance(op, Unsubscribe):
@@ -292,7 +296,7 @@ class Request:
         name = raw.get("op")
         op: Op
         if name == Call.OP:
-            op = Call(_text(raw, "method"), raw.get("input"), _text(raw, "rpc_id"))
+            op = Call(_text(raw, "method"), raw.get("input"), _text(raw, "rpc_id"), _maybe_text(raw, "key"))
         elif name == Subscribe.OP:
             op = Subscribe(tuple(_texts(raw, "kinds")), bool(raw.get("answer")))
         elif name == Unsubscribe.OP:

@@ -18,7 +18,9 @@ class Snapshot(models.Model):
     Written by ``zocket_django.persistence`` for actors with ``persist`` set;
     read back when the instance is activated. ``version`` is the instance's
     wire version at the time of the save, ``schema_version`` the actor's
-    ``schema_version`` that the state was written with.
+    ``schema_version`` that the state was written with. ``calls`` is the
+    instance's window of recent keyed calls (``callkeys.CallWindow.dump``),
+    written in the same statement as the state it belongs to.
     """
 
     actor = models.CharField(max_length=100, help_text="The actor's wire name.")
@@ -33,6 +35,11 @@ class Snapshot(models.Model):
     )
     schema_version = models.PositiveIntegerField(
         default=1, help_text="The actor's schema_version the state was written with."
+    )
+    calls = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Outcomes of recent keyed calls, saved with the state so that a retry never runs twice.",
     )
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -84,7 +84,10 @@ class Node:
             found = {p.caller.reply_to for inst in instances for p in inst.clients.values()}
             return found - {self.channel}
 
-        return Host(self.describe, hot, remote_channels, self.runtime.drop, self.runtime.part_worker, self._restore)
+        runtime = self.runtime
+        return Host(
+            self.describe, hot, remote_channels, runtime.drop, runtime.part_worker, self._restore, runtime.resume
+        )
 
     async def start(self) -> None:
         self.channel = channel = await self.layer.new_channel(prefix="zocket")
@@ -166,9 +169,17 @@ class Node:
         await self.fanout.unsubscribe(socket, actor, actor_id, kind)
 
     async def call(
-        self, spec: ActorSpec, actor_id: str, caller: Caller, method: MethodSpec, args: BaseModel, raw: Any, rpc_id: str
+        self,
+        spec: ActorSpec,
+        actor_id: str,
+        caller: Caller,
+        method: MethodSpec,
+        args: BaseModel,
+        raw: Any,
+        rpc_id: str,
+        key: str | None = None,
     ) -> None:
-        await self.router.call(spec, actor_id, caller, method, args, raw, rpc_id)
+        await self.router.call(spec, actor_id, caller, method, args, raw, rpc_id, key)
 
     async def request_subscription(self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str) -> None:
         await self.router.request_subscription(spec, actor_id, caller, kind)
@@ -249,7 +260,12 @@ class Node:
             self.ops.fail(remains.ticket, why)
 
     async def _restore(self) -> None:
-        """Redis lost its data: join our groups again and re-announce our subscribers."""
+        """Redis lost its data: join our groups again and re-announce our subscribers.
+
+        Raises when Redis fails a step; the cluster's next tick runs it all again.
+        State subscribers are sent a fresh snapshot by the owner (the patches
+        in flight during the restart are lost).
+        """
         await self.router.resubscribe(await self.fanout.rejoin())
 
     # -- housekeeping ---------------------------------------------------------------------

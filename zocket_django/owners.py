@@ -95,9 +95,17 @@ class OwnerRouter:
     # -- from this worker's sockets ---------------------------------------------------
 
     async def call(
-        self, spec: ActorSpec, actor_id: str, caller: Caller, method: MethodSpec, args: BaseModel, raw: Any, rpc_id: str
+        self,
+        spec: ActorSpec,
+        actor_id: str,
+        caller: Caller,
+        method: MethodSpec,
+        args: BaseModel,
+        raw: Any,
+        rpc_id: str,
+        key: str | None = None,
     ) -> None:
-        """Run a validated call here or on the worker that owns the instance."""
+        """Run a validated call here or on the worker that owns the instance (``key``: at most once)."""
         group = group_name(spec.name, actor_id)
         try:
             owner = await self._owner(spec, actor_id, group)
@@ -106,10 +114,10 @@ class OwnerRouter:
             await self.answer_unavailable(caller.client_id, rpc_id)
             return
         if owner is None:
-            self.runtime.call(spec, actor_id, caller, method, args, rpc_id)
+            self.runtime.call(spec, actor_id, caller, method, args, rpc_id, key=key)
             return
         ticket = self._track(caller.client_id, group, owner, spec.name, actor_id, rpc_id, None)
-        await self.send(owner, Request(spec.name, actor_id, caller, Call(method.name, raw, rpc_id), ticket))
+        await self.send(owner, Request(spec.name, actor_id, caller, Call(method.name, raw, rpc_id, key), ticket))
 
     async def request_subscription(self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str) -> None:
         """Ask the owner to count this subscription (and send a snapshot for state).
@@ -159,13 +167,13 @@ class OwnerRouter:
                 await self.send(owner, request)
 
     async def resubscribe(self, subscribers: Iterable[Subscriber]) -> None:
-        """Ask the owners again for every subscription of these subscribers (Redis lost its data)."""
+        """Ask the owners again for every subscription of these subscribers (Redis lost its data).
+
+        Raises when an owner cannot be found: the caller retries it all.
+        """
         for socket, spec, actor_id, kinds in subscribers:
             for kind in kinds:
-                try:
-                    await self.request_subscription(spec, actor_id, socket.caller, kind)
-                except Exception:
-                    log.exception("zocket: could not announce a subscriber of %s/%s", spec.name, actor_id)
+                await self.request_subscription(spec, actor_id, socket.caller, kind)
 
     # -- from other workers ---------------------------------------------------------------
 
@@ -176,7 +184,7 @@ class OwnerRouter:
             assert caller is not None
             method = spec.methods[op.method]
             args = method.input_model.model_validate(op.input or {})
-            self.runtime.call(spec, actor_id, caller, method, args, op.rpc_id, ticket)
+            self.runtime.call(spec, actor_id, caller, method, args, op.rpc_id, ticket, op.key)
         elif isinstance(op, Subscribe):
             assert caller is not None
             self.runtime.subscribe(spec, actor_id, caller, set(op.kinds), answer=op.answer, ticket=ticket)

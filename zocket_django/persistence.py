@@ -35,6 +35,7 @@ import asyncio
 import copy
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -56,6 +57,7 @@ from .snapshot_rows import (
 
 if TYPE_CHECKING:
     from .actor import Actor, ActorSpec
+    from .callkeys import CallWindow
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,9 @@ class Store:
     async def commit(self, dump: Any, version: int, patches: list[dict[str, Any]]) -> None:
         pass
 
+    async def verify(self) -> None:
+        pass
+
     async def close(self, *, destroy: bool = False) -> None:
         pass
 
@@ -116,6 +121,8 @@ class Held(Protocol):
     actor_id: str
     actor: Actor
     version: int
+    #: Outcomes of recent keyed calls: saved with the state, restored with it.
+    calls: CallWindow
 
     @property
     def dump(self) -> Any: ...
@@ -182,9 +189,10 @@ class SnapshotStore(Store):
             log.exception("zocket: could not load the snapshot of %s", self._name(), extra=inst.log_context())
             raise ActivationFailed(f"{self._name()} is unavailable: its saved state could not be loaded") from exc
         if row is not None:
-            data, version, schema_version, self.log_rows, self.state_bytes = row
+            data, version, schema_version, self.log_rows, calls, self.state_bytes = row
             inst.reset_state(self._validate(data, schema_version, version))
             inst.version = version
+            inst.calls.load(calls, time.time())
             self.saved_version = version
             self.log_bytes = self.state_bytes if self.log_rows else 0  # fold the rows in soon
         self.loaded = True
@@ -275,13 +283,26 @@ class SnapshotStore(Store):
             )
             raise ZocketError("the change could not be saved; nothing changed", code=Code.UNAVAILABLE) from exc
 
+    async def verify(self) -> None:
+        """Save now, fenced: raises ``SnapshotConflict`` when another worker saved since our last save."""
+        if self.loaded:
+            await self._save(self.inst.dump, self.inst.version)
+
     def _lost(self, exc: SnapshotConflict) -> None:
         log.error("zocket: %s; this worker lets the instance go", exc, extra=self.inst.log_context())
         self.lose()
 
     async def _append(self, patches: list[dict[str, Any]], version: int) -> None:
         assert self.saved_version is not None
-        await in_db_thread(append_patches, self.spec.name, self.inst.actor_id, patches, version, self.saved_version)
+        await in_db_thread(
+            append_patches,
+            self.spec.name,
+            self.inst.actor_id,
+            patches,
+            version,
+            self.saved_version,
+            self.inst.calls.dump(),
+        )
         transactions.on_commit(functools.partial(self._appended, version, len(protocol.encode(patches))))  # type: ignore[arg-type]
 
     def _appended(self, version: int, size: int) -> None:
@@ -318,6 +339,7 @@ class SnapshotStore(Store):
             self.spec.schema_version,
             self.saved_version,
             self.log_rows > 0,
+            self.inst.calls.dump(),  # with the state: a retry after a crash finds what ran
             self.logs,
         )
         transactions.on_commit(functools.partial(self._saved, version, size))

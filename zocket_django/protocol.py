@@ -88,15 +88,30 @@ def welcome(client_id: str) -> str:
     return encode({"type": "welcome", "clientId": client_id})
 
 
+def outcome(result: Any) -> str:
+    """The encoded body of a successful ``rpc:result`` (``{"result": ...}``), kept for keyed calls."""
+    return encode({"result": result})
+
+
+def error_outcome(code: Code | str, message: str, details: Any = None) -> str:
+    """The encoded body of a failed ``rpc:result`` (``{"error": ..., "code": ...}``)."""
+    body: dict[str, Any] = {"error": message, "code": code}
+    if details is not None:
+        body["details"] = details
+    return encode(body)
+
+
+def rpc_reply(rpc_id: str, body: str) -> str:
+    """An ``rpc:result`` from an encoded body: a remembered outcome answers a retry without re-encoding."""
+    return f'{{"type":"rpc:result","id":{encode(rpc_id)},{body[1:]}'
+
+
 def rpc_result(rpc_id: str, result: Any) -> str:
-    return encode({"type": "rpc:result", "id": rpc_id, "result": result})
+    return rpc_reply(rpc_id, outcome(result))
 
 
 def rpc_error(rpc_id: str, code: Code | str, message: str, details: Any = None) -> str:
-    frame: dict[str, Any] = {"type": "rpc:result", "id": rpc_id, "error": message, "code": code}
-    if details is not None:
-        frame["details"] = details
-    return encode(frame)
+    return rpc_reply(rpc_id, error_outcome(code, message, details))
 
 
 def error(code: Code | str, message: str, ref: dict[str, Any] | None = None) -> str:
@@ -106,18 +121,37 @@ def error(code: Code | str, message: str, ref: dict[str, Any] | None = None) -> 
     return encode(frame)
 
 
-def state_snapshot(actor: str, actor_id: str, state: Any, version: int) -> str:
-    return encode({"type": "state:snapshot", "actor": actor, "actorId": actor_id, "state": state, "version": version})
+def state_snapshot(actor: str, actor_id: str, state: Any, version: int, epoch: int) -> str:
+    """``epoch`` names the instance's incarnation: versions count within one epoch only."""
+    return encode(
+        {
+            "type": "state:snapshot",
+            "actor": actor,
+            "actorId": actor_id,
+            "state": state,
+            "version": version,
+            "epoch": epoch,
+        }
+    )
 
 
-def state_snapshot_of(actor: str, actor_id: str, state_text: str, version: int) -> str:
+def state_snapshot_of(actor: str, actor_id: str, state_text: str, version: int, epoch: int) -> str:
     """``state_snapshot`` of a state already encoded as JSON text (not encoded twice)."""
     head = encode({"type": "state:snapshot", "actor": actor, "actorId": actor_id})
-    return f'{head[:-1]},"state":{state_text},"version":{int(version)}}}'
+    return f'{head[:-1]},"state":{state_text},"version":{int(version)},"epoch":{int(epoch)}}}'
 
 
-def state_patch(actor: str, actor_id: str, patches: list[dict[str, Any]], version: int) -> str:
-    return encode({"type": "state:patch", "actor": actor, "actorId": actor_id, "patches": patches, "version": version})
+def state_patch(actor: str, actor_id: str, patches: list[dict[str, Any]], version: int, epoch: int) -> str:
+    return encode(
+        {
+            "type": "state:patch",
+            "actor": actor,
+            "actorId": actor_id,
+            "patches": patches,
+            "version": version,
+            "epoch": epoch,
+        }
+    )
 
 
 def event(actor: str, actor_id: str, name: str, payload: Any) -> str:

@@ -20,10 +20,11 @@ from pydantic import BaseModel
 from . import persistence, protocol, signals, statesize, transactions
 from .actor import Actor, ActorSpec, MethodSpec
 from .caller import Caller
+from .callkeys import KeyReused, fingerprint
 from .conf import zocket_settings
 from .context import Context
 from .errors import ZocketError
-from .instance import Instance, Links
+from .instance import Instance, KeyedCall, Links
 from .messages import STATE, Reply, Snapshot, group_name
 from .protocol import Code
 from .statesize import StateTooLarge
@@ -169,6 +170,38 @@ class Runtime:
             if not inst.closed.done():
                 inst.closed.set_result(None)
 
+    def resume(self, name: str, actor_id: str, epoch: int) -> None:
+        """This worker's lease was in doubt and is back: go on, as a new incarnation, if nobody saved meanwhile.
+
+        Nobody holds the lease now, but another worker may have held it while
+        it was in doubt (a pause longer than ``LEASE_TTL``). A durable
+        instance checks that with a fenced save: if the snapshot moved, the
+        other worker's state wins and this copy is dropped. Either way the
+        subscribers get a snapshot under a new epoch, so that no copy of the
+        other incarnation is ever patched by this one.
+        """
+        inst = self.instances.get((name, actor_id))
+        if inst is not None:
+            inst.enqueue(lambda: self._resume(inst, epoch))
+
+    async def _resume(self, inst: Instance, epoch: int) -> None:
+        if not inst.active:
+            return
+        try:
+            await inst.store.verify()
+        except Exception:
+            log.warning(
+                "zocket: %s was saved elsewhere while this worker's lease was in doubt; dropping it here",
+                inst.label,
+                exc_info=True,
+                extra=inst.log_context(),
+            )
+            self.drop(inst.spec.name, inst.actor_id)
+            await self.node.released(inst.group)
+            return
+        inst.epoch = epoch
+        await self.node.publish(inst.group, inst.delivery(STATE, inst.snapshot_frame(), announce=self.node.channel))
+
     def part_worker(self, channel: str) -> None:
         """Every client of a dead worker leaves every instance here (``on_disconnect``)."""
         for inst in self.instances.values():
@@ -213,11 +246,14 @@ class Runtime:
         args: BaseModel,
         rpc_id: str,
         ticket: int | None = None,
+        key: str | None = None,
     ) -> None:
         """Queue a validated call; its ``rpc:result`` goes to ``caller.reply_to``.
 
         An instance with ``MAX_QUEUED_CALLS`` steps waiting answers ``overloaded``;
         a call still queued after ``QUEUE_TIMEOUT`` is answered ``timeout`` and never runs.
+        A call with a ``key`` runs at most once: a retry is queued behind the
+        first attempt (one queue) and answered with its remembered outcome.
         """
         try:
             inst = self.instance(spec, actor_id)
@@ -237,7 +273,10 @@ class Runtime:
             self._spawn(self._reply(caller, frame, ticket))
             return
         queued_until = time.monotonic() + zocket_settings().QUEUE_TIMEOUT
-        inst.enqueue(lambda: self._call(inst, caller, method, args, rpc_id, queued_until, ticket))
+        keyed = None
+        if key is not None:
+            keyed = KeyedCall(caller.key_scope, key, fingerprint(method.name, args.model_dump(mode="json")))
+        inst.enqueue(lambda: self._call(inst, caller, method, args, rpc_id, queued_until, ticket, keyed))
 
     async def _call(
         self,
@@ -248,6 +287,7 @@ class Runtime:
         rpc_id: str,
         queued_until: float,
         ticket: int | None,
+        keyed: KeyedCall | None = None,
     ) -> None:
         if inst.failed is not None:  # the activation failed: nothing runs
             await self._reply(caller, protocol.rpc_error(rpc_id, inst.failed.code, inst.failed.message), ticket)
@@ -257,6 +297,21 @@ class Runtime:
             await self._reply(caller, protocol.rpc_error(rpc_id, Code.TIMEOUT, text), ticket)
             return
         await inst.join(caller)
+        if keyed is not None:
+            try:
+                known = inst.calls.lookup(keyed.scope, keyed.key, keyed.fingerprint, time.time())
+            except KeyReused:
+                known = protocol.error_outcome(Code.BAD_REQUEST, "this key was already used for a different call")
+            if known is not None:
+                await self._reply(caller, protocol.rpc_reply(rpc_id, known), ticket)
+                return
+        body = await self._run_call(inst, caller, method, args, keyed)
+        await self._reply(caller, protocol.rpc_reply(rpc_id, body), ticket)
+
+    async def _run_call(
+        self, inst: Instance, caller: Caller, method: MethodSpec, args: BaseModel, keyed: KeyedCall | None
+    ) -> str:
+        """Run one call as a step; the encoded body of its ``rpc:result`` (a keyed one's is remembered)."""
         ctx = inst.context(caller, method.name)
         kwargs = args.__dict__  # the validated input's fields, by name
         limit = zocket_settings().CALL_TIMEOUT  # from now: time spent queued is not the handler's
@@ -266,13 +321,16 @@ class Runtime:
 
         try:
             # The result is encoded inside the step, so a result that is not JSON undoes it.
-            frame = await inst.run(ctx, timed, lambda v: protocol.rpc_result(rpc_id, method.serialize_result(v)))
+            return await inst.run(ctx, timed, lambda v: protocol.outcome(method.serialize_result(v)), keyed=keyed)
         except TimeoutError:
             # An async handler was cancelled; a sync one's transaction rolls back when it returns.
-            text = f"{method.name} ran longer than CALL_TIMEOUT; its step was undone"
-            frame = protocol.rpc_error(rpc_id, Code.TIMEOUT, text)
+            body = protocol.error_outcome(
+                Code.TIMEOUT, f"{method.name} ran longer than CALL_TIMEOUT; its step was undone"
+            )
         except ZocketError as exc:
-            frame = protocol.rpc_error(rpc_id, exc.code, exc.message, exc.details)
+            body = protocol.error_outcome(exc.code, exc.message, exc.details)
+            if exc.code in (Code.UNAVAILABLE, Code.OVERLOADED):
+                return body  # nothing ran or nothing stayed: a retry may run it
         except Exception as exc:
             log.exception(
                 "%s.%s raised; its changes were rolled back",
@@ -280,8 +338,10 @@ class Runtime:
                 method.name,
                 extra=inst.log_context(method=method.name, client=caller.client_id, user=caller.user_id),
             )
-            frame = protocol.rpc_error(rpc_id, Code.HANDLER_ERROR, f"{method.name} failed", debug_details(exc))
-        await self._reply(caller, frame, ticket)
+            body = protocol.error_outcome(Code.HANDLER_ERROR, f"{method.name} failed", debug_details(exc))
+        if keyed is not None:  # the handler's own failure is its outcome; a retry gets the same answer
+            inst.calls.remember(keyed.scope, keyed.key, keyed.fingerprint, body, time.time())
+        return body
 
     async def _reply(self, caller: Caller, frame: str, ticket: int | None = None) -> None:
         await self.node.send(caller.reply_to, Reply(caller.client_id, frame, ticket))
@@ -336,7 +396,7 @@ class Runtime:
         presence = await inst.join(caller)
         presence.subs.update(kinds)
         if answer and STATE in kinds:
-            frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version)
+            frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version, inst.epoch)
             error = inst.too_large(frame)
             if error is not None:  # answered; the subscription stays pending, as if the snapshot were on its way
                 await self._reply(caller, error, ticket)

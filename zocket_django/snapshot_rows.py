@@ -21,8 +21,8 @@ from .patches import apply as apply_patches
 T = TypeVar("T")
 
 
-def load_snapshot(actor: str, actor_id: str) -> tuple[Any, int, int, int] | None:
-    """``(state, version, schema_version, patch rows)`` of the saved snapshot, or ``None``.
+def load_snapshot(actor: str, actor_id: str) -> tuple[Any, int, int, int, Any] | None:
+    """``(state, version, schema_version, patch rows, calls)`` of the saved snapshot, or ``None``.
 
     The state is brought to ``version`` by the patch log's rows (in version
     order); rows at or below ``state_version`` are leftovers of a compaction
@@ -32,14 +32,14 @@ def load_snapshot(actor: str, actor_id: str) -> tuple[Any, int, int, int] | None
 
     row = (
         Snapshot.objects.filter(actor=actor, actor_id=actor_id)
-        .values_list("state", "version", "schema_version", "state_version")
+        .values_list("state", "version", "schema_version", "state_version", "calls")
         .first()
     )
     if row is None:
         return None
-    state, version, schema_version, state_version = row
+    state, version, schema_version, state_version, calls = row
     if state_version is None or state_version == version:
-        return state, version, schema_version, 0
+        return state, version, schema_version, 0, calls
     logged = SnapshotPatch.objects.filter(
         actor=actor, actor_id=actor_id, version__gt=state_version, version__lte=version
     ).order_by("version")
@@ -51,7 +51,7 @@ def load_snapshot(actor: str, actor_id: str) -> tuple[Any, int, int, int] | None
         rows += 1
     if state_version + rows != version:
         raise ValueError(f"the patch log of {actor}/{actor_id} lacks version {state_version + rows + 1}")
-    return state, version, schema_version, rows
+    return state, version, schema_version, rows, calls
 
 
 class SnapshotConflict(Exception):
@@ -70,13 +70,15 @@ def save_snapshot(
     schema_version: int,
     expected: int | None,
     logged: bool = False,
+    calls: Any = (),
 ) -> None:
     """Write the whole snapshot if the stored one is still at ``expected`` (``None``: there is none).
 
     The condition fences off a stale owner; it costs nothing more than the
     write itself (one UPDATE, or one INSERT for a new instance). ``logged``:
     the instance has patch rows, which the new state makes obsolete (deleted
-    in the same transaction).
+    in the same transaction). ``calls``, the outcomes of recent keyed calls
+    (``callkeys``), goes in the same statement as the state.
     """
     from .models import Snapshot, SnapshotPatch
 
@@ -84,14 +86,24 @@ def save_snapshot(
         try:
             with transaction.atomic():
                 Snapshot.objects.create(
-                    actor=actor, actor_id=actor_id, state=state, version=version, schema_version=schema_version
+                    actor=actor,
+                    actor_id=actor_id,
+                    state=state,
+                    version=version,
+                    schema_version=schema_version,
+                    calls=list(calls),
                 )
         except IntegrityError:
             raise SnapshotConflict(f"{actor}/{actor_id} was saved by someone else meanwhile") from None
         return
     with transaction.atomic():
         updated = Snapshot.objects.filter(actor=actor, actor_id=actor_id, version=expected).update(
-            state=state, version=version, schema_version=schema_version, state_version=None, updated_at=timezone.now()
+            state=state,
+            version=version,
+            schema_version=schema_version,
+            state_version=None,
+            calls=list(calls),
+            updated_at=timezone.now(),
         )
         if not updated:
             raise SnapshotConflict(f"{actor}/{actor_id} is no longer at version {expected} in the database")
@@ -99,8 +111,10 @@ def save_snapshot(
             SnapshotPatch.objects.filter(actor=actor, actor_id=actor_id, version__lte=version).delete()
 
 
-def append_patches(actor: str, actor_id: str, patches: list[dict[str, Any]], version: int, expected: int) -> None:
-    """Save one step as a patch row, if the snapshot is still at ``expected``.
+def append_patches(
+    actor: str, actor_id: str, patches: list[dict[str, Any]], version: int, expected: int, calls: Any = ()
+) -> None:
+    """Save one step as a patch row, if the snapshot is still at ``expected`` (``calls`` with it).
 
     Fenced like ``save_snapshot``: the snapshot row's ``version`` moves to the
     step's in the same transaction, conditionally (on PostgreSQL that UPDATE
@@ -114,7 +128,10 @@ def append_patches(actor: str, actor_id: str, patches: list[dict[str, Any]], ver
 
     with transaction.atomic():
         updated = Snapshot.objects.filter(actor=actor, actor_id=actor_id, version=expected).update(
-            version=version, state_version=Coalesce(F("state_version"), F("version")), updated_at=timezone.now()
+            version=version,
+            state_version=Coalesce(F("state_version"), F("version")),
+            calls=list(calls),
+            updated_at=timezone.now(),
         )
         if not updated:
             raise SnapshotConflict(f"{actor}/{actor_id} is no longer at version {expected} in the database")
@@ -141,7 +158,7 @@ def vendor() -> str:
     return str(snapshot_connection().vendor)
 
 
-def load_measured(actor: str, actor_id: str) -> tuple[Any, int, int, int, int] | None:
+def load_measured(actor: str, actor_id: str) -> tuple[Any, int, int, int, Any, int] | None:
     """``load_snapshot`` and the size of the state as JSON (what patch rows are weighed against)."""
     row = load_snapshot(actor, actor_id)
     if row is None:
@@ -150,9 +167,10 @@ def load_measured(actor: str, actor_id: str) -> tuple[Any, int, int, int, int] |
 
 
 def save_measured(*args: Any) -> int:
-    """``save_snapshot`` (all but the last argument); returns the state's size as JSON if it will be logged."""
-    *save, measure = args
-    save_snapshot(*save)
+    """``save_snapshot`` (all but the last two arguments, then ``calls``); returns the state's size as JSON
+    if it will be logged."""
+    *save, calls, measure = args
+    save_snapshot(*save, calls)
     return len(protocol.encode(save[2])) if measure else 0
 
 

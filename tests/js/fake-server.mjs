@@ -40,6 +40,8 @@ export class FakeServer {
     this.instances = new Map(); // key -> {state, version, history, stateSubs, eventSubs}
     /** answers an rpc: return {result} or {error, code, details}; undefined sends nothing */
     this.onRpc = () => ({ result: null });
+    /** when set, answers a state:sub with the frame it returns instead of the instance's snapshot */
+    this.onStateSub = null;
   }
 
   get url() {
@@ -101,7 +103,8 @@ export class FakeServer {
         break;
       case "state:sub":
         inst.stateSubs.add(socket);
-        if (this.holdSnapshots) this.held.push([socket, inst]);
+        if (this.onStateSub) this.send(socket, this.onStateSub(msg));
+        else if (this.holdSnapshots) this.held.push([socket, inst]);
         else this.sendSnapshot(socket, inst);
         break;
       case "state:unsub":

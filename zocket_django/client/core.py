@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import random
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +21,11 @@ from .errors import (
 )
 from .frames import dumps
 from .handles import ActorHandle
+
+
+def _retry_delay(attempt: int) -> float:
+    """Seconds before retry number ``attempt`` (0-based) of a call answered ``unavailable``."""
+    return min(1.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0)
 
 
 class ClientCore:
@@ -91,27 +98,39 @@ class ClientCore:
             "actor": actor,
             "actorId": actor_id,
             "method": method,
+            # One key for every attempt: the server runs it at most once (docs/protocol.md, "Keyed calls").
+            "key": secrets.token_urlsafe(16),
         }
         if input is not UNSET:
             frame["input"] = input
         raw = dumps(frame)  # in the caller: input that is not JSON fails here
         loop = asyncio.get_running_loop()
         deadline = asyncio.timeout(timeout)
+        last: ZocketRpcError | None = None  # why the last attempt did not settle the call
         try:
             async with deadline:
-                conn = await self._wait_connected()
-                fut: asyncio.Future[Any] = loop.create_future()
-                conn.pending[rid] = (fut, method)
-                try:
-                    conn.outbox.put_nowait(raw)
-                    return await fut
-                finally:
-                    conn.pending.pop(rid, None)
+                for attempt in itertools.count():
+                    conn = await self._wait_connected()
+                    fut: asyncio.Future[Any] = loop.create_future()
+                    conn.pending[rid] = (fut, method)
+                    try:
+                        conn.outbox.put_nowait(raw)
+                        return await fut
+                    except ZocketRpcDisconnected as exc:  # the socket dropped: again on the next one
+                        last = exc
+                    except ZocketRpcError as exc:
+                        if exc.code != "unavailable" or isinstance(exc, ZocketRefused):
+                            raise
+                        last = exc  # nothing ran, or its owner is moving: again after a pause
+                        await asyncio.sleep(_retry_delay(attempt))
+                    finally:
+                        conn.pending.pop(rid, None)
         except TimeoutError:
             if deadline.expired():
+                why = f" (last attempt: {last.code}: {last.message})" if last is not None else ""
                 raise ZocketRpcTimeout(
                     "timeout",
-                    f"{actor}.{method} got no answer within {timeout}s",
+                    f"{actor}.{method} got no answer within {timeout}s{why}",
                     method=method,
                 ) from None
             raise

@@ -41,12 +41,13 @@ def required_str(msg: Mapping[str, Any], key: str) -> str:
     return value
 
 
-def optional_version(msg: Mapping[str, Any]) -> int | None:
-    value = msg.get("version")
+def optional_version(msg: Mapping[str, Any], field: str = "version") -> int | None:
+    """An integer field (``version``, ``epoch``) that a server may leave out."""
+    value = msg.get(field)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidFrame("field 'version' must be an integer")
+        raise InvalidFrame(f"field {field!r} must be an integer")
     return value
 
 

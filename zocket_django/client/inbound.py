@@ -69,22 +69,22 @@ class Inbound(ClientCore):
         handle = self._route(msg)
         if "state" not in msg:
             raise InvalidFrame("missing field 'state'")
-        version = optional_version(msg)
+        version, epoch = optional_version(msg), optional_version(msg, "epoch")
         if handle is not None:
-            handle.state._on_snapshot(msg["state"], version)
+            handle.state._on_snapshot(msg["state"], version, epoch)
 
     def _on_patch(self, conn: Connection, msg: dict[str, Any]) -> None:
         handle = self._route(msg)
         if handle is None:
             return
         try:
-            version = optional_version(msg)
+            version, epoch = optional_version(msg), optional_version(msg, "epoch")
             ops = checked_patch(msg.get("patches"))
         except InvalidFrame as exc:
             # We cannot tell what changed: the copy is no longer trustworthy.
             handle.state._resync(f"invalid patch: {exc}")
             return
-        handle.state._on_patch(ops, version)
+        handle.state._on_patch(ops, version, epoch)
 
     def _on_pong(self, conn: Connection, msg: dict[str, Any]) -> None:
         ping_id = msg.get("id")

@@ -29,6 +29,8 @@ class LiveState:
         self._id = actor_id
         self._data: Any = None
         self._version: int | None = None
+        self._epoch: int | None = None  # the incarnation of the copy (None: a server without epochs)
+        self._stale_answers = 0
         self._has_data = False
         self._awaiting_snapshot = False
         self._listeners: dict[int, Callback | None] = {}
@@ -118,20 +120,42 @@ class LiveState:
         return {"type": kind, "actor": self._name, "actorId": self._id}
 
     def _forget(self) -> None:
+        """Drop the copy; its version and epoch stay as the mark no older snapshot may go below."""
         self._data = None
-        self._version = None
         self._has_data = False
 
-    def _on_snapshot(self, state: Any, version: int | None) -> None:
+    def _older_than_shown(self, version: int | None, epoch: int | None) -> bool:
+        """A snapshot of an earlier incarnation, or of an earlier version of this one (never shown)."""
+        if epoch is None or self._epoch is None:
+            return False
+        if epoch != self._epoch:
+            return epoch < self._epoch
+        return version is not None and self._version is not None and version < self._version
+
+    def _on_snapshot(self, state: Any, version: int | None, epoch: int | None = None) -> None:
         if not self._listeners:
             return  # late answer to a subscription we dropped: would go stale
-        self._data, self._version, self._has_data = state, version, True
+        if self._older_than_shown(version, epoch):
+            # A straggler: not shown; while waiting for a resync ask again, unless the owner keeps
+            # sending it (a server clock gone backwards): then it is the state there is.
+            if not self._awaiting_snapshot:
+                return
+            self._stale_answers += 1
+            if self._stale_answers <= 3:
+                self._client._send(self._frame("state:sub"))
+                return
+        self._data, self._version, self._epoch, self._has_data = state, version, epoch, True
         self._awaiting_snapshot = False
+        self._stale_answers = 0
         self._notify()
 
-    def _on_patch(self, ops: list[dict[str, Any]], version: int | None) -> None:
+    def _on_patch(self, ops: list[dict[str, Any]], version: int | None, epoch: int | None = None) -> None:
         if not self._listeners or not self._has_data:
             return  # not subscribed, or a snapshot is on its way
+        if epoch is not None and self._epoch is not None and epoch != self._epoch:
+            if epoch > self._epoch:  # a newer incarnation: our copy is of the one before
+                self._resync(f"epoch {epoch} after {self._epoch}")
+            return  # an older one: a straggler of an incarnation that is gone
         expected = None if self._version is None else self._version + 1
         if version != expected and not (self._version is None and version is not None):
             self._resync(f"version {version} after {self._version}")

@@ -45,14 +45,17 @@ export interface ClientOptions {
 
 /**
  * Every rejection and report of the client. `code` is the server's (`invalid_input`,
- * `unknown_method`, ...) or the client's own: "timeout", "disconnected", "closed",
- * "bad_frame", "bad_patch", "listener_error".
+ * `unknown_method`, ...) or the client's own: "timeout" (its `details`: the last attempt's
+ * error, "disconnected" or "unavailable", if any), "closed", "bad_frame", "bad_patch",
+ * "listener_error". Calls carry a random key and are retried with it after a lost socket or
+ * `unavailable`, so a call that resolves ran exactly once.
  */
 export declare class ZocketError extends Error {
   constructor(message: string, code?: string, details?: unknown);
   name: "ZocketError";
   code: string | undefined;
-  /** The server's details (e.g. pydantic's validation errors), or the offending frame or thrown error. */
+  /** The server's details (e.g. pydantic's validation errors), the offending frame or thrown error, or a
+   * timed-out call's last error. */
   details: unknown;
 }
 

@@ -21,12 +21,17 @@
  *   "closed"       close() was called, reconnection is off, it gave up, or the server
  *                  refused the connection (close code 4401 or 4403); final
  *
- * Guarantees: a call that was sent when its socket dropped is rejected with code
- * "disconnected", never replayed (it may or may not have run); a call made while
- * disconnected waits for the connection, within its timeout. Subscriptions survive
- * reconnection. State listeners only ever see states the server had: a patch is
- * applied only to the state of the version just before it, anything else asks the
- * server for a fresh snapshot. A socket the server closes with 4401 (credentials
+ * Guarantees: every call carries a random `key`, and the server runs a key at most
+ * once. A call whose socket dropped, or that the server answered `unavailable`
+ * (the owner of the actor moved or was in doubt), is sent again with the same key
+ * until it is answered or its timeout passes (with `rpcTimeout: 0`, for as long as
+ * it takes): it runs exactly once, or the promise rejects with code "timeout" and the
+ * last attempt's error as `details`. A call made while disconnected waits for the
+ * connection, within its timeout. Subscriptions survive reconnection. State
+ * listeners only ever see states the server had: a patch is applied only to the
+ * state of the version just before it, of the same `epoch` (incarnation of the
+ * instance), anything else asks the server for a fresh snapshot; a snapshot of an
+ * older incarnation, or older than the state shown, is never applied. A socket the server closes with 4401 (credentials
  * refused: code "unauthenticated") or 4403 ("forbidden") is not reopened: the client
  * closes, and every unsettled call, `ready` and every later call reject with that code.
  */
@@ -37,7 +42,8 @@
  * @typedef {object} ClientOptions
  * @property {string} url WebSocket URL of the server's zocket route, e.g. "wss://example.com/ws/".
  * @property {{ new (url: string): WebSocket }} [WebSocket] WebSocket class; defaults to the global one (pass `ws` in Node 20).
- * @property {number} [rpcTimeout=10000] ms a call may take, the wait for a connection included; 0 = no limit.
+ * @property {number} [rpcTimeout=10000] ms a call may take, the wait for a connection and retries included;
+ *   0 = no limit.
  * @property {number} [connectTimeout=10000] ms one attempt may take to open the socket and receive `welcome`.
  * @property {false | {minDelay?: number, maxDelay?: number, maxAttempts?: number}} [reconnect]
  *   Backoff with full jitter: the delay before a retry is random in [0, min(maxDelay, minDelay * 2^failures)].
@@ -92,7 +98,9 @@
 
 /**
  * Every rejection and report of this client. `code` is the server's (docs/protocol.md) or one of
- * the client's own: "timeout", "disconnected", "closed", "bad_frame", "bad_patch", "listener_error".
+ * the client's own: "timeout" (details: the last attempt's error, "disconnected" or "unavailable"),
+ * "closed", "bad_frame", "bad_patch", "listener_error" ("disconnected" also reports a socket that
+ * could not be opened).
  */
 export class ZocketError extends Error {
   /**
@@ -114,6 +122,26 @@ const FINAL_CLOSE_CODES = { 4401: "unauthenticated", 4403: "forbidden" };
 const isObj = (v) => v !== null && typeof v === "object";
 const isStr = (v) => typeof v === "string";
 const isVersion = (v) => v === undefined || Number.isInteger(v);
+/** Milliseconds before retry number `n` (0-based) of a call answered `unavailable`. */
+const retryDelay = (n) => Math.min(1000, 50 * 2 ** n) * (0.5 + Math.random() / 2);
+
+/** A random key for one call (128 bits, base64url): retries of the call carry it, so it runs once. */
+function newKey() {
+  const bytes = new Uint8Array(16);
+  if (globalThis.crypto?.getRandomValues) globalThis.crypto.getRandomValues(bytes);
+  else for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/**
+ * Whether snapshot `m` is older than what entry `e` shows: an earlier incarnation, or an earlier
+ * version of the same one. Servers without epochs (Zocket's own) send none: never older.
+ */
+const olderThanShown = (e, m) =>
+  e.state !== undefined &&
+  Number.isInteger(m.epoch) &&
+  Number.isInteger(e.epoch) &&
+  (m.epoch < e.epoch || (m.epoch === e.epoch && Number.isInteger(e.version) && m.version < e.version));
 const badPatch = (why) => {
   throw new ZocketError(`invalid patch: ${why}`, "bad_patch");
 };
@@ -374,8 +402,10 @@ export function createClient(options) {
       // already closing
     }
     if (status === "connected") ready = deferred();
+    // Calls in flight go again, with their keys, on the next connection (the server runs a key once).
     for (const c of calls.values()) {
-      if (c.sent) c.done(new ZocketError(`connection lost during ${c.method}`, "disconnected"));
+      c.sent = false;
+      c.lastError = new ZocketError(`connection lost during ${c.method}`, "disconnected");
     }
     schedule();
   }
@@ -475,8 +505,14 @@ export function createClient(options) {
       case "rpc:result": {
         if (!isStr(m.id)) return false;
         const c = calls.get(m.id); // absent for a call that timed out
-        if (m.error != null) c?.done(new ZocketError(String(m.error), m.code, m.details));
-        else c?.done(null, m.result);
+        if (!c || !c.sent) return; // settled, or a stale answer to an attempt already being repeated
+        if (m.error == null) return c.done(null, m.result);
+        const error = new ZocketError(String(m.error), m.code, m.details);
+        if (m.code !== "unavailable") return c.done(error);
+        // Nothing ran, or its owner is moving: the same key again, after a short pause.
+        c.sent = false;
+        c.lastError = error;
+        c.retry = setTimeout(() => clientId !== null && !c.sent && calls.has(m.id) && transmit(c), retryDelay(c.attempts++));
         return;
       }
       case "error":
@@ -490,14 +526,25 @@ export function createClient(options) {
       case "state:snapshot":
         if (!addressed || !Object.hasOwn(m, "state") || !isVersion(m.version)) return false;
         // an answer to state:sub, or unsolicited when the instance was activated again
-        if (e?.watchers.size) {
-          e.resyncing = false;
-          setState(e, m.state, m.version);
+        if (!e?.watchers.size) return;
+        if (olderThanShown(e, m)) {
+          // a straggler of an earlier incarnation or version: not shown, unless the owner keeps
+          // answering it (a clock gone backwards on the server): then it is the state there is
+          if (!e.resyncing) return;
+          if (++e.staleAnswers <= 3) return sendTo("state:sub", e);
         }
+        e.resyncing = false;
+        e.staleAnswers = 0;
+        e.epoch = m.epoch;
+        setState(e, m.state, m.version);
         return;
       case "state:patch": {
         if (!addressed || !Array.isArray(m.patches) || !isVersion(m.version)) return false;
         if (!e?.watchers.size || e.resyncing) return; // a snapshot is on its way
+        if (Number.isInteger(m.epoch) && Number.isInteger(e.epoch) && m.epoch !== e.epoch) {
+          // another incarnation: a newer one replaces ours (ask for it), an older one is gone
+          return m.epoch > e.epoch ? requestState(e) : undefined;
+        }
         // a server without versions sends none on either message
         if (m.version !== (e.version === undefined ? undefined : e.version + 1)) return requestState(e);
         let next;
@@ -540,20 +587,23 @@ export function createClient(options) {
       const id = String(++seq);
       const c = {
         method,
-        frame: JSON.stringify({ type: "rpc", id, actor, actorId, method, input }),
+        frame: JSON.stringify({ type: "rpc", id, actor, actorId, method, input, key: newKey() }),
         sent: false,
+        attempts: 0,
+        lastError: undefined, // why the last attempt did not settle it (reported if time runs out)
         done(error, result) {
           clearTimeout(c.timer);
+          clearTimeout(c.retry);
           calls.delete(id);
           if (error) reject(error);
           else resolve(result);
         },
       };
       if (rpcTimeout) {
-        c.timer = setTimeout(
-          () => c.done(new ZocketError(`${method} timed out after ${rpcTimeout} ms`, "timeout")),
-          rpcTimeout,
-        );
+        c.timer = setTimeout(() => {
+          const why = c.lastError ? ` (last attempt: ${c.lastError.message})` : "";
+          c.done(new ZocketError(`${method} timed out after ${rpcTimeout} ms${why}`, "timeout", c.lastError));
+        }, rpcTimeout);
       }
       calls.set(id, c);
       if (clientId !== null) transmit(c);
@@ -564,6 +614,8 @@ export function createClient(options) {
     let e = entries.get(key);
     if (!e) {
       e = { actor, actorId, key, events: new Set(), watchers: new Set(), state: undefined, version: undefined };
+      e.epoch = undefined; // the incarnation the state belongs to (servers without epochs: undefined)
+      e.staleAnswers = 0;
       entries.set(key, e);
     }
     return e;
@@ -594,7 +646,7 @@ export function createClient(options) {
           const e = entryFor(key, name, id);
           const unsubscribe = listen(e.watchers, cb, () => {
             sendTo("state:unsub", e);
-            e.state = e.version = undefined;
+            e.state = e.version = e.epoch = undefined;
             e.resyncing = false;
             release(e);
           });

@@ -1,0 +1,128 @@
+"""The outcomes of recent keyed calls of one instance: what makes a retried call run once.
+
+A client may put a ``key`` on an ``rpc`` frame. The first call with that key
+runs; its outcome (a result, or the error the handler ended with) is kept
+here, and every later call with the same key from the same caller identity is
+answered with it instead of running again. The window is bounded three ways
+(per identity, per instance, by age: ``CALL_KEYS_PER_CALLER``,
+``CALL_KEYS_PER_INSTANCE``, ``CALL_KEY_SECONDS``); the oldest entries go first.
+
+A key is tied to the call it was first used for (a fingerprint of the method
+and its validated input): reusing it for a different call is refused rather
+than answered with someone else's result.
+
+For durable actors the window is saved in the same commit as the state
+(``dump`` / ``load``, a JSON list), so a retry after a crash or a failover
+finds the outcome the first attempt committed. Times are wall-clock seconds
+because they outlive the process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+#: Longest accepted key (the frame's ``key`` field).
+MAX_KEY_LENGTH = 128
+
+
+class KeyReused(Exception):
+    """The key was already used by this caller for a different call."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    fingerprint: str
+    at: float
+    #: Encoded ``{"result": ...}`` or ``{"error": ..., "code": ...}``: an ``rpc:result`` minus type and id.
+    outcome: str
+
+
+def fingerprint(method: str, arguments: Any) -> str:
+    """A short digest of a call: the same method with the same input gives the same one."""
+    text = json.dumps([method, arguments], sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+class CallWindow:
+    """Recent outcomes by (identity, key), oldest first, within three bounds."""
+
+    def __init__(self, per_caller: int, per_instance: int, seconds: float) -> None:
+        self.per_caller = per_caller
+        self.per_instance = per_instance
+        self.seconds = seconds
+        self._order: OrderedDict[tuple[str, str], Entry] = OrderedDict()
+        self._count: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def lookup(self, identity: str, key: str, fp: str, now: float) -> str | None:
+        """The remembered outcome, ``None`` if the key is new; ``KeyReused`` for a different call."""
+        self.prune(now)
+        entry = self._order.get((identity, key))
+        if entry is None:
+            return None
+        if entry.fingerprint != fp:
+            raise KeyReused(key)
+        return entry.outcome
+
+    def remember(self, identity: str, key: str, fp: str, outcome: str, now: float) -> None:
+        """Keep ``outcome`` for the key; drop what falls out of the window."""
+        self.forget(identity, key)
+        self._order[(identity, key)] = Entry(fp, now, outcome)
+        count = self._count[identity] = self._count.get(identity, 0) + 1
+        if count > self.per_caller:
+            oldest = next(k for k in self._order if k[0] == identity)
+            self.forget(*oldest)
+        while len(self._order) > self.per_instance:
+            self.forget(*next(iter(self._order)))
+        self.prune(now)
+
+    def forget(self, identity: str, key: str) -> None:
+        if self._order.pop((identity, key), None) is not None:
+            left = self._count[identity] - 1
+            if left:
+                self._count[identity] = left
+            else:
+                del self._count[identity]
+
+    def prune(self, now: float) -> None:
+        """Drop entries older than ``seconds`` (the oldest are first)."""
+        while self._order:
+            (identity, key), entry = next(iter(self._order.items()))
+            if now - entry.at < self.seconds:
+                break
+            self.forget(identity, key)
+
+    # -- saved with the state -------------------------------------------------------------
+
+    def dump(self) -> list[list[Any]]:
+        """JSON form, oldest first: ``[identity, key, fingerprint, at, outcome]`` each."""
+        return [[i, k, e.fingerprint, e.at, e.outcome] for (i, k), e in self._order.items()]
+
+    def load(self, data: Any, now: float) -> None:
+        """Replace the window with a saved one; malformed entries are skipped (it is only a cache of outcomes)."""
+        self._order.clear()
+        self._count.clear()
+        if not isinstance(data, list):
+            return
+        for item in sorted((i for i in data if _well_formed(i)), key=lambda i: i[3]):
+            identity, key, fp, at, outcome = item
+            self.remember(identity, key, fp, outcome, at)
+        self.prune(now)
+
+
+def _well_formed(item: Any) -> bool:
+    return (
+        isinstance(item, list)
+        and len(item) == 5
+        and isinstance(item[0], str)
+        and isinstance(item[1], str)
+        and isinstance(item[2], str)
+        and isinstance(item[3], int | float)
+        and isinstance(item[4], str)
+    )
