@@ -23,11 +23,10 @@ from typing import Any
 
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from pydantic import BaseModel, ValidationError
 
-from . import identity, protocol
+from . import identity, protocol, request_checks
 from .access import Guard, Request, admit, gate
-from .actor import ActorSpec, MethodSpec
+from .actor import ActorSpec
 from .auth import accepted_subprotocol, identify
 from .budget import Budget
 from .caller import Caller
@@ -38,17 +37,13 @@ from .messages import EVENTS, STATE
 from .node import Node, get_node
 from .output import Output
 from .protocol import Code
-from .registry import registry
 from .runtime import debug_details
-from .schema import first_problem, validation_details
 from .transport import DaphneSocket, socket_of
 
 log = logging.getLogger(__name__)
 
 #: Longest ``id`` of an ``rpc`` or ``ping`` (it is echoed back).
 MAX_ID_LENGTH = 128
-#: Longest string (``type``, ``id``, ``actor``, ``actorId``) echoed in the ``ref`` of an ``error`` frame.
-MAX_REF_LENGTH = 128
 #: Close code of a connection whose credentials were refused.
 CLOSE_UNAUTHENTICATED = 4401
 #: Close code of a connection that sent a frame over ``MAX_FRAME_BYTES``
@@ -60,13 +55,6 @@ CLOSE_TOO_SLOW = 4008
 THROTTLE_WARNING_INTERVAL = 10.0
 #: Close code of a connection refused because its user has too many open (``MAX_CONNECTIONS_PER_USER``).
 CLOSE_TOO_MANY_CONNECTIONS = 4429
-
-
-#: Refusals of a malformed request (the consumer's own checks): answered, not logged, since
-#: any client can send them as fast as it likes. Refusals by access rules are logged.
-UNLOGGED_REFUSALS = frozenset(
-    {Code.BAD_REQUEST, Code.UNKNOWN_ACTOR, Code.UNKNOWN_METHOD, Code.INVALID_INPUT, Code.OVERLOADED}
-)
 
 
 class ZocketConsumer(AsyncJsonWebsocketConsumer):
@@ -330,12 +318,12 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
                 raise ZocketError(
                     f"rpc key must be a string of 1 to {MAX_KEY_LENGTH} characters", code=Code.BAD_REQUEST
                 )
-            spec, actor_id = self._target(message)
-            method = self._method(spec, message.get("method"))
+            spec, actor_id = request_checks.target(message, self.limits, self._valid_id)
+            method = request_checks.method_of(spec, message.get("method"))
             guard = method.guard
             if guard is not None:
                 await gate(guard, caller.user, self.perm_cache)
-            args = self._arguments(method, message.get("input"))
+            args = request_checks.arguments(method, message.get("input"))
             if guard is not None and (guard.middleware or guard.checks):
                 inputs = {name: getattr(args, name) for name in method.input_model.model_fields}
                 caller = await self._admit(guard, "rpc", spec, actor_id, method.name, inputs)
@@ -344,11 +332,11 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
                 raise ZocketError(refused, code=Code.OVERLOADED)
             self._claim(spec, actor_id)
         except ZocketError as exc:
-            self._log_refusal(exc, message)
+            request_checks.log_refusal(exc, message, self.client_id, self.caller.user_id)
             self.push(protocol.rpc_error(rpc_id, exc.code, exc.message, exc.details))
             return
         except Exception as exc:
-            self._log_failure(message)
+            request_checks.log_failure(message, self.client_id, self.caller.user_id)
             frame = protocol.rpc_error(rpc_id, Code.HANDLER_ERROR, "access check failed", debug_details(exc))
             self.push(frame)
             return
@@ -357,7 +345,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
     async def _subscribe(self, message: dict[str, Any], kind: str) -> None:
         caller = self.caller
         try:
-            spec, actor_id = self._target(message)
+            spec, actor_id = request_checks.target(message, self.limits, self._valid_id)
             key = (spec.name, actor_id, kind)
             if key not in self.subscriptions and len(self.subscriptions) >= self.limits.MAX_SUBSCRIPTIONS:
                 raise ZocketError(
@@ -370,24 +358,24 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
                     caller = await self._admit(guard, message["type"], spec, actor_id, None, None)
             self._claim(spec, actor_id)
         except ZocketError as exc:
-            self._log_refusal(exc, message)
+            request_checks.log_refusal(exc, message, self.client_id, self.caller.user_id)
             await self._error(exc.code, exc.message, message)
             return
         except Exception:
-            self._log_failure(message)
+            request_checks.log_failure(message, self.client_id, self.caller.user_id)
             await self._error(Code.HANDLER_ERROR, "access check failed", message)
             return
         try:
             await self.node.subscribe(self, spec.name, actor_id, kind)
         except Exception:  # the channel layer (Redis) is away: nothing changed
-            self._log_unavailable(message)
+            request_checks.log_unavailable(message, self.client_id, self.caller.user_id)
             await self._error(Code.UNAVAILABLE, "cannot subscribe now; try again", message)
             return
         self.subscriptions.add(key)
         try:
             await self.node.request_subscription(spec, actor_id, caller, kind)
         except Exception:  # the owner cannot be known (Redis is away)
-            self._log_unavailable(message)
+            request_checks.log_unavailable(message, self.client_id, self.caller.user_id)
             self.subscriptions.discard(key)
             with contextlib.suppress(Exception):
                 await self.node.unsubscribe(self, spec.name, actor_id, kind)
@@ -395,7 +383,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
 
     async def _unsubscribe(self, message: dict[str, Any], kind: str) -> None:
         try:
-            spec, actor_id = self._target(message)
+            spec, actor_id = request_checks.target(message, self.limits, self._valid_id)
         except ZocketError as exc:
             await self._error(exc.code, exc.message, message)
             return
@@ -428,47 +416,6 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
 
     # -- checks shared by every request ---------------------------------------------
 
-    def _target(self, message: dict[str, Any]) -> tuple[ActorSpec, str]:
-        actor, actor_id = message.get("actor"), message.get("actorId")
-        if not isinstance(actor, str) or not isinstance(actor_id, str):
-            raise ZocketError("actor and actorId must be strings", code=Code.BAD_REQUEST)
-        spec = registry.get(actor)
-        if spec is None:
-            raise ZocketError(f"unknown actor {actor[:64]!r}", code=Code.UNKNOWN_ACTOR)
-        if not actor_id or len(actor_id) > self.limits.MAX_ACTOR_ID_LENGTH:
-            raise ZocketError(
-                f"actorId must be 1 to {self.limits.MAX_ACTOR_ID_LENGTH} characters", code=Code.BAD_REQUEST
-            )
-        if not self._valid_id(actor_id):
-            raise ZocketError("actorId holds characters that are not allowed", code=Code.BAD_REQUEST)
-        return spec, actor_id
-
-    @staticmethod
-    def _method(spec: ActorSpec, name: Any) -> MethodSpec:
-        if not isinstance(name, str):
-            raise ZocketError("method must be a string", code=Code.BAD_REQUEST)
-        method = spec.methods.get(name)
-        if method is None:
-            raise ZocketError(f"{spec.name} has no method {name[:64]!r}", code=Code.UNKNOWN_METHOD)
-        return method
-
-    @staticmethod
-    def _arguments(method: MethodSpec, given: Any) -> BaseModel:
-        if given is None:
-            given = {}
-        if not isinstance(given, dict):
-            raise ZocketError(
-                f"Invalid input for {method.name}: expected a JSON object of its parameters",
-                code=Code.INVALID_INPUT,
-                details=[{"loc": [], "msg": "Input should be an object", "type": "dict_type"}],
-            )
-        try:
-            return method.input_model.model_validate(given)
-        except ValidationError as exc:
-            details = validation_details(exc)
-            message = f"Invalid input for {method.name}: {first_problem(details)}"
-            raise ZocketError(message, code=Code.INVALID_INPUT, details=details) from None
-
     def _claim(self, spec: ActorSpec, actor_id: str) -> None:
         """Count the instance as used by this connection (it keeps it hot); ``ZocketError`` past the caps."""
         group = self.node.group_name(spec.name, actor_id)
@@ -499,43 +446,6 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         extra = await admit(guard, request)
         return dataclasses.replace(caller, extra=extra) if extra else caller
 
-    def _log_context(self, message: dict[str, Any], **more: Any) -> dict[str, Any]:
-        context = {
-            "actor": message.get("actor"),
-            "actor_id": message.get("actorId"),
-            "method": message.get("method"),
-            "type": message.get("type"),
-            "client": self.client_id,
-            "user": self.caller.user_id,
-        }
-        return {"zocket": {k: v for k, v in context.items() if isinstance(v, str)} | more}
-
-    def _log_refusal(self, exc: ZocketError, message: dict[str, Any]) -> None:
-        if exc.code in UNLOGGED_REFUSALS:
-            return
-        log.info(
-            "zocket: %s refused (%s): %s",
-            message.get("type"),
-            exc.code,
-            exc.message,
-            extra=self._log_context(message, code=str(exc.code)),
-        )
-
-    def _log_unavailable(self, message: dict[str, Any]) -> None:
-        log.warning(
-            "zocket: %s refused: the channel layer or Redis is unreachable",
-            message.get("type"),
-            exc_info=True,
-            extra=self._log_context(message, code=Code.UNAVAILABLE),
-        )
-
-    def _log_failure(self, message: dict[str, Any]) -> None:
-        log.exception(
-            "zocket: an access check or middleware raised; %s refused",
-            message.get("type"),
-            extra=self._log_context(message, code=Code.HANDLER_ERROR),
-        )
-
     def _throttled(self, wait: float) -> None:
         """A frame over the budget waits; one warning per connection per interval, not one per frame."""
         self._waits += 1
@@ -562,13 +472,7 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=CLOSE_TOO_LARGE, reason=f"frame over {limit} bytes")
 
     async def _error(self, code: Code | str, text: str, message: dict[str, Any]) -> None:
-        ref = {
-            k: v
-            for k in ("type", "id", "actor", "actorId")
-            if (isinstance(v := message.get(k), str) and _echoable(v, MAX_REF_LENGTH))
-            or (isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**53)
-        }
-        self.push(protocol.error(code, text, ref))
+        self.push(protocol.error(code, text, request_checks.error_ref(message)))
 
     _frame_handlers = {
         "rpc": _rpc,
@@ -583,8 +487,3 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
 def _utf8_length(text: str) -> int:
     """Bytes of ``text`` in UTF-8; lone surrogates (impossible from a real socket) count as 3."""
     return len(text.encode("utf-8", "surrogatepass"))
-
-
-def _echoable(text: str, limit: int) -> bool:
-    """Short and printable (so valid Unicode): safe to send back to the client."""
-    return 0 < len(text) <= limit and text.isprintable()

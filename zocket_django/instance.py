@@ -270,7 +270,7 @@ class Instance:
                 size = statesize.after_step(self.label, self.max_state_bytes, self.size, self.dump, frame)
                 frame = self._state_frame(frame, size, self.version + 1)
             self._check_owned()  # the lease went into doubt while the handler ran: acknowledge nothing
-            if keyed is not None:
+            if keyed is not None and result is not None:
                 self.calls.remember(keyed.scope, keyed.key, keyed.fingerprint, result, time.time())
             if patches and self.store.write_through:
                 # raises: undone, nothing acknowledged (fenced: a stale owner's save is refused)

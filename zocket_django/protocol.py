@@ -33,8 +33,8 @@ class Code(StrEnum):
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def encode(message: dict[str, Any]) -> str:
-    """Compact JSON text for one frame."""
+def encode(message: Any) -> str:
+    """Compact JSON text for one frame (or one value of it)."""
     return _encoder.encode(message)
 
 

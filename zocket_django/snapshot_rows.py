@@ -166,12 +166,20 @@ def load_measured(actor: str, actor_id: str) -> tuple[Any, int, int, int, Any, i
     return (*row, len(protocol.encode(row[0])))
 
 
-def save_measured(*args: Any) -> int:
-    """``save_snapshot`` (all but the last two arguments, then ``calls``); returns the state's size as JSON
-    if it will be logged."""
-    *save, calls, measure = args
-    save_snapshot(*save, calls)
-    return len(protocol.encode(save[2])) if measure else 0
+def save_measured(
+    actor: str,
+    actor_id: str,
+    state: Any,
+    version: int,
+    schema_version: int,
+    expected: int | None,
+    logged: bool,
+    calls: Any,
+    measure: bool,
+) -> int:
+    """``save_snapshot``; returns the state's size as JSON when ``measure`` (it will be logged), else 0."""
+    save_snapshot(actor, actor_id, state, version, schema_version, expected, logged, calls)
+    return len(protocol.encode(state)) if measure else 0
 
 
 async def in_db_thread(fn: Callable[..., T], *args: Any, reads_only: bool = False) -> T:

@@ -133,4 +133,6 @@ def _visitor_host() -> Host:
     async def restore() -> None:
         pass
 
-    return Host(describe_worker, list, set, lambda actor, actor_id: None, lambda channel: None, restore)
+    return Host(
+        describe_worker, list, set, lambda actor, actor_id: None, lambda channel: None, restore, lambda *lease: None
+    )
