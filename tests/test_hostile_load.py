@@ -157,7 +157,7 @@ async def test_a_crowded_room_is_served_and_presence_returns_to_the_truth(tmp_pa
         client = await LiveClient.connect(worker.url)
 
         async def empty() -> bool:
-            return await client.call("inspector", "i", "clients", name="chat", key="crowd") in (None, 0)
+            return await client.call("inspector", "i", "clients", name="chat", instance="crowd") in (None, 0)
 
         assert await until(empty), worker.log()[-3000:]
         snapshot = await client.subscribe_state("chat", "crowd")

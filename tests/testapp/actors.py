@@ -619,12 +619,12 @@ class Inspector(Actor):
         return len(node.runtime.instances) if node is not None else 0
 
     @method
-    async def clients(self, ctx, name: str, key: str) -> int | None:
-        """Connections the instance ``name``/``key`` knows; ``None`` when it is not hot."""
+    async def clients(self, ctx, name: str, instance: str) -> int | None:
+        """Connections the instance ``name``/``instance`` knows; ``None`` when it is not hot."""
         from zocket_django.node import current_node
 
         node = current_node()
-        inst = node.runtime.instances.get((name, key)) if node is not None else None
+        inst = node.runtime.instances.get((name, instance)) if node is not None else None
         return None if inst is None else len(inst.clients)
 
 
