@@ -28,10 +28,22 @@ def load_snapshot(actor: str, actor_id: str) -> tuple[Any, int, int, int, Any] |
     order); rows at or below ``state_version`` are leftovers of a compaction
     and are skipped. A gap in the log is a damaged snapshot: ``ValueError``.
     """
+    from .models import Snapshot
+
+    # One transaction, the snapshot row locked: a compaction that moves ``state_version`` and
+    # deletes the rows below it commits either wholly before this read or wholly after it. Read
+    # in two statements without the lock, PostgreSQL (read committed) could show the old
+    # snapshot and then the log without the rows the compaction just folded: a false gap.
+    with transaction.atomic(using=router.db_for_write(Snapshot)):
+        return _load_locked(actor, actor_id)
+
+
+def _load_locked(actor: str, actor_id: str) -> tuple[Any, int, int, int, Any] | None:
     from .models import Snapshot, SnapshotPatch
 
     row = (
         Snapshot.objects.filter(actor=actor, actor_id=actor_id)
+        .select_for_update()
         .values_list("state", "version", "schema_version", "state_version", "calls")
         .first()
     )
