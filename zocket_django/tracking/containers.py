@@ -69,37 +69,23 @@ def attach(value: Any, shape: Shape, up: Entry | None, key: Any, rec: Recorder) 
             if stored is not current:
                 fields[name] = stored
         return value
-    if isinstance(shape, ListShape):
-        if type(value) is TrackedList:
-            node: Any = value
-        elif type(value) is list:
-            node = TrackedList(value)
-        else:
-            rec.degrade(f"a {type(value).__name__} where a list belongs")
-            return value
-        entry = _register(node, rec, up, key, shape)
-        item = shape.item
-        if item.node:
-            for i, current in enumerate(node):
-                stored = attach(current, item, entry, i, rec)
-                if stored is not current:
-                    list.__setitem__(node, i, stored)
-        return node
-    assert isinstance(shape, DictShape)
-    if type(value) is TrackedDict:
-        node = value
-    elif type(value) is dict:
-        node = TrackedDict(value)
+    # A list or a dict: the same steps, with each kind's own item walk and raw store.
+    assert isinstance(shape, ListShape | DictShape)
+    plain, tracked, items, put = _LIST if isinstance(shape, ListShape) else _DICT
+    if type(value) is tracked:
+        node: Any = value
+    elif type(value) is plain:
+        node = tracked(value)
     else:
-        rec.degrade(f"a {type(value).__name__} where a dict belongs")
+        rec.degrade(f"a {type(value).__name__} where a {plain.__name__} belongs")
         return value
     entry = _register(node, rec, up, key, shape)
     item = shape.item
     if item.node:
-        for k, current in dict.items(node):
+        for k, current in items(node):
             stored = attach(current, item, entry, k, rec)
             if stored is not current:
-                dict.__setitem__(node, k, stored)
+                put(node, k, stored)
     return node
 
 
@@ -510,3 +496,8 @@ def _undo_dict_delete(node: TrackedDict, entry: Entry, key: Any, old: Any, posit
 
 def _undo_dict_whole(node: TrackedDict, entry: Entry, before: dict[Any, Any]) -> None:
     _reattach(node, entry, lambda: (dict.clear(node), dict.update(node, before)))
+
+
+#: ``(plain type, tracked type, (key, item) walk, raw store)`` of each container kind, for ``attach``.
+_LIST: tuple[type, type, Any, Any] = (list, TrackedList, enumerate, list.__setitem__)
+_DICT: tuple[type, type, Any, Any] = (dict, TrackedDict, dict.items, dict.__setitem__)
