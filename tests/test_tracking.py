@@ -156,10 +156,8 @@ def mutate(data: st.DataObject, node: Any, spec: tuple[Any, ...], others: list[A
         return
     op = data.draw(
         st.sampled_from(
-            [
-                *("append", "insert", "pop", "del", "set", "extend", "iadd", "remove", "clear", "reverse", "sort"),
-                *("slice", "delslice", "swap", "move", "alias"),
-            ]
+            [*("append", "insert", "pop", "del", "set", "extend", "iadd", "remove", "clear", "reverse", "sort"),
+             *("slice", "delslice", "swap", "move", "alias")]
         )
     )
     size = len(node)
