@@ -18,6 +18,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 _POSITIVE = (
+    "COALESCE_PATCHES",
+    "COALESCE_BYTES",
     "IDLE_TIMEOUT",
     "QUEUE_TIMEOUT",
     "CALL_TIMEOUT",
@@ -90,6 +92,13 @@ class ZocketSettings:
     BYTE_RATE: float | None = 1024 * 1024
     #: How many bytes one connection may send at once above ``BYTE_RATE``.
     BYTE_BURST: int = 4 * 1024 * 1024
+    #: Most versions one ``state:patch`` may carry. Steps of an instance that
+    #: follow each other faster than they are sent (its queue is not empty)
+    #: have their patches sent as one, with ``from`` (docs/protocol.md); 1
+    #: sends one patch per version, for clients that do not read ``from``.
+    COALESCE_PATCHES: int = 256
+    #: Most characters of operations one coalesced ``state:patch`` may carry.
+    COALESCE_BYTES: int = 64 * 1024
     #: Most steps waiting in one instance's queue; more calls get ``overloaded``.
     MAX_QUEUED_CALLS: int = 1000
     #: Outcomes of keyed calls (``rpc`` frames with a ``key``) each instance keeps per caller identity

@@ -154,6 +154,19 @@ def state_patch(actor: str, actor_id: str, patches: list[dict[str, Any]], versio
     )
 
 
+def state_patch_of(
+    actor: str, actor_id: str, ops: str, version: int, epoch: int, base: int | None = None
+) -> str:
+    """``state_patch`` of operations already encoded as a JSON array.
+
+    ``base``, on a coalesced patch only (``coalesce``), is the version its
+    operations apply to (``"from"``); without it, that is ``version - 1``.
+    """
+    head = encode({"type": "state:patch", "actor": actor, "actorId": actor_id})
+    tail = "" if base is None else f',"from":{int(base)}'
+    return f'{head[:-1]},"patches":{ops},"version":{int(version)},"epoch":{int(epoch)}{tail}}}'
+
+
 def event(actor: str, actor_id: str, name: str, payload: Any) -> str:
     return encode({"type": "event", "actor": actor, "actorId": actor_id, "event": name, "payload": payload})
 

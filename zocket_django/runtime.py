@@ -9,6 +9,7 @@ subscribed caller always sees the patch before its own ``rpc:result``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Set
@@ -95,11 +96,11 @@ class Runtime(Instances):
         keyed: KeyedCall | None = None,
     ) -> None:
         if inst.failed is not None:  # the activation failed: nothing runs
-            await self._reply(caller, protocol.rpc_error(rpc_id, inst.failed.code, inst.failed.message), ticket)
+            await self._answer(inst, caller, protocol.rpc_error(rpc_id, inst.failed.code, inst.failed.message), ticket)
             return
         if time.monotonic() > queued_until:  # nothing ran, so nothing changed: safe to answer timeout
             text = f"{method.name} waited in the queue longer than QUEUE_TIMEOUT; it did not run"
-            await self._reply(caller, protocol.rpc_error(rpc_id, Code.TIMEOUT, text), ticket)
+            await self._answer(inst, caller, protocol.rpc_error(rpc_id, Code.TIMEOUT, text), ticket)
             return
         await inst.join(caller)
         if keyed is not None:
@@ -108,10 +109,10 @@ class Runtime(Instances):
             except KeyReused:
                 known = protocol.error_outcome(Code.BAD_REQUEST, "this key was already used for a different call")
             if known is not None:
-                await self._reply(caller, protocol.rpc_reply(rpc_id, known), ticket)
+                await self._answer(inst, caller, protocol.rpc_reply(rpc_id, known), ticket)
                 return
         body = await self._run_call(inst, caller, method, args, keyed)
-        await self._reply(caller, protocol.rpc_reply(rpc_id, body), ticket)
+        await self._answer(inst, caller, protocol.rpc_reply(rpc_id, body), ticket)
 
     async def _run_call(
         self, inst: Instance, caller: Caller, method: MethodSpec, args: BaseModel, keyed: KeyedCall | None
@@ -150,6 +151,10 @@ class Runtime(Instances):
 
     async def _reply(self, caller: Caller, frame: str, ticket: int | None = None) -> None:
         await self.node.send(caller.reply_to, Reply(caller.client_id, frame, ticket))
+
+    async def _answer(self, inst: Instance, caller: Caller, frame: str, ticket: int | None) -> None:
+        """Answer a step's caller after the patches of the steps before (held ones too: ``coalesce``)."""
+        await inst.after_patches(functools.partial(self._reply, caller, frame, ticket))
 
     def subscribe(
         self,
@@ -196,17 +201,22 @@ class Runtime(Instances):
             for kind in sorted(kinds):
                 ref = {"type": f"{kind}:sub", "actor": inst.spec.name, "actorId": inst.actor_id}
                 frame = protocol.error(inst.failed.code, inst.failed.message, ref)
-                await self._reply(caller, frame, ticket)
+                await self._answer(inst, caller, frame, ticket)
             return
         presence = await inst.join(caller)
         presence.subs.update(kinds)
         if answer and STATE in kinds:
-            frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version, inst.epoch)
-            error = inst.too_large(frame)
-            if error is not None:  # answered; the subscription stays pending, as if the snapshot were on its way
-                await self._reply(caller, error, ticket)
-                return
-            await self.node.send(caller.reply_to, Snapshot(caller.client_id, inst.group, frame, ticket))
+            # After the patches held (``coalesce``): encoded then, once for every subscriber
+            # answered behind the same patch, at the version that patch produced.
+            await inst.after_patches(functools.partial(self._send_snapshot, inst, caller, ticket))
+
+    async def _send_snapshot(self, inst: Instance, caller: Caller, ticket: int | None) -> None:
+        frame = inst.current_snapshot()
+        if not frame.startswith('{"type":"state:snapshot"'):
+            # too_large: answered; the subscription stays pending, as if the snapshot were on its way
+            await self._reply(caller, frame, ticket)
+            return
+        await self.node.send(caller.reply_to, Snapshot(caller.client_id, inst.group, frame, ticket))
 
     def unsubscribe(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:
         """Drop one subscription; a connection that drops its last one leaves."""
