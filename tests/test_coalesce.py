@@ -9,6 +9,7 @@ caller still sees the patch of its step before its ``rpc:result``.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from typing import Any
 
@@ -36,7 +37,7 @@ def test_a_coalesced_patch_applied_to_its_base_gives_what_each_patch_gives(state
     """Frames built by the coalescer, applied in turn to the first state, end at the last, version by version."""
     coalescer = Coalescer()
     frames: list[dict[str, Any]] = []
-    for version, (before, after) in enumerate(zip(states, states[1:], strict=False), start=1):
+    for version, (before, after) in enumerate(itertools.pairwise(states), start=1):
         ops = protocol.encode(jsonpatch.make_patch(before, after).patch)
         if not coalescer.fits(ops, most, 10**9, 7):
             frames.append(_frame(coalescer))
