@@ -154,9 +154,7 @@ def state_patch(actor: str, actor_id: str, patches: list[dict[str, Any]], versio
     )
 
 
-def state_patch_of(
-    actor: str, actor_id: str, ops: str, version: int, epoch: int, base: int | None = None
-) -> str:
+def state_patch_of(actor: str, actor_id: str, ops: str, version: int, epoch: int, base: int | None = None) -> str:
     """``state_patch`` of operations already encoded as a JSON array.
 
     ``base``, on a coalesced patch only (``coalesce``), is the version its
