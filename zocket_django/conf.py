@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 _POSITIVE = (
+    "MAX_CALLS_IN_FLIGHT",
     "COALESCE_PATCHES",
     "COALESCE_BYTES",
     "IDLE_TIMEOUT",
@@ -99,6 +100,9 @@ class ZocketSettings:
     COALESCE_PATCHES: int = 256
     #: Most characters of operations one coalesced ``state:patch`` may carry.
     COALESCE_BYTES: int = 64 * 1024
+    #: Most calls one connection may have unanswered; past it its socket is not
+    #: read until answers come back (its frames wait, others go first; nothing is refused).
+    MAX_CALLS_IN_FLIGHT: int = 32
     #: Most steps waiting in one instance's queue; more calls get ``overloaded``.
     MAX_QUEUED_CALLS: int = 1000
     #: Outcomes of keyed calls (``rpc`` frames with a ``key``) each instance keeps per caller identity
