@@ -158,13 +158,15 @@ async def subscriber_job(spec: dict[str, Any], ready: Any, go: Any) -> dict[str,
                 if frame.get("type") != "state:patch":
                     continue
                 version = frame["version"]
-                if last is not None and version != last + 1:
+                base = frame.get("from", version - 1)  # a coalesced patch carries versions base+1..version
+                if last is not None and base != last:
                     gaps += 1
                 last = version
-                got = receipts.setdefault(version, [])
-                got.append(now)
-                if len(got) == n:
-                    acks.put((proc, version))
+                for each in range(base + 1, version + 1):
+                    got = receipts.setdefault(each, [])
+                    got.append(now)
+                    if len(got) == n:
+                        acks.put((proc, each))
 
     readers = [asyncio.create_task(reader(ws)) for ws in sockets]
     ready.put(True)
