@@ -115,8 +115,13 @@ async def rpc_job(spec: dict[str, Any], ready: Any, go: Any) -> dict[str, Any]:
     cpu = time.process_time() - cpu0
     await sampler
     await close_many(sockets)
-    return {"latencies_ns": latencies, "window_s": spec["duration"], "client_cpu_s": cpu,
-            "server_cpu_window_s": server_cpu[1] - server_cpu[0], "wall_s": (time.monotonic_ns() - start) / 1e9}
+    return {
+        "latencies_ns": latencies,
+        "window_s": spec["duration"],
+        "client_cpu_s": cpu,
+        "server_cpu_window_s": server_cpu[1] - server_cpu[0],
+        "wall_s": (time.monotonic_ns() - start) / 1e9,
+    }
 
 
 async def subscriber_job(spec: dict[str, Any], ready: Any, go: Any) -> dict[str, Any]:
