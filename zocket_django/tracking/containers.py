@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from pydantic import BaseModel
 
-from .registry import FLOATING, NODES, Entry, entry_of, relink, shifted
+from .registry import FLOATING, NODES, Entry, entry_of, inserted, key_at, relink, removed
 from .shapes import DictShape, ListShape, ModelShape, OptionalShape, Shape
 
 if TYPE_CHECKING:
@@ -241,15 +241,14 @@ class TrackedList(list):  # type: ignore[type-arg]
         rec = entry.rec
         item: Shape = entry.shape.item  # type: ignore[attr-defined]
         new = item.to_json(value) if rec.precise else None
-        if index < len(self):
-            shifted(entry, index, +1)
-        list.insert(self, index, attach(value, item, entry, index, rec))
+        key = inserted(entry, index, len(self))
+        list.insert(self, index, attach(value, item, entry, key, rec))
         rec.undo.append((_undo_insert, self, entry, index))
         rec.record(entry, ADD, index, new)
 
     def _remove(self, entry: Entry, index: int) -> Any:
         value = list.pop(self, index)
-        shifted(entry, index, -1)
+        removed(entry, index, len(self))
         detach(value, entry.shape.item)  # type: ignore[attr-defined]
         entry.rec.undo.append((_undo_remove, self, entry, index, value))
         entry.rec.record(entry, REMOVE, index, None)
@@ -319,7 +318,7 @@ class TrackedList(list):  # type: ignore[type-arg]
         rec, item = entry.rec, entry.shape.item  # type: ignore[attr-defined]
         new = item.to_json(value) if rec.precise else None
         old = list.__getitem__(self, i)
-        list.__setitem__(self, i, _replace(value, old, item, entry, i, rec))
+        list.__setitem__(self, i, _replace(value, old, item, entry, key_at(entry, i), rec))
         rec.undo.append((_undo_set, self, entry, i, old))
         rec.record(entry, SET, i, new)
 
@@ -371,7 +370,7 @@ def _reattach(node: TrackedList | TrackedDict, entry: Entry, change: Callable[[]
         change()
     finally:
         if isinstance(node, list):
-            entry.shifts = []
+            entry.shifts, entry.base = [], 0
             if item.node:
                 for i, value in enumerate(list(list.__iter__(node))):
                     stored = attach(value, item, entry, i, entry.rec)
@@ -386,19 +385,19 @@ def _reattach(node: TrackedList | TrackedDict, entry: Entry, change: Callable[[]
 
 def _undo_insert(node: TrackedList, entry: Entry, index: int) -> None:
     value = list.pop(node, index)
-    shifted(entry, index, -1)
+    removed(entry, index, len(node))
     detach(value, entry.shape.item)  # type: ignore[attr-defined]
 
 
 def _undo_remove(node: TrackedList, entry: Entry, index: int, value: Any) -> None:
-    if index < len(node):
-        shifted(entry, index, +1)
-    list.insert(node, index, attach(value, entry.shape.item, entry, index, entry.rec))  # type: ignore[attr-defined]
+    key = inserted(entry, index, len(node))
+    list.insert(node, index, attach(value, entry.shape.item, entry, key, entry.rec))  # type: ignore[attr-defined]
 
 
 def _undo_set(node: TrackedList, entry: Entry, index: int, old: Any) -> None:
     current = list.__getitem__(node, index)
-    list.__setitem__(node, index, _replace(old, current, entry.shape.item, entry, index, entry.rec))  # type: ignore[attr-defined]
+    key = key_at(entry, index)
+    list.__setitem__(node, index, _replace(old, current, entry.shape.item, entry, key, entry.rec))  # type: ignore[attr-defined]
 
 
 def _undo_whole(node: TrackedList, entry: Entry, before: list[Any]) -> None:
