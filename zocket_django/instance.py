@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
-from . import persistence, protocol, statesize, transactions
+from . import eager, persistence, protocol, statesize, transactions
 from .actor import Actor, ActorSpec
 from .caller import Caller
 from .callkeys import CallWindow
@@ -128,6 +128,7 @@ class Instance(InstancePublish):
         self.failed: ZocketError | None = None
         #: A timed-out sync handler still running: the next step waits for it.
         self.lingering: Awaitable[None] | None = None
+        self._patch_head = protocol.state_patch_head(spec.name, actor_id)
         #: Bounds the running step (``CALL_TIMEOUT``).
         self.timer = StepTimer()
         self.store = persistence.store_for(self, lambda: runtime.drop(spec.name, actor_id))
@@ -150,11 +151,30 @@ class Instance(InstancePublish):
 
     # -- the queue ---------------------------------------------------------
 
-    def enqueue(self, step: Callable[[], Awaitable[None]]) -> None:
+    def enqueue(self, step: Callable[[], Awaitable[None]], *, now: bool = False) -> None:
+        """Queue ``step``; steps run one at a time, in order, in a task that drains the queue.
+
+        With ``now`` (an RPC: its caller does nothing after queueing it) and an
+        idle instance, the queue is drained at once, in the caller's turn of the
+        event loop, until a step first waits (``eager``): most calls then finish
+        without a task of their own. The order is the queue's either way, and a
+        step that waits goes on in a task, as any other.
+        """
         self.queue.append(step)
-        if not self.busy:
-            self.busy = True
-            asyncio.get_running_loop().create_task(self._drain())
+        if self.busy:
+            return
+        self.busy = True
+        if not now:
+            self.timer.task = asyncio.get_running_loop().create_task(self._drain())
+            return
+        try:
+            task = eager.start(self._drain())
+        except Exception:  # _drain catches what steps raise: this is a bug, not a step's failure
+            log.exception("zocket: draining the queue failed", extra=self.log_context())
+            self.busy = False
+            return
+        if task is not None:
+            self.timer.task = task
 
     async def _drain(self) -> None:
         try:
@@ -211,18 +231,14 @@ class Instance(InstancePublish):
         try:
             value = await invoke()
             result = serialize(value) if serialize is not None else None
-            events = [self._event_message(e) for e in ctx.emissions]
+            events = [self._event_message(e) for e in ctx.emissions] if ctx.emissions else []
             state = self.actor.state
             if not isinstance(state, self.spec.state_model):
                 raise TypeError(f"{self.spec.name}.state must stay a {self.spec.state_model.__name__}")
             patches = recorder.changes(state)  # from here on self.dump is the new state's
             # Encoded before committing: a state that is not JSON (a float
             # that became inf) is rolled back like any other failure.
-            frame = (
-                protocol.state_patch(self.spec.name, self.actor_id, patches, self.version + 1, self.epoch)
-                if patches
-                else ""
-            )
+            frame = protocol.state_patch_of(self._patch_head, patches, self.version + 1, self.epoch) if patches else ""
             if patches:
                 size = statesize.after_step(self.label, self.max_state_bytes, self.size, self.dump, frame)
                 frame = self._state_frame(frame, size, self.version + 1)

@@ -276,7 +276,7 @@ class Runtime:
         keyed = None
         if key is not None:
             keyed = KeyedCall(caller.key_scope, key, fingerprint(method.name, args.model_dump(mode="json")))
-        inst.enqueue(lambda: self._call(inst, caller, method, args, rpc_id, queued_until, ticket, keyed))
+        inst.enqueue(lambda: self._call(inst, caller, method, args, rpc_id, queued_until, ticket, keyed), now=True)
 
     async def _call(
         self,
