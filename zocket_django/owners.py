@@ -106,6 +106,9 @@ class OwnerRouter:
         key: str | None = None,
     ) -> None:
         """Run a validated call here or on the worker that owns the instance (``key``: at most once)."""
+        if (spec.name, actor_id) in self.runtime.instances:  # hot here (``_owner``'s first answer), at once
+            self.runtime.call(spec, actor_id, caller, method, args, rpc_id, key=key)
+            return
         group = group_name(spec.name, actor_id)
         try:
             owner = await self._owner(spec, actor_id, group)
