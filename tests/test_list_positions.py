@@ -106,8 +106,8 @@ def test_a_queue_leaves_nothing_to_replay():
     recorder = Recorder(Queue, state)
     last = state.items[-1]
     for i in range(3 * MAX_SHIFTS):  # more than a renumbering's worth: none happens
-        step(recorder, state, lambda: (state.items.pop(0), state.items.append(Item(id=1000 + i))))
-        step(recorder, state, lambda: state.items.insert(0, Item(id=-i)))
+        step(recorder, state, lambda i=i: (state.items.pop(0), state.items.append(Item(id=1000 + i))))
+        step(recorder, state, lambda i=i: state.items.insert(0, Item(id=-i)))
     lists = entry_of(state.items)
     assert lists is not None and lists.shifts == []
     assert step(recorder, state, lambda: setattr(last, "text", "x")) == [
@@ -121,7 +121,7 @@ def test_changes_in_the_middle_are_renumbered_once_the_log_is_long():
     recorder = Recorder(Queue, state)
     ninth = state.items[9]
     for i in range(MAX_SHIFTS + 5):
-        step(recorder, state, lambda: state.items.insert(5, Item(id=100 + i)))
+        step(recorder, state, lambda i=i: state.items.insert(5, Item(id=100 + i)))
         step(recorder, state, lambda: state.items.pop(0))
     lists = entry_of(state.items)
     assert lists is not None and len(lists.shifts or []) < MAX_SHIFTS
