@@ -52,6 +52,9 @@ class Links(Protocol):
     async def publish(self, group: str, message: Deliver) -> None:
         """To every subscriber of the group, here and on other workers."""
 
+    def listened(self, group: str) -> bool:
+        """Whether a ``publish`` to the group may reach anyone (``False``: it would do nothing)."""
+
     async def send(self, channel: str, message: Message) -> None:
         """To one node: this one, or another worker's."""
 
@@ -233,7 +236,7 @@ class Instance(InstancePublish):
             result = serialize(value) if serialize is not None else None
             events = [self._event_message(e) for e in ctx.emissions] if ctx.emissions else []
             state = self.actor.state
-            if not isinstance(state, self.spec.state_model):
+            if type(state) is not self.spec.state_model and not isinstance(state, self.spec.state_model):
                 raise TypeError(f"{self.spec.name}.state must stay a {self.spec.state_model.__name__}")
             patches = recorder.changes(state)  # from here on self.dump is the new state's
             # Encoded before committing: a state that is not JSON (a float
@@ -248,7 +251,8 @@ class Instance(InstancePublish):
             if patches and self.store.write_through:
                 # raises: undone, nothing acknowledged (fenced: a stale owner's save is refused)
                 await self.store.commit(self.dump, self.version + 1, patches)
-            await txn.commit()  # a sync handler's ORM work (and the save above, in its transaction)
+            if txn.held:
+                await txn.commit()  # a sync handler's ORM work (and the save above, in its transaction)
         except BaseException as exc:
             if keyed is not None:
                 self.calls.forget(keyed.scope, keyed.key)
@@ -264,7 +268,7 @@ class Instance(InstancePublish):
             self.size = size.without_text()
         self.recent.append((time.time(), label or ctx.method or "?", ctx.client_id, "ok", self.version))
         # Committed: from here on nothing may turn the step into an error for its caller.
-        if patches:
+        if patches and self.runtime.node.listened(self.group):  # nobody subscribed: no message to build
             await self._publish(self.delivery(STATE, frame), None)
         for message, targets in events:
             await self._publish(message, targets)

@@ -209,6 +209,10 @@ class Node:
             message.origin = self.channel
             await self.mailbox.group_send(group, message.build())
 
+    def listened(self, group: str) -> bool:
+        """Whether ``publish`` to ``group`` may reach anyone: a subscriber here, or other workers."""
+        return self.cluster.distributed or bool(self.fanout.local.get(group))
+
     async def released(self, group: str) -> None:
         """An instance deactivated here: give its lease back."""
         try:
