@@ -402,7 +402,13 @@ class StateMirror:
 
 
 class Watcher:
-    """A state subscriber that resyncs (``state:sub``) when a patch does not apply, as the shipped clients do."""
+    """A state subscriber that resyncs with a plain ``state:sub`` when a patch does not apply.
+
+    Zocket's form of a resync (the shipped clients send ``"resync": true``):
+    the server answers a plain repeat only when the state moved since its last
+    snapshot to this socket, which a gap implies, so the live tests that use it
+    also prove that clients speaking only Zocket's protocol are never left stale.
+    """
 
     def __init__(self, client: LiveClient, actor: str, actor_id: str) -> None:
         self.client, self.actor, self.actor_id = client, actor, actor_id

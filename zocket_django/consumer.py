@@ -371,9 +371,12 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
             request_checks.log_unavailable(message, self.client_id, self.caller.user_id)
             await self._error(Code.UNAVAILABLE, "cannot subscribe now; try again", message)
             return
+        # A plain repeat of a held state subscription is answered only if the state moved since
+        # this connection's last snapshot; `"resync": true` always is (docs/protocol.md).
+        repeat = key in self.subscriptions and message.get("resync") is not True
         self.subscriptions.add(key)
         try:
-            await self.node.request_subscription(spec, actor_id, caller, kind)
+            await self.node.request_subscription(spec, actor_id, caller, kind, if_moved=repeat)
         except Exception:  # the owner cannot be known (Redis is away)
             request_checks.log_unavailable(message, self.client_id, self.caller.user_id)
             self.subscriptions.discard(key)

@@ -88,7 +88,10 @@ class LocalFanout:
                 self.joined[group] = time.monotonic()
             members = self.local.setdefault(group, {})
         kinds = members.setdefault(socket.client_id, set())
-        kinds.add(PENDING_STATE if kind == STATE else EVENTS)
+        if kind != STATE:
+            kinds.add(EVENTS)
+        elif STATE not in kinds:  # held already: patches keep flowing, a snapshot (if one is sent) replaces the copy
+            kinds.add(PENDING_STATE)
 
     async def unsubscribe(self, socket: Socket, actor: str, actor_id: str, kind: str) -> None:
         group = group_name(actor, actor_id)

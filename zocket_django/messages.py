@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from .caller import Caller
 
 #: The version of the messages between workers (see the module's docstring for when to bump it).
-VERSION = 2
+VERSION = 3
 
 #: Subscription kinds: what a ``Deliver`` carries, what a ``Subscribe`` counts.
 STATE, EVENTS = "state", "event"
@@ -223,11 +223,17 @@ class Call:
 
 @dataclass(slots=True)
 class Subscribe:
-    """Count the caller as a subscriber of ``kinds``; with ``answer``, send the state snapshot back."""
+    """Count the caller as a subscriber of ``kinds``; with ``answer``, send the state snapshot back.
+
+    ``if_moved``: a plain repeated ``state:sub`` of a subscription already held.
+    The snapshot is sent only if the state moved since the last one this
+    connection was sent (docs/protocol.md, "Subscribing again").
+    """
 
     OP: ClassVar[str] = "subscribe"
     kinds: tuple[str, ...]
     answer: bool
+    if_moved: bool = False
 
 
 @dataclass(slots=True)
@@ -284,7 +290,7 @@ class Request:
         if isinstance(op, Call):
             message.update(method=op.method, input=op.input, rpc_id=op.rpc_id, key=op.key)
         elif isinstance(op, Subscribe):
-            message.update(kinds=list(op.kinds), answer=op.answer)
+            message.update(kinds=list(op.kinds), answer=op.answer, if_moved=op.if_moved)
         elif isinstance(op, Unsubscribe):
             message.update(client_id=op.client_id, kind=op.kind)
         else:
@@ -298,7 +304,7 @@ class Request:
         if name == Call.OP:
             op = Call(_text(raw, "method"), raw.get("input"), _text(raw, "rpc_id"), _maybe_text(raw, "key"))
         elif name == Subscribe.OP:
-            op = Subscribe(tuple(_texts(raw, "kinds")), bool(raw.get("answer")))
+            op = Subscribe(tuple(_texts(raw, "kinds")), bool(raw.get("answer")), bool(raw.get("if_moved")))
         elif name == Unsubscribe.OP:
             op = Unsubscribe(_text(raw, "client_id"), _text(raw, "kind"))
         elif name == Leave.OP:

@@ -119,24 +119,29 @@ class OwnerRouter:
         ticket = self._track(caller.client_id, group, owner, spec.name, actor_id, rpc_id, None)
         await self.send(owner, Request(spec.name, actor_id, caller, Call(method.name, raw, rpc_id, key), ticket))
 
-    async def request_subscription(self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str) -> None:
+    async def request_subscription(
+        self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str, *, if_moved: bool = False
+    ) -> None:
         """Ask the owner to count this subscription (and send a snapshot for state).
 
+        ``if_moved``: a plain repeat of a held subscription, answered with a
+        snapshot only if the state moved since this connection's last one.
         Raises when the owner cannot be known (Redis is away): nothing was asked.
         """
         group = group_name(spec.name, actor_id)
         owner = await self._owner(spec, actor_id, group)
         if owner is None:
-            self.runtime.subscribe(spec, actor_id, caller, {kind}, answer=True)
+            self.runtime.subscribe(spec, actor_id, caller, {kind}, answer=True, if_moved=if_moved)
             return
         ticket = None
-        if kind == STATE:
+        if kind == STATE and not if_moved:  # a repeat may stay unanswered: nobody waits for it
 
             async def resend() -> None:
                 await self.request_subscription(spec, actor_id, caller, kind)
 
             ticket = self._track(caller.client_id, group, owner, spec.name, actor_id, None, resend)
-        await self.send(owner, Request(spec.name, actor_id, caller, Subscribe((kind,), True), ticket))
+        request = Request(spec.name, actor_id, caller, Subscribe((kind,), True, if_moved), ticket)
+        await self.send(owner, request)
 
     async def request_unsubscription(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:
         try:
@@ -187,7 +192,9 @@ class OwnerRouter:
             self.runtime.call(spec, actor_id, caller, method, args, op.rpc_id, ticket, op.key)
         elif isinstance(op, Subscribe):
             assert caller is not None
-            self.runtime.subscribe(spec, actor_id, caller, set(op.kinds), answer=op.answer, ticket=ticket)
+            self.runtime.subscribe(
+                spec, actor_id, caller, set(op.kinds), answer=op.answer, ticket=ticket, if_moved=op.if_moved
+            )
         elif isinstance(op, Unsubscribe):
             self.runtime.unsubscribe(spec, actor_id, op.client_id, op.kind)
         else:

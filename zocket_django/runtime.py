@@ -355,8 +355,13 @@ class Runtime:
         *,
         answer: bool,
         ticket: int | None = None,
+        if_moved: bool = False,
     ) -> None:
-        """Add subscriptions; with ``answer`` and ``state`` among them, send a snapshot back."""
+        """Add subscriptions; with ``answer`` and ``state`` among them, send a snapshot back.
+
+        ``if_moved`` (a plain repeat of a held subscription): only if the state
+        moved since the last snapshot this connection was sent.
+        """
         try:
             inst = self.instance(spec, actor_id)
         except ZocketError as exc:
@@ -365,7 +370,7 @@ class Runtime:
                 ref = {"type": f"{kind}:sub", "actor": spec.name, "actorId": actor_id}
                 self._spawn(self._reply(caller, protocol.error(exc.code, exc.message, ref), ticket))
             return
-        inst.enqueue(lambda: self._subscribe(inst, caller, kinds, answer, ticket))
+        inst.enqueue(lambda: self._subscribe(inst, caller, kinds, answer, ticket, if_moved))
 
     def _refuse_activation(self, spec: ActorSpec, actor_id: str, caller: Caller, exc: ZocketError) -> None:
         """No room for one more hot instance: say so (one line per interval), give back the lease taken for it."""
@@ -385,7 +390,7 @@ class Runtime:
             self._spawn(self.node.released(group_name(spec.name, actor_id)))
 
     async def _subscribe(
-        self, inst: Instance, caller: Caller, kinds: Set[str], answer: bool, ticket: int | None
+        self, inst: Instance, caller: Caller, kinds: Set[str], answer: bool, ticket: int | None, if_moved: bool
     ) -> None:
         if inst.failed is not None:  # an error frame per refused subscription; the client may send it again
             for kind in sorted(kinds):
@@ -396,11 +401,14 @@ class Runtime:
         presence = await inst.join(caller)
         presence.subs.update(kinds)
         if answer and STATE in kinds:
+            if if_moved and presence.snapshot_version == inst.version:
+                return  # it has this version already: a repeat costs no snapshot
             frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version, inst.epoch)
             error = inst.too_large(frame)
             if error is not None:  # answered; the subscription stays pending, as if the snapshot were on its way
                 await self._reply(caller, error, ticket)
                 return
+            presence.snapshot_version = inst.version
             await self.node.send(caller.reply_to, Snapshot(caller.client_id, inst.group, frame, ticket))
 
     def unsubscribe(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:
@@ -413,6 +421,8 @@ class Runtime:
         presence = inst.clients.get(client_id)
         if presence is not None and kind in presence.subs:
             presence.subs.discard(kind)
+            if kind == STATE:
+                presence.snapshot_version = None
             if not presence.subs:
                 await inst.part(client_id)
 
