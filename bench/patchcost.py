@@ -30,13 +30,24 @@ def _setup() -> None:
     django.setup()
 
 
+class StubCluster:
+    """A single process: it owns every instance (``cluster.SingleProcess``'s answers)."""
+
+    def holds(self, group: str) -> bool:
+        return True
+
+    def epoch(self, group: str) -> int:
+        return 1
+
+
 class StubNode:
-    """The runtime's links (``runtime.Links``), keeping what was sent."""
+    """The runtime's links (``instance.Links``), keeping what was sent."""
 
     channel = "bench"
 
     def __init__(self) -> None:
         self.sent: list[Any] = []
+        self.cluster = StubCluster()
 
     async def publish(self, group: str, message: Any) -> None:
         self.sent.append(message)

@@ -32,6 +32,8 @@ from .budget import Budget
 from .caller import Caller
 from .callkeys import MAX_KEY_LENGTH
 from .conf import ZocketSettings, zocket_settings
+from .consumer_identity import ConsumerIdentity
+from .consumer_output import ConsumerOutput
 from .errors import AuthenticationFailed, ZocketError
 from .messages import EVENTS, STATE
 from .node import Node, get_node
@@ -44,21 +46,15 @@ log = logging.getLogger(__name__)
 
 #: Longest ``id`` of an ``rpc`` or ``ping`` (it is echoed back).
 MAX_ID_LENGTH = 128
-#: Close code of a connection whose credentials were refused.
-CLOSE_UNAUTHENTICATED = 4401
-#: Close code of a connection that sent a frame over ``MAX_FRAME_BYTES``
-#: (1009 would say so in the standard range, but servers let applications send only 1000 and 3000-4999).
-CLOSE_TOO_LARGE = 4009
-#: Close code of a connection that let more than ``MAX_OUTPUT_BYTES`` wait unread.
-CLOSE_TOO_SLOW = 4008
-#: Seconds between two warnings about one connection sending over its budget.
-THROTTLE_WARNING_INTERVAL = 10.0
 #: Close code of a connection refused because its user has too many open (``MAX_CONNECTIONS_PER_USER``).
 CLOSE_TOO_MANY_CONNECTIONS = 4429
 
 
-class ZocketConsumer(AsyncJsonWebsocketConsumer):
-    """Serves every registered actor over one socket."""
+class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsumer):
+    """Serves every registered actor over one socket.
+
+    Its output and limits are ``consumer_output``'s, its identity callbacks ``consumer_identity``'s.
+    """
 
     node: Node
     client_id: str
@@ -67,9 +63,6 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
     socket: DaphneSocket | None
     output: Output
     budget: Budget
-    revoked = False  # its identity no longer holds: closing, nothing more is served
-    _waits = 0  # frames slowed down since the last warning
-    _warned_at = -THROTTLE_WARNING_INTERVAL
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Serve one socket until it closes, and clean up however that happens.
@@ -152,92 +145,6 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         if user_id is not None:
             identity.watch(self)  # its session or token is checked again while it is open
         self.push(protocol.welcome(self.client_id))
-
-    def _key_scope(self, user_id: str | None) -> str:
-        """Whose keyed calls this socket makes: an identity that outlives the socket (``callkeys``).
-
-        A user's keys are theirs on every socket; an anonymous socket's are its
-        Django session's when it has one, else shared by every anonymous caller
-        (the shipped clients' keys are random, 128 bits: they do not collide,
-        and a key is bound to the call it was first used for).
-        """
-        if user_id is not None:
-            return f"user:{user_id}"
-        session_key = getattr(self.scope.get("session"), "session_key", None)
-        return f"session:{session_key}" if session_key else "anonymous"
-
-    async def _close_unauthenticated(self, reason: str) -> None:
-        self.push(protocol.error(Code.UNAUTHENTICATED, reason))
-        await self.close(code=CLOSE_UNAUTHENTICATED)
-
-    async def revoke(self, reason: str) -> None:
-        """The identity this socket was opened with no longer holds (``identity``): close it with 4401.
-
-        It leaves every instance at once; frames it sends meanwhile are ignored.
-        """
-        if self.revoked:
-            return
-        self.revoked = True
-        log.warning(
-            "zocket: closing %s: %s",
-            self.client_id,
-            reason,
-            extra={"zocket": {"client": self.client_id, "user": self.caller.user_id, "code": Code.UNAUTHENTICATED}},
-        )
-        self._detach()
-        await self._close_unauthenticated(reason)
-
-    async def end_subscription(self, spec: ActorSpec, actor_id: str, kind: str, refusal: ZocketError) -> None:
-        """Its ``read`` rule refuses this socket now (``identity``): unsubscribe it and say why."""
-        if (spec.name, actor_id, kind) not in self.subscriptions or self.revoked:
-            return
-        log.info(
-            "zocket: %s:sub of %s/%s ended for %s: %s",
-            kind,
-            spec.name,
-            actor_id,
-            self.client_id,
-            refusal.message,
-            extra={"zocket": {"client": self.client_id, "user": self.caller.user_id, "code": str(refusal.code)}},
-        )
-        await self._drop_subscription(spec, actor_id, kind)
-        ref = {"type": f"{kind}:sub", "actor": spec.name, "actorId": actor_id}
-        self.push(protocol.error(refusal.code, f"{refusal.message}; subscription ended", ref))
-
-    # -- output ------------------------------------------------------------------
-
-    def push(self, frame: str) -> None:
-        """Send one encoded frame without waiting (see ``output.Output``)."""
-        self.output.push(frame)
-
-    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
-        # Channels' API, routed through the bounded output (never waits, never raises).
-        if text_data is not None:
-            self.output.push(text_data)
-        if close:
-            await self.close()
-
-    async def base_send(self, message: dict[str, Any]) -> None:
-        # accept and close (Channels' accept() and close() end up here), in order after pushed frames.
-        await self.output.send(message)
-
-    def _overflowed(self, pending: int) -> None:
-        """The peer does not read: cut it off and free what it holds."""
-        log.warning(
-            "zocket: %s has %d bytes waiting to be sent (over MAX_OUTPUT_BYTES); closing with %d",
-            self.client_id,
-            pending,
-            CLOSE_TOO_SLOW,
-            extra={"zocket": {"client": self.client_id, "user": self.caller.user_id, "pending": pending}},
-        )
-        self._detach()
-        if self.socket is not None:
-            # The close frame waits behind the unread bytes; autobahn drops the
-            # connection (and the buffer) when the peer does not answer it in time.
-            with contextlib.suppress(Exception):
-                self.socket.protocol.sendClose(code=CLOSE_TOO_SLOW, reason="too slow: not reading")
-        else:
-            self._closing = asyncio.ensure_future(self.output.send({"type": "websocket.close", "code": CLOSE_TOO_SLOW}))
 
     # -- frames ------------------------------------------------------------------
 
@@ -448,31 +355,6 @@ class ZocketConsumer(AsyncJsonWebsocketConsumer):
         )
         extra = await admit(guard, request)
         return dataclasses.replace(caller, extra=extra) if extra else caller
-
-    def _throttled(self, wait: float) -> None:
-        """A frame over the budget waits; one warning per connection per interval, not one per frame."""
-        self._waits += 1
-        now = time.monotonic()
-        if now - self._warned_at >= THROTTLE_WARNING_INTERVAL:
-            log.warning(
-                "zocket: %s sends faster than its budget; %d frame(s) slowed down (reading paused)",
-                self.client_id,
-                self._waits,
-                extra={"zocket": {"client": self.client_id, "user": self.caller.user_id, "slowed": self._waits}},
-            )
-            self._warned_at, self._waits = now, 0
-
-    async def _too_large(self, limit: int) -> None:
-        caller = getattr(self, "caller", None)
-        log.warning(
-            "zocket: frame over %d bytes from %s; closing with %d",
-            limit,
-            getattr(self, "client_id", "?"),
-            CLOSE_TOO_LARGE,
-            extra={"zocket": {"client": getattr(self, "client_id", None), "user": caller and caller.user_id}},
-        )
-        self._detach()
-        await self.close(code=CLOSE_TOO_LARGE, reason=f"frame over {limit} bytes")
 
     async def _error(self, code: Code | str, text: str, message: dict[str, Any]) -> None:
         self.push(protocol.error(code, text, request_checks.error_ref(message)))

@@ -25,10 +25,12 @@ from .actor import Actor, ActorSpec
 from .caller import Caller
 from .callkeys import CallWindow
 from .conf import zocket_settings
-from .context import Context, Emission
+from .context import Context
 from .errors import ZocketError
+from .instance_publish import InstancePublish
 from .messages import EVENTS, STATE, Deliver, Message
-from .protocol import Code, utf8_length
+from .protocol import Code
+from .step_timer import StepTimer
 from .tracking import Recorder
 
 if TYPE_CHECKING:
@@ -92,8 +94,8 @@ class Presence:
     snapshot_version: int | None = None
 
 
-class Instance:
-    """One hot actor instance and its queue."""
+class Instance(InstancePublish):
+    """One hot actor instance and its queue (what it publishes: ``instance_publish``)."""
 
     def __init__(self, runtime: Owner, spec: ActorSpec, actor_id: str, group: str) -> None:
         self.runtime = runtime
@@ -129,11 +131,8 @@ class Instance:
         self.failed: ZocketError | None = None
         #: A timed-out sync handler still running: the next step waits for it.
         self.lingering: Awaitable[None] | None = None
-        # The running step's deadline (loop time) and task, watched by one timer at a time (``bounded``).
-        self._deadline: float | None = None
-        self._step_task: asyncio.Task[Any] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._expired = False
+        #: Bounds the running step (``CALL_TIMEOUT``).
+        self.timer = StepTimer()
         self.store = persistence.store_for(self, lambda: runtime.drop(spec.name, actor_id))
 
     @property
@@ -174,48 +173,6 @@ class Instance:
                 self.last_activity = time.monotonic()
         finally:
             self.busy = False
-
-    async def bounded(self, work: Awaitable[Any], limit: float) -> Any:
-        """``await work``, cancelled after ``limit`` seconds (``TimeoutError``), like ``asyncio.timeout``.
-
-        Cheaper per step: ``asyncio.timeout`` pushes a timer onto the loop's heap
-        for every call and cancels it (the heap is rebuilt as cancelled timers
-        pile up). Here one timer per instance stays armed across steps: when it
-        fires it cancels the step running past its deadline, or moves itself to
-        the running step's deadline, or lapses when no step runs.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = self._deadline = loop.time() + limit
-        task = self._step_task = asyncio.current_task()
-        timer = self._timer
-        if timer is None or timer.when() > deadline:
-            if timer is not None:
-                timer.cancel()
-            self._timer = loop.call_at(deadline, self._watch)
-        try:
-            return await work
-        except asyncio.CancelledError:
-            if self._expired:
-                raise TimeoutError from None
-            raise
-        finally:
-            self._deadline = None
-            if self._expired:
-                self._expired = False
-                if task is not None:
-                    task.uncancel()
-
-    def _watch(self) -> None:
-        self._timer = None
-        deadline, task = self._deadline, self._step_task
-        if deadline is None or task is None:
-            return  # no step runs: the next one arms a timer
-        loop = asyncio.get_running_loop()
-        if loop.time() >= deadline:
-            self._expired = True
-            task.cancel()
-        else:
-            self._timer = loop.call_at(deadline, self._watch)
 
     def log_context(self, **more: Any) -> dict[str, Any]:
         return {"zocket": {"actor": self.spec.name, "actor_id": self.actor_id, **more}}
@@ -300,18 +257,6 @@ class Instance:
             await self._publish(message, targets)
         return result
 
-    async def _publish(self, message: Deliver, targets: set[str] | None) -> None:
-        """Hand one committed frame to the node; a failure is logged, never raised (subscribers resync on the gap)."""
-        node = self.runtime.node
-        try:
-            if targets is None:
-                await node.publish(self.group, message)
-            else:
-                for channel in targets:
-                    await node.send(channel, message)
-        except Exception:
-            log.exception("zocket: a committed %s could not be published", message.kind, extra=self.log_context())
-
     def _check_owned(self) -> None:
         """Refuse to run (or acknowledge) a step once this worker may no longer own the instance.
 
@@ -322,39 +267,6 @@ class Instance:
         """
         if self.lost or not self.runtime.node.cluster.holds(self.group):
             raise ZocketError("this actor is moving to another worker; try again", code=Code.UNAVAILABLE)
-
-    @property
-    def label(self) -> str:
-        return f"{self.spec.name}/{self.actor_id}"
-
-    def _state_frame(self, patch: str, size: statesize.Measure, version: int) -> str:
-        """What tells subscribers of a step: its patch, or the whole state when that is smaller."""
-        if size.text is not None and utf8_length(patch) > size.bound:
-            patch = protocol.state_snapshot_of(self.spec.name, self.actor_id, size.text, version, self.epoch)
-        return self.too_large(patch) or patch
-
-    def snapshot_frame(self) -> str:
-        """The ``state:snapshot`` of the current state, or the error its subscribers get instead."""
-        frame = protocol.state_snapshot(self.spec.name, self.actor_id, self.dump, self.version, self.epoch)
-        return self.too_large(frame) or frame
-
-    def too_large(self, frame: str) -> str | None:
-        """``None`` if the server can send ``frame`` (``MAX_MESSAGE_BYTES``), else a ``too_large`` error about it."""
-        limit = zocket_settings().MAX_MESSAGE_BYTES
-        size = utf8_length(frame)
-        if size <= limit:
-            return None
-        log.error(
-            "zocket: the state of %s does not fit one frame (%d bytes, MAX_MESSAGE_BYTES is %d); "
-            "its subscribers get a too_large error instead",
-            self.label,
-            size,
-            limit,
-            extra=self.log_context(),
-        )
-        ref = {"type": "state:sub", "actor": self.spec.name, "actorId": self.actor_id}
-        text = f"the state of {self.label} is too large to send ({size:,} bytes, over {limit:,})"
-        return protocol.error(Code.TOO_LARGE, text, ref)
 
     async def _roll_back(self, txn: transactions.StepTransaction) -> None:
         """Undo a sync handler's database work before its caller hears of the failure.
@@ -380,23 +292,6 @@ class Instance:
             self.lingering = settle()
         else:
             await settle()
-
-    def _event_message(self, emission: Emission) -> tuple[Deliver, set[str] | None]:
-        schema = self.spec.events.get(emission.event)
-        if schema is None:
-            raise ValueError(f"{self.spec.name} declares no event {emission.event!r}")
-        frame = protocol.event(self.spec.name, self.actor_id, emission.event, schema.dump(emission.payload))
-        only = emission.only
-        message = Deliver(self.group, EVENTS, frame, only, emission.excluded or frozenset())
-        if only is None:
-            return message, None
-        # Narrowed events go straight to the nodes holding those clients.
-        targets = {self.clients[c].caller.reply_to for c in only if c in self.clients}
-        return message, targets
-
-    def delivery(self, kind: str, frame: str, announce: str | None = None) -> Deliver:
-        """The node message that carries one encoded frame to this instance's subscribers of ``kind``."""
-        return Deliver(self.group, kind, frame, announce=announce)
 
     async def run_hook(self, hook: str, caller: Caller | None = None, *, reraise: bool = False) -> None:
         """Run a lifecycle hook as a step; a failure is logged (and raised again with ``reraise``)."""

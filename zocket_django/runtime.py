@@ -317,7 +317,7 @@ class Runtime:
         limit = zocket_settings().CALL_TIMEOUT  # from now: time spent queued is not the handler's
 
         def timed() -> Awaitable[Any]:
-            return inst.bounded(self.invoke(method.fn, method.is_async, inst.actor, ctx, kwargs), limit)
+            return inst.timer.bounded(self.invoke(method.fn, method.is_async, inst.actor, ctx, kwargs), limit)
 
         try:
             # The result is encoded inside the step, so a result that is not JSON undoes it.

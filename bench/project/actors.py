@@ -35,6 +35,8 @@ class BenchList(Actor):
 
     name = "bench_list"
     State = ListState
+    #: The patch bench grows it to 100,000 items (~3.3 MB): past the default limit on purpose.
+    max_state_bytes = 64_000_000
 
     @method
     async def append(self, ctx, text: str) -> int:
