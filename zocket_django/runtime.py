@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from . import persistence, protocol, signals, statesize, transactions
 from .actor import Actor, ActorSpec, MethodSpec
 from .caller import Caller
-from .callkeys import KeyReused, fingerprint
+from .callkeys import INSTANCE_FULL, KeyReused, fingerprint
 from .conf import zocket_settings
 from .context import Context
 from .errors import ZocketError
@@ -305,6 +305,10 @@ class Runtime:
             if known is not None:
                 await self._reply(caller, protocol.rpc_reply(rpc_id, known), ticket)
                 return
+            full = inst.calls.refusal(keyed.scope, time.time())
+            if full is not None:  # its outcome could not be kept: it does not run (callkeys)
+                await self._reply(caller, protocol.rpc_error(rpc_id, Code.OVERLOADED, _window_full(inst, full)), ticket)
+                return
         body = await self._run_call(inst, caller, method, args, keyed)
         await self._reply(caller, protocol.rpc_reply(rpc_id, body), ticket)
 
@@ -435,6 +439,14 @@ class Runtime:
         if txn is None:
             raise RuntimeError("sync handlers run inside a step (Instance.run)")
         return txn.start(fn, actor, ctx, **kwargs)
+
+
+def _window_full(inst: Instance, whose: str) -> str:
+    setting = "CALL_KEYS_PER_INSTANCE" if whose == INSTANCE_FULL else "CALL_KEYS_PER_CALLER"
+    return (
+        f"{inst.label} keeps as many outcomes of recent keyed calls as it may ({setting}); "
+        "this call did not run: try again later"
+    )
 
 
 def debug_details(exc: BaseException) -> dict[str, str] | None:
