@@ -1,4 +1,5 @@
-"""zocket_django's modules depend one way: no import cycle, not even through imports inside functions."""
+"""zocket_django's shape: modules that depend one way (no import cycle, not even through imports
+inside functions), each small enough to hold one job (docs/architecture.md)."""
 
 import ast
 from pathlib import Path
@@ -6,6 +7,10 @@ from pathlib import Path
 import zocket_django
 
 PACKAGE = Path(zocket_django.__file__).parent
+#: Longest module, in lines. A module that grows past it holds more than one job: split it by job.
+MAX_LINES = 400
+#: The admin's views are exempt (one page's view, form and queries read best together).
+LONG_MODULES = {"zocket_django.admin_hot_actors"}
 
 
 def module_name(path: Path) -> str:
@@ -23,9 +28,14 @@ def type_only(tree: ast.AST) -> set[int]:
     }
 
 
+def modules() -> dict[str, Path]:
+    """Every module of the package, by dotted name (migrations are generated, and left out)."""
+    return {module_name(p): p for p in PACKAGE.rglob("*.py") if "migrations" not in p.parts}
+
+
 def import_graph() -> dict[str, set[str]]:
     """Module → the package's modules it imports when run: at the top, in functions, in any branch."""
-    paths = {module_name(p): p for p in PACKAGE.rglob("*.py") if "migrations" not in p.parts}
+    paths = modules()
     graph: dict[str, set[str]] = {name: set() for name in paths}
     for name, path in paths.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
@@ -92,3 +102,10 @@ def test_the_cycle_finder_sees_cycles_through_any_import():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_module_is_over_the_size_limit():
+    lengths = {name: len(path.read_text().splitlines()) for name, path in modules().items()}
+    assert "zocket_django.consumer" in lengths and "zocket_django.client.core" in lengths
+    too_long = {name: n for name, n in lengths.items() if n > MAX_LINES and name not in LONG_MODULES}
+    assert too_long == {}, f"over {MAX_LINES} lines: split by job"

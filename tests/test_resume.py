@@ -22,7 +22,7 @@ from django.db import connection
 
 from tests.live import LiveClient, PrivateRedis, Watcher, Worker, cluster_env, migrate
 from zocket_django import snapshot_rows
-from zocket_django.cluster import new_epoch
+from zocket_django.epochs import new_epoch
 from zocket_django.models import Snapshot
 from zocket_django.node import current_node
 

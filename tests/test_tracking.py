@@ -20,7 +20,8 @@ from pydantic import BaseModel, create_model
 
 from zocket_django.patches import apply, diff
 from zocket_django.tracking import Recorder, shape_for
-from zocket_django.tracking.containers import TrackedDict, TrackedList
+from zocket_django.tracking.dicts import TrackedDict
+from zocket_django.tracking.lists import TrackedList
 from zocket_django.tracking.registry import NODES
 
 

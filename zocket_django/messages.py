@@ -21,103 +21,18 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from . import message_fields as fields
 from .caller import Caller
+
+# Part of this module's interface: ``parse`` raises ``Unreadable``, which keeps the ``Remains``.
+from .message_fields import Remains as Remains
+from .message_fields import Unreadable as Unreadable
 
 #: The version of the messages between workers (see the module's docstring for when to bump it).
 VERSION = 2
 
 #: Subscription kinds: what a ``Deliver`` carries, what a ``Subscribe`` counts.
 STATE, EVENTS = "state", "event"
-
-
-class Unreadable(ValueError):
-    """A message this worker cannot read: another version, an unknown type, or malformed.
-
-    It keeps what could be read of the message (``remains``), so that the
-    request it belonged to can still be failed rather than left waiting.
-    """
-
-    def __init__(self, raw: Any, reason: str) -> None:
-        raw = raw if isinstance(raw, dict) else {}
-        kind = raw.get("type")
-        self.type = kind if isinstance(kind, str) else "?"
-        self.reason = reason
-        self.remains = Remains.of(raw)
-        super().__init__(f"{self.type}: {reason}")
-
-
-@dataclass(slots=True)
-class Remains:
-    """What can be read, field by field and without trusting anything, of an unreadable message."""
-
-    ticket: int | None = None
-    #: Where the asker listens: a request's caller's node, an operator request's node.
-    reply_to: str | None = None
-    client: str | None = None
-    rpc_id: str | None = None
-    #: The kinds a subscription request wanted answered.
-    kinds: tuple[str, ...] = ()
-    actor: str | None = None
-    actor_id: str | None = None
-
-    @classmethod
-    def of(cls, raw: dict[str, Any]) -> Remains:
-        def text(data: Any, key: str) -> str | None:
-            value = data.get(key) if isinstance(data, dict) else None
-            return value if isinstance(value, str) else None
-
-        ticket = raw.get("ticket")
-        caller = raw.get("caller")
-        kinds = raw.get("kinds") if raw.get("answer") is True else None
-        return cls(
-            ticket=ticket if isinstance(ticket, int) and not isinstance(ticket, bool) else None,
-            reply_to=text(caller, "reply_to") or text(raw, "reply_to"),
-            client=text(caller, "client_id"),
-            rpc_id=text(raw, "rpc_id"),
-            kinds=tuple(k for k in kinds if isinstance(k, str)) if isinstance(kinds, list) else (),
-            actor=text(raw, "actor"),
-            actor_id=text(raw, "actor_id"),
-        )
-
-
-# -- reading fields -------------------------------------------------------------------
-
-
-def _text(raw: dict[str, Any], key: str) -> str:
-    value = raw.get(key)
-    if not isinstance(value, str):
-        raise ValueError(f"{key} must be a string, not {type(value).__name__}")
-    return value
-
-
-def _maybe_text(raw: dict[str, Any], key: str) -> str | None:
-    return None if raw.get(key) is None else _text(raw, key)
-
-
-def _maybe_int(raw: dict[str, Any], key: str) -> int | None:
-    value = raw.get(key)
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-        raise ValueError(f"{key} must be an integer, not {type(value).__name__}")
-    return value
-
-
-def _texts(raw: dict[str, Any], key: str) -> list[str]:
-    value = raw.get(key)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"{key} must be a list of strings")
-    return value
-
-
-def _mapping(raw: dict[str, Any], key: str) -> dict[str, Any]:
-    value = raw.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ValueError(f"{key} must be an object, not {type(value).__name__}")
-    return value
-
-
-# -- the messages ---------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -155,13 +70,13 @@ class Deliver:
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> Deliver:
         return cls(
-            _text(raw, "group"),
-            _text(raw, "kind"),
-            _text(raw, "frame"),
-            frozenset(_texts(raw, "only")) if "only" in raw else None,
-            frozenset(_texts(raw, "except")) if "except" in raw else frozenset(),
-            _text(raw, "owner") if raw.get("announce") else None,
-            _maybe_text(raw, "origin"),
+            fields.text(raw, "group"),
+            fields.text(raw, "kind"),
+            fields.text(raw, "frame"),
+            frozenset(fields.texts(raw, "only")) if "only" in raw else None,
+            frozenset(fields.texts(raw, "except")) if "except" in raw else frozenset(),
+            fields.text(raw, "owner") if raw.get("announce") else None,
+            fields.maybe_text(raw, "origin"),
         )
 
 
@@ -179,7 +94,7 @@ class Reply:
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> Reply:
-        return cls(_text(raw, "client"), _text(raw, "frame"), _maybe_int(raw, "ticket"))
+        return cls(fields.text(raw, "client"), fields.text(raw, "frame"), fields.maybe_int(raw, "ticket"))
 
 
 @dataclass(slots=True)
@@ -204,7 +119,12 @@ class Snapshot:
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> Snapshot:
-        return cls(_text(raw, "client"), _text(raw, "group"), _text(raw, "frame"), _maybe_int(raw, "ticket"))
+        return cls(
+            fields.text(raw, "client"),
+            fields.text(raw, "group"),
+            fields.text(raw, "frame"),
+            fields.maybe_int(raw, "ticket"),
+        )
 
 
 @dataclass(slots=True)
@@ -296,25 +216,27 @@ class Request:
         name = raw.get("op")
         op: Op
         if name == Call.OP:
-            op = Call(_text(raw, "method"), raw.get("input"), _text(raw, "rpc_id"), _maybe_text(raw, "key"))
+            op = Call(
+                fields.text(raw, "method"), raw.get("input"), fields.text(raw, "rpc_id"), fields.maybe_text(raw, "key")
+            )
         elif name == Subscribe.OP:
-            op = Subscribe(tuple(_texts(raw, "kinds")), bool(raw.get("answer")))
+            op = Subscribe(tuple(fields.texts(raw, "kinds")), bool(raw.get("answer")))
         elif name == Unsubscribe.OP:
-            op = Unsubscribe(_text(raw, "client_id"), _text(raw, "kind"))
+            op = Unsubscribe(fields.text(raw, "client_id"), fields.text(raw, "kind"))
         elif name == Leave.OP:
-            op = Leave(_text(raw, "client_id"))
+            op = Leave(fields.text(raw, "client_id"))
         else:
             raise ValueError(f"unknown op {name!r}")
         caller = Caller.from_wire(raw["caller"]) if raw.get("caller") is not None else None
         if caller is None and isinstance(op, Call | Subscribe):
             raise ValueError(f"a {name} needs a caller")
         return cls(
-            _text(raw, "actor"),
-            _text(raw, "actor_id"),
+            fields.text(raw, "actor"),
+            fields.text(raw, "actor_id"),
             caller,
             op,
-            _maybe_int(raw, "ticket"),
-            _maybe_int(raw, "hops") or 0,
+            fields.maybe_int(raw, "ticket"),
+            fields.maybe_int(raw, "hops") or 0,
         )
 
 
@@ -340,10 +262,10 @@ class OpsRequest:
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> OpsRequest:
-        ticket = _maybe_int(raw, "ticket")
+        ticket = fields.maybe_int(raw, "ticket")
         if ticket is None:
             raise ValueError("ticket must be an integer")
-        return cls(_text(raw, "op"), _mapping(raw, "args"), _text(raw, "reply_to"), ticket)
+        return cls(fields.text(raw, "op"), fields.mapping(raw, "args"), fields.text(raw, "reply_to"), ticket)
 
 
 @dataclass(slots=True)
@@ -366,10 +288,10 @@ class OpsReply:
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> OpsReply:
-        ticket = _maybe_int(raw, "ticket")
+        ticket = fields.maybe_int(raw, "ticket")
         if ticket is None:
             raise ValueError("ticket must be an integer")
-        return cls(ticket, raw.get("ok") is True, raw.get("result"), _maybe_text(raw, "error"))
+        return cls(ticket, raw.get("ok") is True, raw.get("result"), fields.maybe_text(raw, "error"))
 
 
 Message = Deliver | Reply | Snapshot | Request | OpsRequest | OpsReply

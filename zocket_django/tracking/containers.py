@@ -1,7 +1,9 @@
-"""The recorded state: lists and dicts that journal their changes, and models that do too.
+"""The recorded state: values attached to it, and the journal their changes go to.
 
-``attach`` puts a value into a recorded state: lists become ``TrackedList``,
-dicts ``TrackedDict`` (a copy: Python cannot change a builtin list's class),
+This is what every kind of node shares; models' hooks are here too, lists are
+``lists.TrackedList`` and dicts ``dicts.TrackedDict``. ``attach`` puts a value
+into a recorded state: lists become ``TrackedList``, dicts ``TrackedDict`` (a
+copy: Python cannot change a builtin list's class),
 models get the hook ``model_setattr`` on their class, and every node gets an
 ``Entry`` (``registry``). A mutation of a registered node, inside a step,
 converts the new value to JSON *before* changing anything (a value that cannot
@@ -17,13 +19,12 @@ and marks the recorder stale: the next step is diffed whole.
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, SupportsIndex
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from .registry import FLOATING, NODES, Entry, entry_of, relink, shifted
+from .registry import FLOATING, NODES, Entry, entry_of, relink
 from .shapes import DictShape, ListShape, ModelShape, OptionalShape, Shape
 
 if TYPE_CHECKING:
@@ -31,7 +32,10 @@ if TYPE_CHECKING:
 
 #: Coarse operations (kind, path of the node, key, JSON value), see ``jsondoc.apply``.
 ADD, REMOVE, SET, DELETE, WHOLE = "add", "remove", "set", "delete", "whole"
-_MISSING: Any = object()
+MISSING: Any = object()
+#: ``(plain type, tracked type, (key, item) walk, raw store)`` of each container shape, for ``attach``.
+#: ``lists`` and ``dicts`` add theirs when imported (``recorder`` imports both), so this module needs neither.
+KINDS: dict[type[Shape], tuple[type, type, Any, Any]] = {}
 _base_setattr = BaseModel.__setattr__
 _base_delattr = BaseModel.__delattr__
 
@@ -71,7 +75,7 @@ def attach(value: Any, shape: Shape, up: Entry | None, key: Any, rec: Recorder) 
         return value
     # A list or a dict: the same steps, with each kind's own item walk and raw store.
     assert isinstance(shape, ListShape | DictShape)
-    plain, tracked, items, put = _LIST if isinstance(shape, ListShape) else _DICT
+    plain, tracked, items, put = KINDS[type(shape)]
     if type(value) is tracked:
         node: Any = value
     elif type(value) is plain:
@@ -153,7 +157,7 @@ def _hooked(cls: type) -> bool:
     return True
 
 
-def _journal(node: Any) -> Entry | None:
+def journal(node: Any) -> Entry | None:
     """The entry of ``node`` if a step may record on it; marks the recorder stale outside steps."""
     entry = NODES.get(id(node))
     if entry is None or entry.node is not node:
@@ -169,21 +173,21 @@ def _journal(node: Any) -> Entry | None:
 
 def model_setattr(self: BaseModel, name: str, value: Any) -> None:
     """``BaseModel.__setattr__``, recorded when ``self`` is part of a state in a step."""
-    entry = _journal(self)
+    entry = journal(self)
     shape = entry.shape.fields.get(name) if entry is not None else None  # type: ignore[attr-defined]
     if entry is None or shape is None:  # not in a state, or not a dumped field
         _base_setattr(self, name, value)
         return
     rec = entry.rec
     fields = self.__dict__
-    old = fields.get(name, _MISSING)
+    old = fields.get(name, MISSING)
     if value is old:  # ``self.state.items += [...]`` assigns the list it just extended
         _base_setattr(self, name, value)
         return
     new = shape.to_json(value) if rec.precise else None
     was_set = name in self.__pydantic_fields_set__
     _base_setattr(self, name, value)
-    stored = _replace(fields.get(name), old, shape, entry, name, rec)
+    stored = replace(fields.get(name), old, shape, entry, name, rec)
     if stored is not value:
         fields[name] = stored
     rec.undo.append((_undo_setattr, self, name, old, was_set, shape, entry))
@@ -201,10 +205,10 @@ def model_delattr(self: BaseModel, name: str) -> None:
 model_setattr.__zocket_hook__ = True  # type: ignore[attr-defined]
 
 
-def _replace(new: Any, old: Any, shape: Shape, up: Entry, key: Any, rec: Recorder) -> Any:
+def replace(new: Any, old: Any, shape: Shape, up: Entry, key: Any, rec: Recorder) -> Any:
     if new is old:
         return new
-    if old is not _MISSING:
+    if old is not MISSING:
         detach(old, shape)
     return attach(new, shape, up, key, rec)
 
@@ -212,155 +216,15 @@ def _replace(new: Any, old: Any, shape: Shape, up: Entry, key: Any, rec: Recorde
 def _undo_setattr(model: BaseModel, name: str, old: Any, was_set: bool, shape: Shape, entry: Entry) -> None:
     fields = model.__dict__
     current = fields.get(name)
-    if old is _MISSING:
+    if old is MISSING:
         fields.pop(name, None)
     else:
-        fields[name] = _replace(old, current, shape, entry, name, entry.rec)
+        fields[name] = replace(old, current, shape, entry, name, entry.rec)
     if not was_set:
         model.__pydantic_fields_set__.discard(name)
 
 
-# -- lists ------------------------------------------------------------------------------
-
-
-def _index(i: SupportsIndex, size: int, what: str) -> int:
-    index = operator.index(i)
-    if index < 0:
-        index += size
-    if not 0 <= index < size:
-        raise IndexError(f"{what} index out of range")
-    return index
-
-
-class TrackedList(list):  # type: ignore[type-arg]
-    """A list of a recorded state. Behaves as a plain list when it is not in one."""
-
-    __slots__ = ()
-
-    def _insert(self, entry: Entry, index: int, value: Any) -> None:
-        rec = entry.rec
-        item: Shape = entry.shape.item  # type: ignore[attr-defined]
-        new = item.to_json(value) if rec.precise else None
-        if index < len(self):
-            shifted(entry, index, +1)
-        list.insert(self, index, attach(value, item, entry, index, rec))
-        rec.undo.append((_undo_insert, self, entry, index))
-        rec.record(entry, ADD, index, new)
-
-    def _remove(self, entry: Entry, index: int) -> Any:
-        value = list.pop(self, index)
-        shifted(entry, index, -1)
-        detach(value, entry.shape.item)  # type: ignore[attr-defined]
-        entry.rec.undo.append((_undo_remove, self, entry, index, value))
-        entry.rec.record(entry, REMOVE, index, None)
-        return value
-
-    def append(self, value: Any, /) -> None:
-        entry = _journal(self)
-        if entry is None:
-            list.append(self, value)
-        else:
-            self._insert(entry, len(self), value)
-
-    def insert(self, index: SupportsIndex, value: Any, /) -> None:
-        entry = _journal(self)
-        if entry is None:
-            list.insert(self, index, value)
-            return
-        i, size = operator.index(index), len(self)
-        i = min(max(i + size if i < 0 else i, 0), size)
-        self._insert(entry, i, value)
-
-    def extend(self, values: Iterable[Any], /) -> None:
-        entry = _journal(self)
-        if entry is None:
-            list.extend(self, values)
-            return
-        for value in list(values):
-            self._insert(entry, len(self), value)
-
-    def __iadd__(self, values: Iterable[Any]) -> TrackedList:  # type: ignore[override,misc]
-        self.extend(values)
-        return self
-
-    def pop(self, index: SupportsIndex = -1, /) -> Any:
-        entry = _journal(self)
-        if entry is None:
-            return list.pop(self, index)
-        if not self:
-            raise IndexError("pop from empty list")
-        return self._remove(entry, _index(index, len(self), "pop"))
-
-    def remove(self, value: Any, /) -> None:
-        entry = _journal(self)
-        if entry is None:
-            list.remove(self, value)
-        else:
-            self._remove(entry, self.index(value))
-
-    def __delitem__(self, index: SupportsIndex | slice) -> None:
-        entry = _journal(self)
-        if entry is None:
-            list.__delitem__(self, index)
-        elif isinstance(index, slice):
-            self._whole(entry, lambda: list.__delitem__(self, index))
-        else:
-            self._remove(entry, _index(index, len(self), "list assignment"))
-
-    def __setitem__(self, index: SupportsIndex | slice, value: Any) -> None:
-        entry = _journal(self)
-        if entry is None:
-            list.__setitem__(self, index, value)  # type: ignore[index]
-            return
-        if isinstance(index, slice):
-            self._whole(entry, lambda: list.__setitem__(self, index, value))
-            return
-        i = _index(index, len(self), "list assignment")
-        rec, item = entry.rec, entry.shape.item  # type: ignore[attr-defined]
-        new = item.to_json(value) if rec.precise else None
-        old = list.__getitem__(self, i)
-        list.__setitem__(self, i, _replace(value, old, item, entry, i, rec))
-        rec.undo.append((_undo_set, self, entry, i, old))
-        rec.record(entry, SET, i, new)
-
-    def clear(self) -> None:
-        entry = _journal(self)
-        if entry is None:
-            list.clear(self)
-        else:
-            self._whole(entry, lambda: list.clear(self))
-
-    def sort(self, *, key: Callable[[Any], Any] | None = None, reverse: bool = False) -> None:
-        entry = _journal(self)
-        if entry is None:
-            list.sort(self, key=key, reverse=reverse)
-        else:
-            self._whole(entry, lambda: list.sort(self, key=key, reverse=reverse))
-
-    def reverse(self) -> None:
-        entry = _journal(self)
-        if entry is None:
-            list.reverse(self)
-        else:
-            self._whole(entry, lambda: list.reverse(self))
-
-    def __imul__(self, times: SupportsIndex) -> TrackedList:  # type: ignore[override,misc]
-        entry = _journal(self)
-        if entry is None:
-            list.__imul__(self, times)
-        else:
-            self._whole(entry, lambda: list.__imul__(self, times))
-        return self
-
-    def _whole(self, entry: Entry, change: Callable[[], Any]) -> None:
-        """A change recorded as the whole new list (diffed against the old one at the end)."""
-        before = list(list.__iter__(self))
-        _reattach(self, entry, lambda: change())
-        entry.rec.undo.append((_undo_whole, self, entry, before))
-        entry.rec.record(entry, WHOLE, None, entry.shape.to_json(self) if entry.rec.precise else None)
-
-
-def _reattach(node: TrackedList | TrackedDict, entry: Entry, change: Callable[[], Any]) -> None:
+def reattach(node: list[Any] | dict[Any, Any], entry: Entry, change: Callable[[], Any]) -> None:
     """Run ``change`` on a node's contents with its children unregistered, then register them again."""
     item: Shape = entry.shape.item  # type: ignore[attr-defined]
     values = list.__iter__(node) if isinstance(node, list) else dict.values(node)
@@ -382,122 +246,3 @@ def _reattach(node: TrackedList | TrackedDict, entry: Entry, change: Callable[[]
                 stored = attach(value, item, entry, k, entry.rec)
                 if stored is not value:
                     dict.__setitem__(node, k, stored)
-
-
-def _undo_insert(node: TrackedList, entry: Entry, index: int) -> None:
-    value = list.pop(node, index)
-    shifted(entry, index, -1)
-    detach(value, entry.shape.item)  # type: ignore[attr-defined]
-
-
-def _undo_remove(node: TrackedList, entry: Entry, index: int, value: Any) -> None:
-    if index < len(node):
-        shifted(entry, index, +1)
-    list.insert(node, index, attach(value, entry.shape.item, entry, index, entry.rec))  # type: ignore[attr-defined]
-
-
-def _undo_set(node: TrackedList, entry: Entry, index: int, old: Any) -> None:
-    current = list.__getitem__(node, index)
-    list.__setitem__(node, index, _replace(old, current, entry.shape.item, entry, index, entry.rec))  # type: ignore[attr-defined]
-
-
-def _undo_whole(node: TrackedList, entry: Entry, before: list[Any]) -> None:
-    _reattach(node, entry, lambda: list.__setitem__(node, slice(None), before))
-
-
-# -- dicts ------------------------------------------------------------------------------
-
-
-class TrackedDict(dict):  # type: ignore[type-arg]
-    """A dict of a recorded state. Behaves as a plain dict when it is not in one."""
-
-    __slots__ = ()
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        entry = _journal(self)
-        if entry is None:
-            dict.__setitem__(self, key, value)
-            return
-        rec, item = entry.rec, entry.shape.item  # type: ignore[attr-defined]
-        if not isinstance(key, str):
-            rec.degrade(f"a dict key of type {type(key).__name__}")
-        new = item.to_json(value) if rec.precise else None
-        old = dict.get(self, key, _MISSING)
-        dict.__setitem__(self, key, _replace(value, old, item, entry, key, rec))
-        rec.undo.append((_undo_dict_set, self, entry, key, old))
-        rec.record(entry, SET, key, new)
-
-    def __delitem__(self, key: Any) -> None:
-        entry = _journal(self)
-        if entry is None:
-            dict.__delitem__(self, key)
-            return
-        position = list(dict.keys(self)).index(key)  # to put it back in its place: key order is state too
-        old = dict.pop(self, key)
-        detach(old, entry.shape.item)  # type: ignore[attr-defined]
-        entry.rec.undo.append((_undo_dict_delete, self, entry, key, old, position))
-        entry.rec.record(entry, DELETE, key, None)
-
-    def pop(self, key: Any, *default: Any) -> Any:
-        if key not in self:
-            return dict.pop(self, key, *default)
-        value = dict.__getitem__(self, key)
-        del self[key]
-        return value
-
-    def popitem(self) -> tuple[Any, Any]:
-        if not self:
-            raise KeyError("popitem(): dictionary is empty")
-        key = next(reversed(dict.keys(self)))
-        return key, self.pop(key)
-
-    def setdefault(self, key: Any, default: Any = None) -> Any:
-        if key not in self:
-            self[key] = default
-        return dict.__getitem__(self, key)
-
-    def update(self, other: Any = (), /, **more: Any) -> None:
-        pairs = other.items() if hasattr(other, "keys") else other
-        for key, value in list(pairs):
-            self[key] = value
-        for key, value in more.items():
-            self[key] = value
-
-    def __ior__(self, other: Any) -> TrackedDict:  # type: ignore[override,misc]
-        self.update(other)
-        return self
-
-    def clear(self) -> None:
-        entry = _journal(self)
-        if entry is None:
-            dict.clear(self)
-            return
-        before = dict(dict.items(self))
-        _reattach(self, entry, lambda: dict.clear(self))
-        entry.rec.undo.append((_undo_dict_whole, self, entry, before))
-        entry.rec.record(entry, WHOLE, None, {} if entry.rec.precise else None)
-
-
-def _undo_dict_set(node: TrackedDict, entry: Entry, key: Any, old: Any) -> None:
-    current = dict.get(node, key, _MISSING)
-    if old is _MISSING:
-        dict.pop(node, key, None)
-        if current is not _MISSING:
-            detach(current, entry.shape.item)  # type: ignore[attr-defined]
-    else:
-        dict.__setitem__(node, key, _replace(old, current, entry.shape.item, entry, key, entry.rec))  # type: ignore[attr-defined]
-
-
-def _undo_dict_delete(node: TrackedDict, entry: Entry, key: Any, old: Any, position: int) -> None:
-    _undo_dict_set(node, entry, key, old)  # back, at the end; then the keys that followed it go after it again
-    for later in list(dict.keys(node))[position:-1]:
-        dict.__setitem__(node, later, dict.pop(node, later))
-
-
-def _undo_dict_whole(node: TrackedDict, entry: Entry, before: dict[Any, Any]) -> None:
-    _reattach(node, entry, lambda: (dict.clear(node), dict.update(node, before)))
-
-
-#: ``(plain type, tracked type, (key, item) walk, raw store)`` of each container kind, for ``attach``.
-_LIST: tuple[type, type, Any, Any] = (list, TrackedList, enumerate, list.__setitem__)
-_DICT: tuple[type, type, Any, Any] = (dict, TrackedDict, dict.items, dict.__setitem__)

@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..patches import diff
-from . import jsondoc
+from . import dicts, jsondoc, lists  # noqa: F401  (lists and dicts add themselves to containers.KINDS)
 from .containers import attach, forget
 from .registry import FLOATING, NODES, Entry, entry_of, locate
 from .shapes import ModelShape, Untrackable, model_shape
