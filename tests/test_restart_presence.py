@@ -7,6 +7,8 @@ were still connected (they seemed to leave and come back).
 """
 
 import asyncio
+import contextlib
+import signal
 
 import pytest
 
@@ -43,10 +45,15 @@ async def test_redis_restarts_do_not_part_the_clients_of_live_workers(tmp_path):
         came_and_went = [entry for entry in log if entry[1:] == there.client_id]
         assert came_and_went == [f"+{there.client_id}"], "a connected client was parted (on_disconnect) and came back"
         assert "is gone; its clients leave" not in owner.log()
+        # A worker that really dies is still noticed: its clients leave once its key has expired.
+        other.kill(signal.SIGKILL)
+        await here.subscribe_state("roster", "r")
+        await here.wait_state("r", lambda s: f"-{there.client_id}" in s["log"], timeout=TTL * 6)
     finally:
         for client in (here, there):
             if client is not None:
-                await client.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.close(), 5)
         owner.stop()
         other.stop()
         redis.stop()
