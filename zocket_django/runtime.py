@@ -20,7 +20,7 @@ from . import protocol
 from .activation import Instances
 from .actor import ActorSpec, MethodSpec
 from .caller import Caller
-from .callkeys import KeyReused, fingerprint
+from .callkeys import INSTANCE_FULL, KeyReused, fingerprint
 from .conf import zocket_settings
 from .errors import ZocketError
 from .instance import Instance, KeyedCall, Links
@@ -109,6 +109,10 @@ class Runtime(Instances):
                 known = protocol.error_outcome(Code.BAD_REQUEST, "this key was already used for a different call")
             if known is not None:
                 await self._reply(caller, protocol.rpc_reply(rpc_id, known), ticket)
+                return
+            full = inst.calls.refusal(keyed.scope, time.time())
+            if full is not None:  # its outcome could not be kept: it does not run (callkeys)
+                await self._reply(caller, protocol.rpc_error(rpc_id, Code.OVERLOADED, _window_full(inst, full)), ticket)
                 return
         body = await self._run_call(inst, caller, method, args, keyed)
         await self._reply(caller, protocol.rpc_reply(rpc_id, body), ticket)
@@ -236,6 +240,14 @@ class Runtime(Instances):
         inst = self.instances.get((spec.name, actor_id))
         if inst is not None:
             inst.enqueue(lambda: inst.part(client_id))
+
+
+def _window_full(inst: Instance, whose: str) -> str:
+    setting = "CALL_KEYS_PER_INSTANCE" if whose == INSTANCE_FULL else "CALL_KEYS_PER_CALLER"
+    return (
+        f"{inst.label} keeps as many outcomes of recent keyed calls as it may ({setting}); "
+        "this call did not run: try again later"
+    )
 
 
 def debug_details(exc: BaseException) -> dict[str, str] | None:
