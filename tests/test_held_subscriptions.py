@@ -58,3 +58,25 @@ async def test_a_first_subscription_that_cannot_reach_the_owner_is_refused_and_u
         router.request_subscription = real
     await client.call("counter", "new", "increment")
     assert not [f for f in await client.nothing_more() if f["type"] == "state:patch"]  # nothing held
+
+
+async def test_a_snapshot_owed_to_a_subscription_dropped_since_is_not_asked_for(connect):
+    client = await connect()
+    await client.subscribe_state("counter", "gone")
+    router = current_node().router
+    real = router.request_subscription
+
+    async def redis_away(*args, **kwargs):
+        raise ConnectionError("Redis is away")
+
+    router.request_subscription = redis_away
+    try:
+        await client.send_json_to({"type": "state:sub", "actor": "counter", "actorId": "gone"})
+        await client.ping()
+    finally:
+        router.request_subscription = real
+    await client.send_json_to({"type": "state:unsub", "actor": "counter", "actorId": "gone"})
+    await client.ping()
+    await router.expire()
+    assert not router.pending
+    assert not [f for f in await client.nothing_more() if f["type"] == "state:snapshot"]

@@ -113,6 +113,11 @@ class LocalFanout:
             if self.joined.pop(group, None) is not None:
                 await self.layer.group_discard(group, self.channel)
 
+    def reads_state(self, group: str, client_id: str) -> bool:
+        """Whether a local socket still subscribes to ``group``'s state (its snapshot may be on its way)."""
+        kinds = self.local.get(group, {}).get(client_id)
+        return kinds is not None and bool(kinds & {STATE, PENDING_STATE})
+
     def subscribers(self, group: str) -> list[Subscriber]:
         """This node's subscribers of ``group``: socket, actor, id and the kinds they want."""
         found: list[Subscriber] = []

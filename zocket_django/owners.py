@@ -314,7 +314,7 @@ class OwnerRouter:
             self.cluster.forget(pending.group)
             if pending.rpc_id is not None:
                 await self.answer_unavailable(pending.client_id, pending.rpc_id)
-            elif pending.resend is not None and pending.client_id in self.fanout.sockets:
+            elif pending.resend is not None and self.fanout.reads_state(pending.group, pending.client_id):
                 try:
                     await pending.resend()
                 except Exception as exc:

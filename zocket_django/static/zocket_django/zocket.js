@@ -23,7 +23,8 @@
  *                  refused the connection (close code 4401 or 4403); final
  *
  * Guarantees: every call carries a random `key`, and the server runs a key at most
- * once. A call whose socket dropped, or that the server answered `unavailable`
+ * once while it keeps its outcome (`CALL_KEY_SECONDS`, 60 s by default: keep
+ * `rpcTimeout` well below it). A call whose socket dropped, or that the server answered `unavailable`
  * (the owner of the actor moved or was in doubt), is sent again with the same key
  * until it is answered or its timeout passes (with `rpcTimeout: 0`, for as long as
  * it takes): it runs exactly once, or the promise rejects with code "timeout" and the
