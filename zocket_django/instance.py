@@ -92,6 +92,9 @@ class Presence:
 
     caller: Caller
     subs: set[str] = field(default_factory=set)
+    #: The version of the last ``state:snapshot`` this connection was answered (``None``: none yet).
+    #: A plain repeated ``state:sub`` is answered only when the state moved past it.
+    snapshot_version: int | None = None
 
 
 class Instance(InstancePublish):

@@ -181,8 +181,13 @@ class Node:
     ) -> None:
         await self.router.call(spec, actor_id, caller, method, args, raw, rpc_id, key)
 
-    async def request_subscription(self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str) -> None:
-        await self.router.request_subscription(spec, actor_id, caller, kind)
+    async def request_subscription(
+        self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str, *, if_moved: bool = False
+    ) -> None:
+        await self.router.request_subscription(spec, actor_id, caller, kind, if_moved=if_moved)
+
+    def ask_again(self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str) -> None:
+        self.router.ask_again(spec, actor_id, caller, kind)
 
     async def request_unsubscription(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:
         await self.router.request_unsubscription(spec, actor_id, client_id, kind)

@@ -20,7 +20,7 @@ from . import protocol
 from .activation import Instances
 from .actor import ActorSpec, MethodSpec
 from .caller import Caller
-from .callkeys import KeyReused, fingerprint
+from .callkeys import INSTANCE_FULL, KeyReused, fingerprint
 from .conf import zocket_settings
 from .errors import ZocketError
 from .instance import Instance, KeyedCall, Links
@@ -110,6 +110,10 @@ class Runtime(Instances):
             if known is not None:
                 await self._reply(caller, protocol.rpc_reply(rpc_id, known), ticket)
                 return
+            full = inst.calls.refusal(keyed.scope, time.time())
+            if full is not None:  # its outcome could not be kept: it does not run (callkeys)
+                await self._reply(caller, protocol.rpc_error(rpc_id, Code.OVERLOADED, _window_full(inst, full)), ticket)
+                return
         body = await self._run_call(inst, caller, method, args, keyed)
         await self._reply(caller, protocol.rpc_reply(rpc_id, body), ticket)
 
@@ -160,8 +164,13 @@ class Runtime(Instances):
         *,
         answer: bool,
         ticket: int | None = None,
+        if_moved: bool = False,
     ) -> None:
-        """Add subscriptions; with ``answer`` and ``state`` among them, send a snapshot back."""
+        """Add subscriptions; with ``answer`` and ``state`` among them, send a snapshot back.
+
+        ``if_moved`` (a plain repeat of a held subscription): only if the state
+        moved since the last snapshot this connection was sent.
+        """
         try:
             inst = self.instance(spec, actor_id)
         except ZocketError as exc:
@@ -170,7 +179,7 @@ class Runtime(Instances):
                 ref = {"type": f"{kind}:sub", "actor": spec.name, "actorId": actor_id}
                 self._spawn(self._reply(caller, protocol.error(exc.code, exc.message, ref), ticket))
             return
-        inst.enqueue(lambda: self._subscribe(inst, caller, kinds, answer, ticket))
+        inst.enqueue(lambda: self._subscribe(inst, caller, kinds, answer, ticket, if_moved))
 
     def _refuse_activation(self, spec: ActorSpec, actor_id: str, caller: Caller, exc: ZocketError) -> None:
         """No room for one more hot instance: say so (one line per interval), give back the lease taken for it."""
@@ -190,7 +199,7 @@ class Runtime(Instances):
             self._spawn(self.node.released(group_name(spec.name, actor_id)))
 
     async def _subscribe(
-        self, inst: Instance, caller: Caller, kinds: Set[str], answer: bool, ticket: int | None
+        self, inst: Instance, caller: Caller, kinds: Set[str], answer: bool, ticket: int | None, if_moved: bool
     ) -> None:
         if inst.failed is not None:  # an error frame per refused subscription; the client may send it again
             for kind in sorted(kinds):
@@ -201,11 +210,14 @@ class Runtime(Instances):
         presence = await inst.join(caller)
         presence.subs.update(kinds)
         if answer and STATE in kinds:
+            if if_moved and presence.snapshot_version == inst.version:
+                return  # it has this version already: a repeat costs no snapshot
             frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version, inst.epoch)
             error = inst.too_large(frame)
             if error is not None:  # answered; the subscription stays pending, as if the snapshot were on its way
                 await self._reply(caller, error, ticket)
                 return
+            presence.snapshot_version = inst.version
             await self.node.send(caller.reply_to, Snapshot(caller.client_id, inst.group, frame, ticket))
 
     def unsubscribe(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:
@@ -218,6 +230,8 @@ class Runtime(Instances):
         presence = inst.clients.get(client_id)
         if presence is not None and kind in presence.subs:
             presence.subs.discard(kind)
+            if kind == STATE:
+                presence.snapshot_version = None
             if not presence.subs:
                 await inst.part(client_id)
 
@@ -226,6 +240,14 @@ class Runtime(Instances):
         inst = self.instances.get((spec.name, actor_id))
         if inst is not None:
             inst.enqueue(lambda: inst.part(client_id))
+
+
+def _window_full(inst: Instance, whose: str) -> str:
+    setting = "CALL_KEYS_PER_INSTANCE" if whose == INSTANCE_FULL else "CALL_KEYS_PER_CALLER"
+    return (
+        f"{inst.label} keeps as many outcomes of recent keyed calls as it may ({setting}); "
+        "this call did not run: try again later"
+    )
 
 
 def debug_details(exc: BaseException) -> dict[str, str] | None:
