@@ -3,7 +3,9 @@
 Starts the daphne servers it needs, drives them from separate client
 processes, stops everything it started, and writes bench/RESULTS.md,
 bench/results.json and bench/latency.png (``--quick`` writes to
-bench/out/quick/ instead, leaving the committed results alone).
+bench/out/quick/ instead, leaving the committed results alone). With
+``--only``, the sections not run are carried over from the results already
+there, and RESULTS.md says which run each of those comes from.
 """
 
 from __future__ import annotations
@@ -185,6 +187,8 @@ def main() -> None:
     results["meta"]["load_after"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     from . import report
 
+    if args.only:
+        report.carry_over(results, out_dir)
     report.write(results, out_dir)
     log(f"wrote {out_dir / 'RESULTS.md'}, results.json and latency.png in {results['meta']['elapsed_s']:.0f} s")
 

@@ -52,6 +52,9 @@ class StubNode:
     async def publish(self, group: str, message: Any) -> None:
         self.sent.append(message)
 
+    def listened(self, group: str) -> bool:
+        return True  # as if subscribed: the step measured publishes its patch
+
     async def send(self, channel: str, message: Any) -> None:
         self.sent.append(message)
 

@@ -73,6 +73,28 @@ def restore(out_dir: Path) -> dict[str, Any]:
     return results
 
 
+def carry_over(results: dict[str, Any], out_dir: Path) -> None:
+    """Sections of the results already in ``out_dir`` that this (``--only``) run did not measure, kept.
+
+    Each keeps where it comes from (``carried_from``: the date, commit and load
+    of the run that measured it), which RESULTS.md states; ratios are only ever
+    computed within one section, so within one run.
+    """
+    if not (out_dir / "results.json").exists():
+        return
+    earlier = restore(out_dir)
+    meta = earlier.get("meta", {})
+    origin = {
+        "date": meta.get("date"),
+        "commit": meta.get("versions", {}).get("zocket-django"),
+        "load": f"{meta.get('load_before')} before, {meta.get('load_after')} after",
+    }
+    for name, section in earlier.items():
+        if name != "meta" and name not in results and isinstance(section, dict):
+            section.setdefault("carried_from", origin)
+            results[name] = section
+
+
 def write(results: dict[str, Any], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(without_samples(results), indent=1, default=str) + "\n")
@@ -103,8 +125,15 @@ def markdown(r: dict[str, Any], plotted: bool) -> str:
         "(`websockets`, asyncio). Every figure is the **median of the repetitions, with their range "
         f"(min{DASH}max) in brackets**; every ratio compares figures measured in the same run. "
         "Benchmarks, not tests: nothing here passes or fails.",
-        "",
     ]
+    carried: dict[str, list[str]] = {}
+    for name, section in r.items():
+        if isinstance(section, dict) and "carried_from" in section:
+            c = section["carried_from"]
+            carried.setdefault(f"{c['date']} (zocket-django {c['commit']}; load average {c['load']})", []).append(name)
+    for origin, names in carried.items():
+        lines.append(f"- **Not re-run:** {', '.join(names)}: from the run of {origin}.")
+    lines.append("")
     lines += _headline(r)
     lines += _goals(r)
     lines += _rpc(r.get("rpc"))

@@ -402,11 +402,18 @@ class StateMirror:
 
 
 class Watcher:
-    """A state subscriber that resyncs (``state:sub``) when a patch does not apply, as the shipped clients do."""
+    """A state subscriber that resyncs with a plain ``state:sub`` when a patch does not apply.
+
+    Zocket's form of a resync (the shipped clients send ``"resync": true``):
+    the server answers a plain repeat only when the state moved since its last
+    snapshot to this socket, which a gap implies, so the live tests that use it
+    also prove that clients speaking only Zocket's protocol are never left stale.
+    """
 
     def __init__(self, client: LiveClient, actor: str, actor_id: str) -> None:
         self.client, self.actor, self.actor_id = client, actor, actor_id
         self.mirror = StateMirror()
+        self.resyncs = 0  # state:sub frames sent after a gap
         self._fed = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -427,6 +434,7 @@ class Watcher:
             self._pump()
             if self.mirror.stale and time.monotonic() - asked_at > 1.0:
                 asked_at = time.monotonic()
+                self.resyncs += 1
                 with contextlib.suppress(Exception):
                     await self.client.send({"type": "state:sub", "actor": self.actor, "actorId": self.actor_id})
             await asyncio.sleep(0.05)
@@ -441,8 +449,29 @@ class Watcher:
             if (m.state, m.version, m.epoch) == want:
                 return
             if time.monotonic() > deadline:
-                raise AssertionError(f"watcher of {self.actor_id} is stale: {(m.state, m.version, m.epoch)} != {want}")
+                raise AssertionError(f"{self.describe()} is stale: {m.version, m.epoch} != {want[1:]}")
             await asyncio.sleep(0.05)
+
+    async def wait(self, predicate: Any, timeout: float = 20.0) -> None:
+        """Wait until ``predicate(self.mirror)`` holds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._pump()
+            if predicate(self.mirror):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.describe()} never got there")
+            await asyncio.sleep(0.05)
+
+    def describe(self) -> str:
+        """Who this watcher is and what it last received (for failure messages)."""
+        m = self.mirror
+        frames = [f for f in self.client.frames if f.get("actorId") == self.actor_id][-8:]
+        last = [(f["type"], f.get("version"), f.get("epoch"), f.get("code")) for f in frames]
+        return (
+            f"watcher {self.client.client_id} of {self.actor}/{self.actor_id} (version {m.version}, "
+            f"epoch {m.epoch}, {m.gaps} gaps, {self.resyncs} resyncs; last frames {last})"
+        )
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zocket_django.callkeys import CallWindow, KeyReused, fingerprint
+from zocket_django.callkeys import CALLER_FULL, INSTANCE_FULL, CallWindow, KeyReused, fingerprint
 from zocket_django.node import current_node
 from zocket_django.testing import ZocketCommunicator
 
@@ -37,16 +37,28 @@ def test_fingerprints_ignore_key_order_and_tell_inputs_apart():
     assert fingerprint("m", {"a": 1}) != fingerprint("m", {"a": "1"})
 
 
-def test_bounds_drop_the_oldest_first():
+def test_only_age_removes_an_outcome_and_the_boundary_is_exact():
+    window = CallWindow(per_caller=100, per_instance=100, seconds=10)
+    fp = fingerprint("add", {"amount": 1})
+    window.remember("a", "k", fp, '{"result":1}', now=100.0)
+    assert window.lookup("a", "k", fp, now=109.999) == '{"result":1}'  # younger than CALL_KEY_SECONDS: kept
+    assert window.lookup("a", "k", fp, now=110.0) is None  # CALL_KEY_SECONDS old: forgotten, it may run again
+    assert len(window) == 0
+
+
+def test_a_full_window_refuses_new_keys_and_still_answers_retries():
     window = CallWindow(per_caller=2, per_instance=3, seconds=10)
-    for i in range(3):
-        window.remember("a", f"k{i}", "f", "{}", now=i)
-    assert [k for _, k, *_ in window.dump()] == ["k1", "k2"]  # two per caller
-    window.remember("b", "x", "f", "{}", now=3)
-    window.remember("c", "y", "f", "{}", now=4)
-    assert [k for _, k, *_ in window.dump()] == ["k2", "x", "y"]  # three in all
-    window.prune(now=13.5)
-    assert [k for _, k, *_ in window.dump()] == ["y"]  # ten seconds
+    for i in range(2):
+        assert window.refusal("a", now=i) is None
+        window.remember("a", f"k{i}", "f", str(i), now=i)
+    assert window.refusal("a", now=2) == CALLER_FULL  # a's two places are taken ...
+    assert window.refusal("b", now=2) is None  # ... b's are not
+    window.remember("b", "x", "f", "x", now=2)
+    assert window.refusal("c", now=3) == INSTANCE_FULL  # three in all
+    assert [window.lookup("a", f"k{i}", "f", now=9.5) for i in range(2)] == ["0", "1"]  # nothing made room
+    assert window.refusal("c", now=10) is None  # k0 is ten seconds old: its place is free again
+    assert window.refusal("a", now=10) is None
+    assert window.lookup("a", "k1", "f", now=10) == "1"
 
 
 def test_a_saved_window_comes_back_and_bad_entries_are_skipped():
@@ -60,33 +72,39 @@ def test_a_saved_window_comes_back_and_bad_entries_are_skipped():
     assert len(again) == 0
 
 
-operations = st.lists(
+#: A caller's attempts: (identity, key, seconds since the previous attempt). Few keys, so retries are common.
+attempts = st.lists(
     st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from([f"k{i}" for i in range(8)]), st.floats(0, 5)),
-    max_size=60,
+    max_size=80,
 )
 
 
-@given(operations, st.integers(1, 4), st.integers(1, 10), st.floats(0.5, 30))
-def test_the_window_keeps_its_bounds_and_the_latest_outcomes(ops, per_caller, per_instance, seconds):
+@given(attempts, st.integers(1, 4), st.integers(1, 10), st.floats(0.5, 30))
+def test_a_retry_within_call_key_seconds_never_runs_twice(ops, per_caller, per_instance, seconds):
+    """The runtime's use of the window (lookup, else refusal, else run and remember), at any rate:
+    a key that ran is answered with its first outcome for ``seconds``; bounds only ever refuse."""
     window = CallWindow(per_caller, per_instance, seconds)
     now = 0.0
-    latest = {}
+    ran: dict[tuple[str, str], tuple[float, str]] = {}  # what ran: when, and its outcome
     for n, (identity, key, step) in enumerate(ops):
         now += step
-        window.remember(identity, key, "f", str(n), now)
-        latest[(identity, key)] = str(n)
-        dump = window.dump()
-        assert len(dump) <= per_instance
-        for who in "abc":
-            assert sum(1 for i, *_ in dump if i == who) <= per_caller
-        assert all(now - at < seconds for *_, at, _ in dump)
-        assert [at for *_, at, _ in dump] == sorted(at for *_, at, _ in dump)  # oldest first
-        assert window.lookup(identity, key, "f", now) == str(n)  # what was just remembered is there
-        for i, k, _, _, outcome in dump:
-            assert latest[(i, k)] == outcome  # never an outdated outcome
+        known = window.lookup(identity, key, "f", now)
+        first = ran.get((identity, key))
+        if first is not None and now - first[0] < seconds:
+            assert known == first[1]  # within CALL_KEY_SECONDS: answered, never run again
+            continue
+        assert known is None  # older: it may run again
+        whose = window.refusal(identity, now)
+        young = [at for at, _ in ran.values() if now - at < seconds]
+        mine = [at for (i, _), (at, _) in ran.items() if i == identity and now - at < seconds]
+        assert (whose is not None) == (len(young) >= per_instance or len(mine) >= per_caller)
+        if whose is None:  # it runs
+            ran[(identity, key)] = (now, str(n))
+            window.remember(identity, key, "f", str(n), now)
+        assert len(window) <= per_instance
         copy = CallWindow(per_caller, per_instance, seconds)
-        copy.load(dump, now)
-        assert copy.dump() == dump
+        copy.load(window.dump(), now)
+        assert copy.dump() == window.dump()  # saved and restored whole
 
 
 # -- through the application ---------------------------------------------------------------
@@ -210,3 +228,14 @@ async def test_the_window_goes_with_patch_rows_too(connect, monkeypatch):
     again = await send(client, rpc("add", {"amount": 2}, key="p2", actor="ledger", actor_id="pl"))
     assert again["result"] == 3
     assert (await send(client, rpc("peek", actor="ledger", actor_id="pl")))["result"] == 3
+
+
+async def test_a_full_window_answers_overloaded_and_runs_nothing(connect, settings):
+    settings.ZOCKET = {"CALL_KEYS_PER_INSTANCE": 2}
+    client = await connect()
+    assert (await send(client, rpc("add", {"amount": 1}, key="k1", actor_id="full")))["result"] == 1
+    assert (await send(client, rpc("add", {"amount": 1}, key="k2", actor_id="full")))["result"] == 2
+    refused = await send(client, rpc("add", {"amount": 1}, key="k3", actor_id="full"))
+    assert refused["code"] == "overloaded" and "CALL_KEYS_PER_INSTANCE" in refused["error"]
+    assert (await send(client, rpc("add", {"amount": 1}, key="k1", actor_id="full")))["result"] == 1  # kept
+    assert (await send(client, rpc("add", {"amount": 0}, actor_id="full")))["result"] == 2  # k3 did not run

@@ -632,7 +632,7 @@ async def test_state_snapshot_and_patches(server: FakeServer, client: ZocketClie
 async def test_version_gap_resyncs(server: FakeServer, client: ZocketClient) -> None:
     counter = client.actor("counter", "main")
     counter.state.subscribe()
-    await server.expect("state:sub")
+    assert "resync" not in await server.expect("state:sub")  # a first subscription is plain
     await counter.increment()
     assert counter.state.version == 1
 
@@ -640,7 +640,8 @@ async def test_version_gap_resyncs(server: FakeServer, client: ZocketClient) -> 
     server.count, server.version = 10, 3
     await server.broadcast(server.patch([{"op": "replace", "path": "/count", "value": 10}]))
     resync = await server.expect("state:sub")
-    assert resync["actor"] == "counter"
+    # A held subscription asked again: `resync` gets a snapshot even where the server sees no gap.
+    assert (resync["actor"], resync.get("resync")) == ("counter", True)
     # The fake answered the resync with a snapshot of version 3.
     await wait_until(lambda: counter.state.version == 3)
     assert counter.state.get() == {"count": 10}
@@ -726,7 +727,7 @@ async def test_epochs_keep_one_incarnation_in_the_copy(server: FakeServer, clien
     assert [m["type"] for m in server.drain()] == ["rpc"]  # no resync for stragglers
 
     await server.broadcast(patch(1, 1, 200))  # a newer incarnation: the copy is stale
-    await server.expect("state:sub")
+    assert (await server.expect("state:sub"))["resync"] is True
     await server.broadcast(server.snapshot(state={"count": 0}, version=0, epoch=200))
     await wait_until(lambda: counter.state.get() == {"count": 0})
     await server.broadcast(patch(1, 1, 200))
@@ -772,7 +773,7 @@ async def test_bad_or_unsafe_patch_resyncs(server: FakeServer, client: ZocketCli
     await wait_until(lambda: counter.state.version == 0)
     server.version = 1  # the bad patch is in sequence: only its content is wrong
     await server.broadcast(server.patch(ops, version=1))
-    await server.expect("state:sub")
+    assert (await server.expect("state:sub"))["resync"] is True  # nothing the server could see: it must ask
     await wait_until(lambda: counter.state.version == 1)
     assert counter.state.get() == {"count": 0}
     assert "__proto__" not in json.dumps(counter.state.get())
@@ -843,6 +844,45 @@ async def test_refused_state_subscription_fails_wait_for(server: FakeServer, cli
         await waiting
     assert info.value.code == "unknown_actor"
     assert [e.code for e in errors] == ["unknown_actor"]
+
+
+@pytest.mark.parametrize("code", ["forbidden", "unavailable", "overloaded"])
+async def test_refused_event_subscription_raises_in_the_event_stream(
+    server: FakeServer, client: ZocketClient, code: str
+) -> None:
+    counter = client.actor("counter", "main")
+    errors: list[ZocketRpcError] = []
+    client.on_error(errors.append)
+    stream, other = counter.events("newMessage"), counter.events("reset")
+    await server.expect("event:sub")
+    await server.send_all({"type": "event", "actor": "counter", "actorId": "main", "event": "newMessage", "payload": 1})
+    ref = {"type": "event:sub", "actor": "counter", "actorId": "main"}
+    await server.send_all({"type": "error", "code": code, "error": "refused", "ref": ref})
+    async with asyncio.timeout(2):
+        assert await anext(stream) == 1  # what came before the refusal is read first
+        with pytest.raises(ZocketRpcError) as info:
+            await anext(stream)
+        assert (info.value.code, info.value.ref) == (code, ref)
+        with pytest.raises(StopAsyncIteration):  # then it has ended
+            await anext(stream)
+        with pytest.raises(ZocketRpcError):  # every stream of the instance: they share the subscription
+            async for _ in other:
+                pass
+    assert [e.code for e in errors] == [code]  # and the client's error listeners hear it once
+    assert (await server.expect("event:unsub"))["actor"] == "counter"
+
+
+async def test_a_refusal_of_another_instance_leaves_the_stream_alone(server: FakeServer, client: ZocketClient) -> None:
+    stream = client.actor("counter", "main").events("newMessage")
+    await server.expect("event:sub")
+    ref = {"type": "event:sub", "actor": "counter", "actorId": "other"}
+    await server.send_all({"type": "error", "code": "forbidden", "error": "no", "ref": ref})
+    state_ref = {"type": "state:sub", "actor": "counter", "actorId": "main"}
+    await server.send_all({"type": "error", "code": "too_large", "error": "big", "ref": state_ref})
+    await server.send_all({"type": "event", "actor": "counter", "actorId": "main", "event": "newMessage", "payload": 2})
+    async with asyncio.timeout(2):
+        assert await anext(stream) == 2
+    await stream.aclose()
 
 
 async def test_error_frame_with_rpc_ref_fails_the_call(server: FakeServer, client: ZocketClient) -> None:
@@ -988,6 +1028,8 @@ async def test_reconnect_restores_subscriptions_and_fails_pending_calls(
         assert "disconnected" in str(info.value)
         frames = server.drain()
         assert {"event:sub", "state:sub"} <= {m["type"] for m in frames}
+        # A new socket holds nothing: its subscription is a first one, sent plainly.
+        assert [m.get("resync") for m in frames if m["type"] == "state:sub"] == [None]
         again = [m for m in frames if m["type"] == "rpc" and m["method"] == "slow"]
         assert [m["key"] for m in again] == [first["key"]]  # the same key: the server runs it once
         await wait_until(lambda: counter.state.get() == {"count": 5})

@@ -57,7 +57,9 @@ def _frame(coalescer: Coalescer) -> dict[str, Any]:
     held = coalescer.take()
     assert held is not None
     base = held.base if len(held.ops) > 1 else None
-    text = protocol.state_patch_of("a", "b", joined_ops(held.ops), held.version, held.epoch, base)
+    text = protocol.state_patch_ops(
+        protocol.state_patch_head("a", "b"), joined_ops(held.ops), held.version, held.epoch, base
+    )
     frame: dict[str, Any] = json.loads(text)
     assert frame["epoch"] == 7
     return frame

@@ -38,7 +38,7 @@ callers = st.builds(
 )
 ops = (
     st.builds(Call, text, st.none() | st.dictionaries(text, st.integers(), max_size=3), text)
-    | st.builds(Subscribe, st.tuples(st.sampled_from(["state", "event"])), st.booleans())
+    | st.builds(Subscribe, st.tuples(st.sampled_from(["state", "event"])), st.booleans(), st.booleans())
     | st.builds(Unsubscribe, text, text)
     | st.builds(Leave, text)
 )

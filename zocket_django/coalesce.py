@@ -111,6 +111,7 @@ class Coalescing:
         epoch: int
         queue: deque[Any]
         coalescer: Coalescer
+        _patch_head: str
 
         @property
         def dump(self) -> Any: ...
@@ -149,9 +150,7 @@ class Coalescing:
         if held is None:
             return
         base = held.base if len(held.ops) > 1 else None  # "from" only on a coalesced patch
-        frame = protocol.state_patch_of(
-            self.spec.name, self.actor_id, joined_ops(held.ops), held.version, held.epoch, base
-        )
+        frame = protocol.state_patch_ops(self._patch_head, joined_ops(held.ops), held.version, held.epoch, base)
         await self._publish(self.delivery(STATE, self.too_large(frame) or frame), None)
         await self._run_after(held)
 

@@ -103,16 +103,20 @@ class ZocketSettings:
     #: Most calls one connection may have unanswered; past it its socket is not
     #: read until answers come back (its frames wait, others go first; nothing is refused).
     MAX_CALLS_IN_FLIGHT: int = 32
-    #: Most steps waiting in one instance's queue; more calls get ``overloaded``.
+    #: Most calls waiting in one instance's queue; more get ``overloaded``
+    #: (subscriptions and lifecycle steps wait too, uncounted: never refused).
     MAX_QUEUED_CALLS: int = 1000
-    #: Outcomes of keyed calls (``rpc`` frames with a ``key``) each instance keeps per caller identity
-    #: (a guard against one caller pushing out everyone's keys; every anonymous caller without a
-    #: session shares one identity) ...
-    CALL_KEYS_PER_CALLER: int = 1000
-    #: ... and in all (saved with the state of durable actors, in every write-through commit) ...
-    CALL_KEYS_PER_INSTANCE: int = 1000
-    #: ... and for how many seconds: a retry with the same key within these bounds does not run again.
-    CALL_KEY_SECONDS: float = 120.0
+    #: How long each instance keeps the outcome of a keyed call (an ``rpc`` frame with a ``key``): a
+    #: retry with the same key within this time never runs again, at any call rate (``callkeys``).
+    #: Longer than a client retries: the shipped clients' call timeout (10 s) plus ``QUEUE_TIMEOUT``.
+    CALL_KEY_SECONDS: float = 60.0
+    #: Most outcomes one instance keeps (saved with the state of durable actors, in every
+    #: write-through commit); with that many younger than ``CALL_KEY_SECONDS``, new keyed calls
+    #: are answered ``overloaded`` and do not run. 10,000 is ~166 keyed calls/s for a minute ...
+    CALL_KEYS_PER_INSTANCE: int = 10000
+    #: ... and per caller identity (lower it so that one caller cannot take every place; every
+    #: anonymous caller without a session shares one identity).
+    CALL_KEYS_PER_CALLER: int = 10000
     #: Largest encoded state (UTF-8 JSON bytes) of an actor that does not set
     #: ``max_state_bytes``. A step that would grow the state past it fails with
     #: ``too_large`` and changes nothing. Below ``MAX_MESSAGE_BYTES``, so that a

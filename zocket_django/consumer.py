@@ -259,7 +259,8 @@ class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsume
         try:
             spec, actor_id = request_checks.target(message, self.limits, self._valid_id)
             key = (spec.name, actor_id, kind)
-            if key not in self.subscriptions and len(self.subscriptions) >= self.limits.MAX_SUBSCRIPTIONS:
+            held = key in self.subscriptions  # sent again (a resync): the socket already reads it
+            if not held and len(self.subscriptions) >= self.limits.MAX_SUBSCRIPTIONS:
                 raise ZocketError(
                     f"too many subscriptions (at most {self.limits.MAX_SUBSCRIPTIONS})", code=Code.OVERLOADED
                 )
@@ -283,10 +284,22 @@ class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsume
             request_checks.log_unavailable(message, self.client_id, self.caller.user_id)
             await self._error(Code.UNAVAILABLE, "cannot subscribe now; try again", message)
             return
+        # A plain repeat of a held state subscription is answered only if the state moved since
+        # this connection's last snapshot; `"resync": true` always is (docs/protocol.md).
+        repeat = held and message.get("resync") is not True
         self.subscriptions.add(key)
         try:
-            await self.node.request_subscription(spec, actor_id, caller, kind)
+            await self.node.request_subscription(spec, actor_id, caller, kind, if_moved=repeat)
         except Exception:  # the owner cannot be known (Redis is away)
+            if held:
+                # Kept, not undone: this socket was already reading the instance's
+                # frames. Undoing it would leave a client that believes it
+                # subscribes with nothing arriving: no patch, so no gap, so no
+                # resync, ever (watchers froze for good after Redis restarts).
+                # The snapshot it asked for is owed instead: asked again on the
+                # next housekeeping tick, until the owner is reached.
+                self.node.ask_again(spec, actor_id, caller, kind)
+                return
             request_checks.log_unavailable(message, self.client_id, self.caller.user_id)
             self.subscriptions.discard(key)
             with contextlib.suppress(Exception):

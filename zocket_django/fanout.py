@@ -88,7 +88,10 @@ class LocalFanout:
                 self.joined[group] = time.monotonic()
             members = self.local.setdefault(group, {})
         kinds = members.setdefault(socket.client_id, set())
-        kinds.add(PENDING_STATE if kind == STATE else EVENTS)
+        if kind != STATE:
+            kinds.add(EVENTS)
+        elif STATE not in kinds:  # held already: patches keep flowing, a snapshot (if one is sent) replaces the copy
+            kinds.add(PENDING_STATE)
 
     async def unsubscribe(self, socket: Socket, actor: str, actor_id: str, kind: str) -> None:
         group = group_name(actor, actor_id)
@@ -109,6 +112,11 @@ class LocalFanout:
             self.local.pop(group, None)
             if self.joined.pop(group, None) is not None:
                 await self.layer.group_discard(group, self.channel)
+
+    def reads_state(self, group: str, client_id: str) -> bool:
+        """Whether a local socket still subscribes to ``group``'s state (its snapshot may be on its way)."""
+        kinds = self.local.get(group, {}).get(client_id)
+        return kinds is not None and bool(kinds & {STATE, PENDING_STATE})
 
     def subscribers(self, group: str) -> list[Subscriber]:
         """This node's subscribers of ``group``: socket, actor, id and the kinds they want."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
-from . import persistence, protocol, statesize, transactions
+from . import eager, persistence, protocol, statesize, transactions
 from .actor import Actor, ActorSpec
 from .caller import Caller
 from .callkeys import CallWindow
@@ -52,6 +52,9 @@ class Links(Protocol):
 
     async def publish(self, group: str, message: Deliver) -> None:
         """To every subscriber of the group, here and on other workers."""
+
+    def listened(self, group: str) -> bool:
+        """Whether a ``publish`` to the group may reach anyone (``False``: it would do nothing)."""
 
     async def send(self, channel: str, message: Message) -> None:
         """To one node: this one, or another worker's."""
@@ -90,6 +93,9 @@ class Presence:
 
     caller: Caller
     subs: set[str] = field(default_factory=set)
+    #: The version of the last ``state:snapshot`` this connection was answered (``None``: none yet).
+    #: A plain repeated ``state:sub`` is answered only when the state moved past it.
+    snapshot_version: int | None = None
 
 
 class Instance(InstancePublish, Coalescing):
@@ -116,6 +122,8 @@ class Instance(InstancePublish, Coalescing):
         self.size = statesize.measure(self.dump).without_text()
         self.clients: dict[str, Presence] = {}
         self.queue: deque[Callable[[], Awaitable[None]]] = deque()
+        #: Calls among them (``MAX_QUEUED_CALLS`` counts these only).
+        self.queued_calls = 0
         #: The patch held while more steps are queued, and the answers waiting behind it.
         self.coalescer = Coalescer()
         self.busy = False
@@ -131,6 +139,7 @@ class Instance(InstancePublish, Coalescing):
         self.failed: ZocketError | None = None
         #: A timed-out sync handler still running: the next step waits for it.
         self.lingering: Awaitable[None] | None = None
+        self._patch_head = protocol.state_patch_head(spec.name, actor_id)
         #: Bounds the running step (``CALL_TIMEOUT``).
         self.timer = StepTimer()
         self.store = persistence.store_for(self, lambda: runtime.drop(spec.name, actor_id))
@@ -154,11 +163,30 @@ class Instance(InstancePublish, Coalescing):
 
     # -- the queue ---------------------------------------------------------
 
-    def enqueue(self, step: Callable[[], Awaitable[None]]) -> None:
+    def enqueue(self, step: Callable[[], Awaitable[None]], *, now: bool = False) -> None:
+        """Queue ``step``; steps run one at a time, in order, in a task that drains the queue.
+
+        With ``now`` (an RPC: its caller does nothing after queueing it) and an
+        idle instance, the queue is drained at once, in the caller's turn of the
+        event loop, until a step first waits (``eager``): most calls then finish
+        without a task of their own. The order is the queue's either way, and a
+        step that waits goes on in a task, as any other.
+        """
         self.queue.append(step)
-        if not self.busy:
-            self.busy = True
-            asyncio.get_running_loop().create_task(self._drain())
+        if self.busy:
+            return
+        self.busy = True
+        if not now:
+            self.timer.task = asyncio.get_running_loop().create_task(self._drain())
+            return
+        try:
+            task = eager.start(self._drain())
+        except Exception:  # _drain catches what steps raise: this is a bug, not a step's failure
+            log.exception("zocket: draining the queue failed", extra=self.log_context())
+            self.busy = False
+            return
+        if task is not None:
+            self.timer.task = task
 
     async def _drain(self) -> None:
         try:
@@ -217,19 +245,15 @@ class Instance(InstancePublish, Coalescing):
         try:
             value = await invoke()
             result = serialize(value) if serialize is not None else None
-            events = [self._event_message(e) for e in ctx.emissions]
+            events = [self._event_message(e) for e in ctx.emissions] if ctx.emissions else []
             state = self.actor.state
-            if not isinstance(state, self.spec.state_model):
+            if type(state) is not self.spec.state_model and not isinstance(state, self.spec.state_model):
                 raise TypeError(f"{self.spec.name}.state must stay a {self.spec.state_model.__name__}")
             patches = recorder.changes(state)  # from here on self.dump is the new state's
             # Encoded before committing: a state that is not JSON (a float
             # that became inf) is rolled back like any other failure.
             ops = protocol.encode(patches) if patches else ""
-            frame = (
-                protocol.state_patch_of(self.spec.name, self.actor_id, ops, self.version + 1, self.epoch)
-                if patches
-                else ""
-            )
+            frame = protocol.state_patch_ops(self._patch_head, ops, self.version + 1, self.epoch) if patches else ""
             if patches:
                 size = statesize.after_step(self.label, self.max_state_bytes, self.size, self.dump, frame)
                 plain = frame
@@ -240,7 +264,8 @@ class Instance(InstancePublish, Coalescing):
             if patches and self.store.write_through:
                 # raises: undone, nothing acknowledged (fenced: a stale owner's save is refused)
                 await self.store.commit(self.dump, self.version + 1, patches)
-            await txn.commit()  # a sync handler's ORM work (and the save above, in its transaction)
+            if txn.held:
+                await txn.commit()  # a sync handler's ORM work (and the save above, in its transaction)
         except BaseException as exc:
             if keyed is not None:
                 self.calls.forget(keyed.scope, keyed.key)
@@ -257,9 +282,10 @@ class Instance(InstancePublish, Coalescing):
         self.recent.append((time.time(), label or ctx.method or "?", ctx.client_id, "ok", self.version))
         # Committed: from here on nothing may turn the step into an error for its caller.
         # The patch is held while more steps are queued (``coalesce``); events go after it.
-        if patches:
+        # Nobody subscribed: no message to build (what is held goes first, so that nothing overtakes it).
+        if patches and self.runtime.node.listened(self.group):
             await self.publish_state(frame, ops if frame is plain else None, more=bool(self.queue) and not events)
-        elif events:
+        elif patches or events:
             await self.flush()
         for message, targets in events:
             await self._publish(message, targets)

@@ -29,7 +29,7 @@ from .message_fields import Remains as Remains
 from .message_fields import Unreadable as Unreadable
 
 #: The version of the messages between workers (see the module's docstring for when to bump it).
-VERSION = 2
+VERSION = 3
 
 #: Subscription kinds: what a ``Deliver`` carries, what a ``Subscribe`` counts.
 STATE, EVENTS = "state", "event"
@@ -143,11 +143,17 @@ class Call:
 
 @dataclass(slots=True)
 class Subscribe:
-    """Count the caller as a subscriber of ``kinds``; with ``answer``, send the state snapshot back."""
+    """Count the caller as a subscriber of ``kinds``; with ``answer``, send the state snapshot back.
+
+    ``if_moved``: a plain repeated ``state:sub`` of a subscription already held.
+    The snapshot is sent only if the state moved since the last one this
+    connection was sent (docs/protocol.md, "Subscribing again").
+    """
 
     OP: ClassVar[str] = "subscribe"
     kinds: tuple[str, ...]
     answer: bool
+    if_moved: bool = False
 
 
 @dataclass(slots=True)
@@ -204,7 +210,7 @@ class Request:
         if isinstance(op, Call):
             message.update(method=op.method, input=op.input, rpc_id=op.rpc_id, key=op.key)
         elif isinstance(op, Subscribe):
-            message.update(kinds=list(op.kinds), answer=op.answer)
+            message.update(kinds=list(op.kinds), answer=op.answer, if_moved=op.if_moved)
         elif isinstance(op, Unsubscribe):
             message.update(client_id=op.client_id, kind=op.kind)
         else:
@@ -220,7 +226,7 @@ class Request:
                 fields.text(raw, "method"), raw.get("input"), fields.text(raw, "rpc_id"), fields.maybe_text(raw, "key")
             )
         elif name == Subscribe.OP:
-            op = Subscribe(tuple(fields.texts(raw, "kinds")), bool(raw.get("answer")))
+            op = Subscribe(tuple(fields.texts(raw, "kinds")), bool(raw.get("answer")), bool(raw.get("if_moved")))
         elif name == Unsubscribe.OP:
             op = Unsubscribe(fields.text(raw, "client_id"), fields.text(raw, "kind"))
         elif name == Leave.OP:

@@ -184,8 +184,13 @@ class Node:
     ) -> None:
         await self.router.call(spec, actor_id, caller, method, args, raw, rpc_id, key)
 
-    async def request_subscription(self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str) -> None:
-        await self.router.request_subscription(spec, actor_id, caller, kind)
+    async def request_subscription(
+        self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str, *, if_moved: bool = False
+    ) -> None:
+        await self.router.request_subscription(spec, actor_id, caller, kind, if_moved=if_moved)
+
+    def ask_again(self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str) -> None:
+        self.router.ask_again(spec, actor_id, caller, kind)
 
     async def request_unsubscription(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:
         await self.router.request_unsubscription(spec, actor_id, client_id, kind)
@@ -211,6 +216,10 @@ class Node:
         if self.cluster.distributed:
             message.origin = self.channel
             await self.mailbox.group_send(group, message.build())
+
+    def listened(self, group: str) -> bool:
+        """Whether ``publish`` to ``group`` may reach anyone: a subscriber here, or other workers."""
+        return self.cluster.distributed or bool(self.fanout.local.get(group))
 
     async def released(self, group: str) -> None:
         """An instance deactivated here: give its lease back."""

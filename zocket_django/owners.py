@@ -106,6 +106,9 @@ class OwnerRouter:
         key: str | None = None,
     ) -> None:
         """Run a validated call here or on the worker that owns the instance (``key``: at most once)."""
+        if (spec.name, actor_id) in self.runtime.instances:  # hot here (``_owner``'s first answer), at once
+            self.runtime.call(spec, actor_id, caller, method, args, rpc_id, key=key)
+            return
         group = group_name(spec.name, actor_id)
         try:
             owner = await self._owner(spec, actor_id, group)
@@ -119,24 +122,44 @@ class OwnerRouter:
         ticket = self._track(caller.client_id, group, owner, spec.name, actor_id, rpc_id, None)
         await self.send(owner, Request(spec.name, actor_id, caller, Call(method.name, raw, rpc_id, key), ticket))
 
-    async def request_subscription(self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str) -> None:
+    async def request_subscription(
+        self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str, *, if_moved: bool = False
+    ) -> None:
         """Ask the owner to count this subscription (and send a snapshot for state).
 
+        ``if_moved``: a plain repeat of a held subscription, answered with a
+        snapshot only if the state moved since this connection's last one.
         Raises when the owner cannot be known (Redis is away): nothing was asked.
         """
         group = group_name(spec.name, actor_id)
         owner = await self._owner(spec, actor_id, group)
         if owner is None:
-            self.runtime.subscribe(spec, actor_id, caller, {kind}, answer=True)
+            self.runtime.subscribe(spec, actor_id, caller, {kind}, answer=True, if_moved=if_moved)
             return
         ticket = None
-        if kind == STATE:
-
-            async def resend() -> None:
-                await self.request_subscription(spec, actor_id, caller, kind)
-
+        if kind == STATE and not if_moved:  # a repeat may stay unanswered: nobody waits for it
+            resend = self._resend(spec, actor_id, caller)
             ticket = self._track(caller.client_id, group, owner, spec.name, actor_id, None, resend)
-        await self.send(owner, Request(spec.name, actor_id, caller, Subscribe((kind,), True), ticket))
+        request = Request(spec.name, actor_id, caller, Subscribe((kind,), True, if_moved), ticket)
+        await self.send(owner, request)
+
+    def _resend(self, spec: ActorSpec, actor_id: str, caller: Caller) -> Callable[[], Awaitable[None]]:
+        async def resend() -> None:
+            await self.request_subscription(spec, actor_id, caller, STATE)
+
+        return resend
+
+    def ask_again(self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str) -> None:
+        """A socket's repeated ``state:sub`` could not reach the owner (Redis is away): ask on the next tick.
+
+        The socket keeps its subscription, and the snapshot it asked for is
+        owed: ``expire`` sends the request again on every housekeeping tick
+        until it is sent. (An event subscription asks for no answer.)
+        """
+        if kind == STATE:
+            group = group_name(spec.name, actor_id)
+            resend = self._resend(spec, actor_id, caller)
+            self._track(caller.client_id, group, "", spec.name, actor_id, None, resend, due=0.0)
 
     async def request_unsubscription(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:
         try:
@@ -187,7 +210,9 @@ class OwnerRouter:
             self.runtime.call(spec, actor_id, caller, method, args, op.rpc_id, ticket, op.key)
         elif isinstance(op, Subscribe):
             assert caller is not None
-            self.runtime.subscribe(spec, actor_id, caller, set(op.kinds), answer=op.answer, ticket=ticket)
+            self.runtime.subscribe(
+                spec, actor_id, caller, set(op.kinds), answer=op.answer, ticket=ticket, if_moved=op.if_moved
+            )
         elif isinstance(op, Unsubscribe):
             self.runtime.unsubscribe(spec, actor_id, op.client_id, op.kind)
         else:
@@ -245,10 +270,13 @@ class OwnerRouter:
         actor_id: str,
         rpc_id: str | None,
         resend: Callable[[], Awaitable[None]] | None,
+        due: float | None = None,
     ) -> int:
+        """A new ticket for a request to ``owner`` (``""``: not sent yet), expired at ``due`` at the latest."""
         self._tickets += 1
-        deadline = time.monotonic() + zocket_settings().call_budget + zocket_settings().LEASE_TTL
-        self.pending[self._tickets] = Pending(client_id, group, owner, actor, actor_id, rpc_id, deadline, resend)
+        if due is None:
+            due = time.monotonic() + zocket_settings().call_budget + zocket_settings().LEASE_TTL
+        self.pending[self._tickets] = Pending(client_id, group, owner, actor, actor_id, rpc_id, due, resend)
         return self._tickets
 
     def settle(self, ticket: int | None) -> bool:
@@ -289,8 +317,13 @@ class OwnerRouter:
             self.cluster.forget(pending.group)
             if pending.rpc_id is not None:
                 await self.answer_unavailable(pending.client_id, pending.rpc_id)
-            elif pending.resend is not None and pending.client_id in self.fanout.sockets:
+            elif pending.resend is not None and self.fanout.reads_state(pending.group, pending.client_id):
                 try:
                     await pending.resend()
-                except Exception:
-                    log.exception("zocket: could not ask for a subscription again")
+                except Exception as exc:
+                    # Kept for the next tick: a subscriber still waiting for its
+                    # snapshot has no version yet to notice anything missing by,
+                    # so nobody else would ever ask again.
+                    log.warning("zocket: could not ask for a subscription again (%r); retrying", exc)
+                    pending.owner, pending.deadline = "", 0.0
+                    self.pending[ticket] = pending

@@ -55,6 +55,19 @@ if wait > 0 then return {1, wait} end
 if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, now} end
 return {-1, 0}
 """
+# How long, in ms, until Redis' data is a lease old (<= 0: it is). Marks the
+# data as new when the marker is missing (Redis lost its data since anyone
+# looked). KEYS: the marker; ARGV: ttl ms.
+_SETTLED = """
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local since = tonumber(redis.call('get', KEYS[1]))
+if not since then
+  redis.call('set', KEYS[1], now)
+  since = now
+end
+return since + tonumber(ARGV[1]) - now
+"""
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
@@ -87,6 +100,7 @@ class RedisLeases:
         self._renew = redis.register_script(_RENEW)
         self._acquire = redis.register_script(_ACQUIRE)
         self._release = redis.register_script(_RELEASE)
+        self._settled = redis.register_script(_SETTLED)
 
     @property
     def ttl(self) -> float:
@@ -198,7 +212,10 @@ class RedisLeases:
         remembered as owed until it has completed once.
         """
         if await self._heartbeat():
-            log.warning("zocket: Redis lost this worker's keys (restart?); restoring leases and groups")
+            log.warning(
+                "zocket: this worker's liveness key was gone (Redis lost its data, or this worker was paused "
+                "past LEASE_TTL); restoring leases and groups"
+            )
             self._restoring = True
         await self._renew_leases()
         if self._restoring:
@@ -237,8 +254,19 @@ class RedisLeases:
             self.host.drop(actor, actor_id)
 
     async def _part_dead_clients(self) -> None:
-        """Clients of workers whose liveness key expired have left (``on_disconnect``)."""
-        for channel in self.host.remote_channels():
+        """Clients of workers whose liveness key expired have left (``on_disconnect``).
+
+        A missing key means a dead worker only once Redis' data is a lease
+        old: right after Redis lost its data every key is missing, and live
+        workers put theirs back on their next tick (a third of a lease).
+        Parting their clients then would run ``on_disconnect`` for clients
+        still connected, and forget them on the owner until they call or
+        subscribe again.
+        """
+        channels = self.host.remote_channels()
+        if not channels or await self._settled(keys=[self._since], args=[int(self.ttl * 1000)]) > 0:
+            return
+        for channel in channels:
             if not await self.redis.exists(self._alive(channel)):
                 log.warning("zocket: worker %s is gone; its clients leave", channel)
                 self.host.part_worker(channel)

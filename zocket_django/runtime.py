@@ -21,10 +21,10 @@ from . import protocol
 from .activation import Instances
 from .actor import ActorSpec, MethodSpec
 from .caller import Caller
-from .callkeys import KeyReused, fingerprint
+from .callkeys import INSTANCE_FULL, KeyReused, fingerprint
 from .conf import zocket_settings
 from .errors import ZocketError
-from .instance import Instance, KeyedCall, Links
+from .instance import Instance, KeyedCall, Links, Presence
 from .messages import STATE, Reply, Snapshot, group_name
 from .protocol import Code
 
@@ -67,12 +67,13 @@ class Runtime(Instances):
             self._refuse_activation(spec, actor_id, caller, exc)
             self._spawn(self._reply(caller, protocol.rpc_error(rpc_id, exc.code, exc.message), ticket))
             return
-        if len(inst.queue) >= zocket_settings().MAX_QUEUED_CALLS:
+        # Calls only: subscriptions and lifecycle steps queued (a crowd joining) are never refused.
+        if inst.queued_calls >= zocket_settings().MAX_QUEUED_CALLS:
             log.warning(
-                "%s %r has %d queued steps; call refused",
+                "%s %r has %d queued calls; call refused",
                 spec.name,
                 actor_id,
-                len(inst.queue),
+                inst.queued_calls,
                 extra=inst.log_context(method=method.name, client=caller.client_id, user=caller.user_id),
             )
             frame = protocol.rpc_error(rpc_id, Code.OVERLOADED, f"{spec.name} is overloaded; try again later")
@@ -82,7 +83,8 @@ class Runtime(Instances):
         keyed = None
         if key is not None:
             keyed = KeyedCall(caller.key_scope, key, fingerprint(method.name, args.model_dump(mode="json")))
-        inst.enqueue(lambda: self._call(inst, caller, method, args, rpc_id, queued_until, ticket, keyed))
+        inst.queued_calls += 1
+        inst.enqueue(lambda: self._call(inst, caller, method, args, rpc_id, queued_until, ticket, keyed), now=True)
 
     async def _call(
         self,
@@ -95,6 +97,7 @@ class Runtime(Instances):
         ticket: int | None,
         keyed: KeyedCall | None = None,
     ) -> None:
+        inst.queued_calls -= 1
         if inst.failed is not None:  # the activation failed: nothing runs
             await self._answer(inst, caller, protocol.rpc_error(rpc_id, inst.failed.code, inst.failed.message), ticket)
             return
@@ -110,6 +113,12 @@ class Runtime(Instances):
                 known = protocol.error_outcome(Code.BAD_REQUEST, "this key was already used for a different call")
             if known is not None:
                 await self._answer(inst, caller, protocol.rpc_reply(rpc_id, known), ticket)
+                return
+            full = inst.calls.refusal(keyed.scope, time.time())
+            if full is not None:  # its outcome could not be kept: it does not run (callkeys)
+                await self._answer(
+                    inst, caller, protocol.rpc_error(rpc_id, Code.OVERLOADED, _window_full(inst, full)), ticket
+                )
                 return
         body = await self._run_call(inst, caller, method, args, keyed)
         await self._answer(inst, caller, protocol.rpc_reply(rpc_id, body), ticket)
@@ -165,8 +174,13 @@ class Runtime(Instances):
         *,
         answer: bool,
         ticket: int | None = None,
+        if_moved: bool = False,
     ) -> None:
-        """Add subscriptions; with ``answer`` and ``state`` among them, send a snapshot back."""
+        """Add subscriptions; with ``answer`` and ``state`` among them, send a snapshot back.
+
+        ``if_moved`` (a plain repeat of a held subscription): only if the state
+        moved since the last snapshot this connection was sent.
+        """
         try:
             inst = self.instance(spec, actor_id)
         except ZocketError as exc:
@@ -175,7 +189,7 @@ class Runtime(Instances):
                 ref = {"type": f"{kind}:sub", "actor": spec.name, "actorId": actor_id}
                 self._spawn(self._reply(caller, protocol.error(exc.code, exc.message, ref), ticket))
             return
-        inst.enqueue(lambda: self._subscribe(inst, caller, kinds, answer, ticket))
+        inst.enqueue(lambda: self._subscribe(inst, caller, kinds, answer, ticket, if_moved))
 
     def _refuse_activation(self, spec: ActorSpec, actor_id: str, caller: Caller, exc: ZocketError) -> None:
         """No room for one more hot instance: say so (one line per interval), give back the lease taken for it."""
@@ -195,7 +209,7 @@ class Runtime(Instances):
             self._spawn(self.node.released(group_name(spec.name, actor_id)))
 
     async def _subscribe(
-        self, inst: Instance, caller: Caller, kinds: Set[str], answer: bool, ticket: int | None
+        self, inst: Instance, caller: Caller, kinds: Set[str], answer: bool, ticket: int | None, if_moved: bool
     ) -> None:
         if inst.failed is not None:  # an error frame per refused subscription; the client may send it again
             for kind in sorted(kinds):
@@ -206,16 +220,19 @@ class Runtime(Instances):
         presence = await inst.join(caller)
         presence.subs.update(kinds)
         if answer and STATE in kinds:
+            if if_moved and presence.snapshot_version == inst.version:
+                return  # it has this version already: a repeat costs no snapshot
             # After the patches held (``coalesce``): encoded then, once for every subscriber
             # answered behind the same patch, at the version that patch produced.
-            await inst.after_patches(functools.partial(self._send_snapshot, inst, caller, ticket))
+            await inst.after_patches(functools.partial(self._send_snapshot, inst, caller, presence, ticket))
 
-    async def _send_snapshot(self, inst: Instance, caller: Caller, ticket: int | None) -> None:
+    async def _send_snapshot(self, inst: Instance, caller: Caller, presence: Presence, ticket: int | None) -> None:
         frame = inst.current_snapshot()
         if not frame.startswith('{"type":"state:snapshot"'):
             # too_large: answered; the subscription stays pending, as if the snapshot were on its way
             await self._reply(caller, frame, ticket)
             return
+        presence.snapshot_version = inst.version
         await self.node.send(caller.reply_to, Snapshot(caller.client_id, inst.group, frame, ticket))
 
     def unsubscribe(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:
@@ -228,6 +245,8 @@ class Runtime(Instances):
         presence = inst.clients.get(client_id)
         if presence is not None and kind in presence.subs:
             presence.subs.discard(kind)
+            if kind == STATE:
+                presence.snapshot_version = None
             if not presence.subs:
                 await inst.part(client_id)
 
@@ -236,6 +255,14 @@ class Runtime(Instances):
         inst = self.instances.get((spec.name, actor_id))
         if inst is not None:
             inst.enqueue(lambda: inst.part(client_id))
+
+
+def _window_full(inst: Instance, whose: str) -> str:
+    setting = "CALL_KEYS_PER_INSTANCE" if whose == INSTANCE_FULL else "CALL_KEYS_PER_CALLER"
+    return (
+        f"{inst.label} keeps as many outcomes of recent keyed calls as it may ({setting}); "
+        "this call did not run: try again later"
+    )
 
 
 def debug_details(exc: BaseException) -> dict[str, str] | None:

@@ -13,8 +13,7 @@ exactly; the bound then drops back to the truth.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import protocol
 from .errors import ZocketError
@@ -32,9 +31,11 @@ class StateTooLarge(ZocketError):
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Measure:
-    """What is known of the size of one state: an upper bound, and whether it is exact."""
+class Measure(NamedTuple):
+    """What is known of the size of one state: an upper bound, and whether it is exact.
+
+    A named tuple, not a frozen dataclass: one is made on every step that changes the state.
+    """
 
     bound: int
     exact: bool

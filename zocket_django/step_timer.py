@@ -17,20 +17,22 @@ from typing import Any
 class StepTimer:
     """Bounds the steps of one instance (``Instance.timer``), one step at a time."""
 
-    __slots__ = ("_deadline", "_expired", "_step_task", "_timer")
+    __slots__ = ("_deadline", "_expired", "_timer", "task")
 
     def __init__(self) -> None:
-        # The running step's deadline (loop time) and task, watched by one timer at a time.
+        # The running step's deadline (loop time), watched by one timer at a time.
         self._deadline: float | None = None
-        self._step_task: asyncio.Task[Any] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._expired = False
+        #: The task draining the instance's queue (set by ``Instance.enqueue``): what a deadline
+        #: cancels. Not ``current_task()``: a step started at once runs in its caller's task until
+        #: it first waits (``eager``), and the timer only fires after that wait.
+        self.task: asyncio.Task[Any] | None = None
 
     async def bounded(self, work: Awaitable[Any], limit: float) -> Any:
         """``await work``, cancelled after ``limit`` seconds (``TimeoutError``), like ``asyncio.timeout``."""
         loop = asyncio.get_running_loop()
         deadline = self._deadline = loop.time() + limit
-        task = self._step_task = asyncio.current_task()
         timer = self._timer
         if timer is None or timer.when() > deadline:
             if timer is not None:
@@ -44,15 +46,16 @@ class StepTimer:
             raise
         finally:
             self._deadline = None
-            if self._expired:
+            if self._expired:  # cancelled by the timer: that was in the task running the step
                 self._expired = False
+                task = asyncio.current_task()
                 if task is not None:
                     task.uncancel()
 
     def _watch(self) -> None:
         self._timer = None
-        deadline, task = self._deadline, self._step_task
-        if deadline is None or task is None:
+        deadline, task = self._deadline, self.task
+        if deadline is None or task is None or task.done():
             return  # no step runs: the next one arms a timer
         loop = asyncio.get_running_loop()
         if loop.time() >= deadline:

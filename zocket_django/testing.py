@@ -205,11 +205,14 @@ class ZocketCommunicator(WebsocketCommunicator):
     async def subscribe_state(self, actor: str, actor_id: str) -> tuple[Any, int]:
         """``state:sub`` and wait for the snapshot: ``(state, version)``.
 
-        A refused subscription (an unknown actor, an access rule, an activation
-        that failed) raises ``ZocketCallError`` with the server's code and message.
+        It asks with ``"resync": true``, so a socket that subscribes already
+        gets a snapshot too (a plain repeat is answered only if the state
+        moved: docs/protocol.md). A refused subscription (an unknown actor, an
+        access rule, an activation that failed) raises ``ZocketCallError`` with
+        the server's code and message.
         """
         target = {"actor": actor, "actorId": actor_id}
-        await self.send_json_to({"type": "state:sub", **target})
+        await self.send_json_to({"type": "state:sub", **target, "resync": True})
         refusal = {"ref": {"type": "state:sub", **target}}
         frame = await self._expect_any([("state:snapshot", target), ("error", refusal)])
         if frame["type"] == "error":

@@ -57,7 +57,8 @@ class StepTransaction:
     def __init__(self) -> None:
         self._thread: asyncio.Future[None] | None = None
         self._value: asyncio.Future[Any] | None = None
-        self._instructions: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Made when a sync handler starts (most steps never have one).
+        self._instructions: queue.SimpleQueue[Any] | None = None
         self._after_commit: list[Callable[[], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -82,6 +83,7 @@ class StepTransaction:
         if self._thread is not None:
             raise RuntimeError("a step runs one sync handler")
         loop = self._loop = asyncio.get_running_loop()
+        self._instructions = queue.SimpleQueue()
         value = self._value = loop.create_future()
         value.add_done_callback(_retrieve)  # a timed-out step never looks at it
         self._thread = asyncio.ensure_future(_in_worker_thread(self, value, fn, args, kwargs))
@@ -89,7 +91,7 @@ class StepTransaction:
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn`` in the open transaction (the handler returned, nothing is committed yet)."""
-        assert self._loop is not None
+        assert self._loop is not None and self._instructions is not None, "run() needs a sync handler's transaction"
         done: asyncio.Future[Any] = self._loop.create_future()
         self._instructions.put((fn, args, done))
         return await done
@@ -103,7 +105,7 @@ class StepTransaction:
 
     async def commit(self) -> None:
         """Commit what the handler (and ``run``) did; raises when the database refused."""
-        if self._thread is None:
+        if self._thread is None or self._instructions is None:
             return
         self._instructions.put(_COMMIT)
         await self._thread
@@ -112,7 +114,7 @@ class StepTransaction:
 
     def roll_back(self) -> asyncio.Future[None] | None:
         """Undo the handler's work (when it returns, if it still ``running``); the thread's end, if any."""
-        if self._thread is None:
+        if self._thread is None or self._instructions is None:
             return None
         self._instructions.put(_ROLLBACK)
         return self._thread
@@ -139,6 +141,7 @@ class StepTransaction:
                     raise _RollBack from None
                 handed = True
                 hand(value, result)
+                assert self._instructions is not None
                 while (instruction := self._instructions.get()) != _COMMIT:
                     if instruction == _ROLLBACK:
                         raise _RollBack

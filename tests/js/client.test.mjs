@@ -301,3 +301,69 @@ test("a listener that throws does not stop delivery to the others", async () => 
   assert.deepEqual(errors.map((e) => e.code), ["listener_error", "listener_error"]);
   assert.equal(errors[0].details.message, "boom");
 });
+
+test("a stale copy asks with resync: true; a first subscription and a new socket ask plainly", async () => {
+  const a = watch();
+  await until(() => a.seen.length === 1);
+  assert.equal(server.frames("state:sub")[0].resync, undefined);
+  // a bad patch in sequence: the server sees nothing new, so a plain repeat would go unanswered
+  const inst = server.instance("counter", "main");
+  server.broadcast({ type: "state:patch", actor: "counter", actorId: "main", patches: [{ op: "remove", path: "/nope" }], version: inst.version + 1 });
+  await until(() => a.seen.length === 2, { what: "the snapshot the resync asked for" });
+  assert.deepEqual(server.frames("state:sub").map((f) => f.resync), [undefined, true]);
+  server.dropAll();
+  await until(() => server.frames("state:sub").length === 3, { what: "the subscription on the new socket" });
+  assert.equal(server.frames("state:sub")[2].resync, undefined);
+  assert.equal(server.frames("state:sub")[2].connection, "c2");
+});
+
+test("a refused state subscription reaches the error callbacks of its subscribers", async () => {
+  server.onStateSub = (m) => ({
+    type: "error",
+    code: "forbidden",
+    error: "permission denied",
+    ref: { type: "state:sub", actor: m.actor, actorId: m.actorId },
+  });
+  const counter = client.counter("main");
+  const refusals = [];
+  const seen = [];
+  const off = counter.state.subscribe((s) => seen.push(s), (err) => refusals.push(["first", err]));
+  counter.state.subscribe(() => {}, (err) => refusals.push(["second", err]));
+  client.counter("other").state.subscribe(() => {}, (err) => refusals.push(["other", err]));
+  await until(() => refusals.length === 3, { what: "the refusals" });
+  assert.deepEqual(
+    refusals.map(([who, err]) => [who, err.code, err.details.actorId]),
+    [["first", "forbidden", "main"], ["second", "forbidden", "main"], ["other", "forbidden", "other"]],
+  );
+  assert.ok(refusals.every(([, err]) => err instanceof ZocketError && err.message === "permission denied"));
+  assert.deepEqual(seen, []);
+  // client.on("error") hears every refusal, as before
+  assert.deepEqual(errors.map((e) => e.code), ["forbidden", "forbidden"]);
+  // once unsubscribed, a callback hears nothing more
+  off();
+  const ref = { type: "state:sub", actor: "counter", actorId: "main" };
+  server.broadcast({ type: "error", code: "forbidden", error: "subscription ended", ref });
+  await until(() => refusals.length === 4, { what: "the second refusal" });
+  assert.equal(refusals[3][0], "second");
+});
+
+test("a refused event subscription reaches the error callbacks of that instance's listeners", async () => {
+  const counter = client.counter("main");
+  const refusals = [];
+  const got = [];
+  const off = counter.on("reset", (p) => got.push(p), (err) => refusals.push(["reset", err.code]));
+  counter.on("newMessage", () => {}, (err) => refusals.push(["newMessage", err.code]));
+  counter.on("other", () => {}); // no error callback: client.on("error") only
+  counter.state.subscribe(() => {}, (err) => refusals.push(["state", err.code]));
+  await until(() => server.frames("event:sub").length === 1);
+  server.emit("counter", "main", "reset", { by: "c9" });
+  const ref = { type: "event:sub", actor: "counter", actorId: "main" };
+  server.broadcast({ type: "error", code: "unavailable", error: "activation failed", ref });
+  await until(() => refusals.length === 2, { what: "the refusal" });
+  assert.deepEqual(refusals, [["reset", "unavailable"], ["newMessage", "unavailable"]]);
+  assert.deepEqual(got, [{ by: "c9" }]);
+  assert.deepEqual(errors.map((e) => e.code), ["unavailable"]);
+  off();
+  assert.throws(() => counter.on("reset", () => {}, "not a function"), TypeError);
+  assert.throws(() => counter.state.subscribe(() => {}, 42), TypeError);
+});

@@ -102,6 +102,9 @@ export class FakeServer {
         inst.eventSubs.delete(socket);
         break;
       case "state:sub":
+        // as zocket-django: a plain repeat of a held subscription is answered only if the state
+        // moved since this socket's last snapshot; `resync: true` always is
+        if (inst.stateSubs.has(socket) && msg.resync !== true && inst.sent.get(socket) === inst.version) break;
         inst.stateSubs.add(socket);
         if (this.onStateSub) this.send(socket, this.onStateSub(msg));
         else if (this.holdSnapshots) this.held.push([socket, inst]);
@@ -109,6 +112,7 @@ export class FakeServer {
         break;
       case "state:unsub":
         inst.stateSubs.delete(socket);
+        inst.sent.delete(socket);
         break;
       case "rpc": {
         const answer = this.onRpc(msg, socket);
@@ -138,12 +142,14 @@ export class FakeServer {
     let inst = this.instances.get(key);
     if (!inst) {
       inst = { actor, actorId, state: initial, version: 0, history: [initial], stateSubs: new Set(), eventSubs: new Set() };
+      inst.sent = new Map(); // socket -> version of the last snapshot it was sent
       this.instances.set(key, inst);
     }
     return inst;
   }
 
   sendSnapshot(socket, inst) {
+    inst.sent.set(socket, inst.version);
     this.send(socket, { type: "state:snapshot", actor: inst.actor, actorId: inst.actorId, state: inst.state, version: inst.version });
   }
 

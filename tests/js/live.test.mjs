@@ -245,3 +245,24 @@ test("daphne killed and restarted: the client reconnects and its state converges
   await until(() => counter.state.getSnapshot()?.count === 0);
   assert.deepEqual(client.errors, []);
 });
+
+test("refused subscriptions reach the handle's error callbacks", { skip }, async () => {
+  const client = connect();
+  await client.connection.ready;
+  const ghost = client.nosuchactor("x");
+  const refusals = [];
+  ghost.state.subscribe(() => {}, (err) => refusals.push(["state", err.code, err.details]));
+  ghost.on("anything", () => {}, (err) => refusals.push(["event", err.code, err.details]));
+  await until(() => refusals.length === 2, { what: "both refusals" });
+  assert.deepEqual(refusals.sort(), [
+    ["event", "unknown_actor", { type: "event:sub", actor: "nosuchactor", actorId: "x" }],
+    ["state", "unknown_actor", { type: "state:sub", actor: "nosuchactor", actorId: "x" }],
+  ]);
+  assert.equal(client.errors.length, 2); // client.on("error") hears them too
+  // the socket is fine: a real subscription works alongside
+  const counter = client.counter(fresh("c"));
+  const states = [];
+  counter.state.subscribe((s) => states.push(s.count), (err) => refusals.push(["counter", err.code]));
+  await until(() => states.length === 1, { what: "the snapshot" });
+  assert.equal(refusals.length, 2);
+});

@@ -346,6 +346,27 @@ class Club(Actor):
         self.state.log.append(f"connect {ctx.role}")
 
 
+class RosterState(BaseModel):
+    log: list[str] = []  # "+<client>" for each on_connect, "-<client>" for each on_disconnect
+
+
+class Roster(Actor):
+    """Who came and went, in order (tests/test_restart_presence.py)."""
+
+    name = "roster"
+    State = RosterState
+
+    @method
+    async def touch(self, ctx) -> int:
+        return len(self.state.log)
+
+    async def on_connect(self, ctx) -> None:
+        self.state.log.append(f"+{ctx.client_id}")
+
+    async def on_disconnect(self, ctx) -> None:
+        self.state.log.append(f"-{ctx.client_id}")
+
+
 # -- hostile input (tests/test_hostile.py) ---------------------------------------------
 
 

@@ -11,6 +11,7 @@ from typing import Any, Self
 
 from .base import UNSET, Callback, ClientLink, NamedActor, Unset, Unsubscribe, logger
 from .connection import Connection
+from .errors import ZocketError
 from .live_state import LiveState
 
 
@@ -112,7 +113,10 @@ class ActorHandle:
         Leaving the loop (or ``aclose()``, or ``async with``) unsubscribes; the
         iteration ends when the client closes. Events are not replayed: those
         emitted while the socket was down are lost. When more than ``max_queue``
-        payloads are waiting the oldest are dropped (and logged).
+        payloads are waiting the oldest are dropped (and logged). When the
+        server refuses the subscription (``forbidden``, ``unavailable``,
+        ``overloaded``...) or ends it, the iteration raises that
+        :class:`ZocketError` once the payloads received before it are read.
         """
         stream = EventStream(self, event, max_queue)
         self._streams.add(stream)
@@ -135,6 +139,11 @@ class ActorHandle:
     def _disconnected(self) -> None:
         self.state._disconnected()
 
+    def _on_events_error(self, err: ZocketError) -> None:
+        """The server refused (or ended) this instance's ``event:sub``: every event stream raises it."""
+        for stream in list(self._streams):
+            stream._fail(err)
+
     def _shutdown(self, reason: str) -> None:
         for stream in list(self._streams):
             stream._end()
@@ -151,6 +160,7 @@ class EventStream:
         self._max = max(1, max_queue)
         self._wakeup = asyncio.Event()
         self._ended = False
+        self._error: ZocketError | None = None  # the server refused the subscription: raised, then ended
         self._dropped = 0
         # The listener holds the stream weakly so that dropping the stream
         # (e.g. `break` out of `async for`) lets __del__ unsubscribe.
@@ -180,6 +190,11 @@ class EventStream:
         self._ended = True
         self._wakeup.set()
 
+    def _fail(self, err: ZocketError) -> None:
+        if not self._ended:
+            self._error = err
+            self._end()
+
     def __aiter__(self) -> Self:
         return self
 
@@ -187,6 +202,9 @@ class EventStream:
         while not self._items:
             if self._ended:
                 self._stop()
+                error, self._error = self._error, None
+                if error is not None:
+                    raise error
                 raise StopAsyncIteration
             self._wakeup.clear()
             await self._wakeup.wait()

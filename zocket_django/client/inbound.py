@@ -115,10 +115,13 @@ class Inbound(ClientCore):
                 ref.get("actor", msg.get("actor")),
                 ref.get("actorId", msg.get("actorId")),
             )
-            if ref.get("type") == "state:sub" and isinstance(actor, str) and isinstance(actor_id, str):
-                handle = self._handles.get((actor, actor_id))
-                if handle is not None:
-                    handle.state._on_error(err)
+            handle = (
+                self._handles.get((actor, actor_id)) if isinstance(actor, str) and isinstance(actor_id, str) else None
+            )
+            if handle is not None and ref.get("type") == "state:sub":
+                handle.state._on_error(err)
+            elif handle is not None and ref.get("type") == "event:sub":
+                handle._on_events_error(err)
         for callback in list(self._error_listeners.values()):
             self._invoke(callback, err, "error")
 

@@ -119,6 +119,11 @@ class LiveState:
     def _frame(self, kind: str) -> dict[str, str]:
         return {"type": kind, "actor": self._name, "actorId": self._id}
 
+    def _resync_frame(self) -> dict[str, Any]:
+        """``state:sub`` of a held subscription whose copy is stale: ``resync`` asks for a snapshot
+        even when the server sees nothing new (a plain repeat is answered only if the state moved)."""
+        return {**self._frame("state:sub"), "resync": True}
+
     def _forget(self) -> None:
         """Drop the copy; its version and epoch stay as the mark no older snapshot may go below."""
         self._data = None
@@ -142,7 +147,7 @@ class LiveState:
                 return
             self._stale_answers += 1
             if self._stale_answers <= 3:
-                self._client._send(self._frame("state:sub"))
+                self._client._send(self._resync_frame())
                 return
         self._data, self._version, self._epoch, self._has_data = state, version, epoch, True
         self._awaiting_snapshot = False
@@ -196,7 +201,7 @@ class LiveState:
         self._forget()
         if not self._awaiting_snapshot:
             self._awaiting_snapshot = True
-            self._client._send(self._frame("state:sub"))
+            self._client._send(self._resync_frame())
 
     def _notify(self) -> None:
         for callback in list(self._listeners.values()):

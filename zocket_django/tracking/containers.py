@@ -235,7 +235,7 @@ def reattach(node: list[Any] | dict[Any, Any], entry: Entry, change: Callable[[]
         change()
     finally:
         if isinstance(node, list):
-            entry.shifts = []
+            entry.shifts, entry.base = [], 0
             if item.node:
                 for i, value in enumerate(list(list.__iter__(node))):
                     stored = attach(value, item, entry, i, entry.rec)

@@ -1,7 +1,7 @@
 """``TrackedList``: a list of a recorded state, journaling each change (see ``containers``).
 
 Inserts and removals are recorded as single operations at an index (and move
-the index hints of the items after it, ``registry.shifted``); sorts, reversals,
+the index hints of the items after it: ``registry.inserted``, ``registry.removed``); sorts, reversals,
 slice changes and ``clear`` are recorded as the whole new list, diffed against
 the old one at the end of the step. Importing this module adds lists to
 ``containers.KINDS``.
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, SupportsIndex
 
 from .containers import ADD, KINDS, REMOVE, SET, WHOLE, attach, detach, journal, reattach, replace
-from .registry import Entry, shifted
+from .registry import Entry, inserted, key_at, removed
 from .shapes import ListShape, Shape
 
 
@@ -36,15 +36,14 @@ class TrackedList(list):  # type: ignore[type-arg]
         rec = entry.rec
         item: Shape = entry.shape.item  # type: ignore[attr-defined]
         new = item.to_json(value) if rec.precise else None
-        if index < len(self):
-            shifted(entry, index, +1)
-        list.insert(self, index, attach(value, item, entry, index, rec))
+        key = inserted(entry, index, len(self))
+        list.insert(self, index, attach(value, item, entry, key, rec))
         rec.undo.append((_undo_insert, self, entry, index))
         rec.record(entry, ADD, index, new)
 
     def _remove(self, entry: Entry, index: int) -> Any:
         value = list.pop(self, index)
-        shifted(entry, index, -1)
+        removed(entry, index, len(self))
         detach(value, entry.shape.item)  # type: ignore[attr-defined]
         entry.rec.undo.append((_undo_remove, self, entry, index, value))
         entry.rec.record(entry, REMOVE, index, None)
@@ -114,7 +113,7 @@ class TrackedList(list):  # type: ignore[type-arg]
         rec, item = entry.rec, entry.shape.item  # type: ignore[attr-defined]
         new = item.to_json(value) if rec.precise else None
         old = list.__getitem__(self, i)
-        list.__setitem__(self, i, replace(value, old, item, entry, i, rec))
+        list.__setitem__(self, i, replace(value, old, item, entry, key_at(entry, i), rec))
         rec.undo.append((_undo_set, self, entry, i, old))
         rec.record(entry, SET, i, new)
 
@@ -157,19 +156,19 @@ class TrackedList(list):  # type: ignore[type-arg]
 
 def _undo_insert(node: TrackedList, entry: Entry, index: int) -> None:
     value = list.pop(node, index)
-    shifted(entry, index, -1)
+    removed(entry, index, len(node))
     detach(value, entry.shape.item)  # type: ignore[attr-defined]
 
 
 def _undo_remove(node: TrackedList, entry: Entry, index: int, value: Any) -> None:
-    if index < len(node):
-        shifted(entry, index, +1)
-    list.insert(node, index, attach(value, entry.shape.item, entry, index, entry.rec))  # type: ignore[attr-defined]
+    key = inserted(entry, index, len(node))
+    list.insert(node, index, attach(value, entry.shape.item, entry, key, entry.rec))  # type: ignore[attr-defined]
 
 
 def _undo_set(node: TrackedList, entry: Entry, index: int, old: Any) -> None:
     current = list.__getitem__(node, index)
-    list.__setitem__(node, index, replace(old, current, entry.shape.item, entry, index, entry.rec))  # type: ignore[attr-defined]
+    key = key_at(entry, index)
+    list.__setitem__(node, index, replace(old, current, entry.shape.item, entry, key, entry.rec))  # type: ignore[attr-defined]
 
 
 def _undo_whole(node: TrackedList, entry: Entry, before: list[Any]) -> None:

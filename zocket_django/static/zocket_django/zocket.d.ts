@@ -109,17 +109,26 @@ export type MethodFunction<M extends MethodShape> = (...args: MethodArgs<M>) => 
 export interface StateView<S> {
   /**
    * Calls `cb` with every new state (at once if there is one). The first subscriber
-   * sends `state:sub`, the last unsubscribe `state:unsub`.
+   * sends `state:sub`, the last unsubscribe `state:unsub`. `onError` receives the server's
+   * refusal of the subscription, or its end (a `read` permission removed), with the server's
+   * code: "forbidden", "unavailable", "too_large", "overloaded", "unknown_actor", ...
    */
-  subscribe(cb: (state: S) => void): Unsubscribe;
+  subscribe(cb: (state: S) => void, onError?: (error: ZocketError) => void): Unsubscribe;
   /** The latest state; undefined before the first snapshot or when nobody subscribes. */
   getSnapshot(): S | undefined;
 }
 
 /** The members of every handle; a method with one of these names is reached with `$call`. */
 export interface ActorHandleBase<A extends ActorShape> {
-  /** Listens to an event; the first listener sends `event:sub`, the last unsubscribe `event:unsub`. */
-  on<E extends keyof A["events"] & string>(event: E, cb: (payload: A["events"][E]) => void): Unsubscribe;
+  /**
+   * Listens to an event; the first listener sends `event:sub`, the last unsubscribe `event:unsub`.
+   * `onError` receives the server's refusal (or end) of the instance's event subscription.
+   */
+  on<E extends keyof A["events"] & string>(
+    event: E,
+    cb: (payload: A["events"][E]) => void,
+    onError?: (error: ZocketError) => void,
+  ): Unsubscribe;
   /** The instance's live state. */
   readonly state: StateView<A["state"]>;
   /** Calls a method by name (needed for names taken by the handle: `on`, `state`, `then`, ...). */

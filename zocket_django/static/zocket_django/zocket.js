@@ -10,6 +10,7 @@
  *   await counter.add({ amount: 5 });                 // an RPC; rejects with a ZocketError
  *   const off = counter.on("reset", (p) => ...);      // events; off() unsubscribes
  *   counter.state.subscribe((s) => render(s.count));  // live state, kept by JSON patches
+ *   counter.state.subscribe(render, (err) => ...);     // err: the server refused the subscription
  *
  * Connection status (`client.connection.status`, `.subscribe(cb)`):
  *   "connecting"   no connection yet: opening the first socket, or waiting to retry
@@ -22,7 +23,8 @@
  *                  refused the connection (close code 4401 or 4403); final
  *
  * Guarantees: every call carries a random `key`, and the server runs a key at most
- * once. A call whose socket dropped, or that the server answered `unavailable`
+ * once while it keeps its outcome (`CALL_KEY_SECONDS`, 60 s by default: keep
+ * `rpcTimeout` well below it). A call whose socket dropped, or that the server answered `unavailable`
  * (the owner of the actor moved or was in doubt), is sent again with the same key
  * until it is answered or its timeout passes (with `rpcTimeout: 0`, for as long as
  * it takes): it runs exactly once, or the promise rejects with code "timeout" and the
@@ -30,8 +32,10 @@
  * connection, within its timeout. Subscriptions survive reconnection. State
  * listeners only ever see states the server had: a patch is applied only to the
  * state of the version just before it (or, for a coalesced patch, of its `from`), of the same `epoch` (incarnation of the
- * instance), anything else asks the server for a fresh snapshot; a snapshot of an
- * older incarnation, or older than the state shown, is never applied. A socket the server closes with 4401 (credentials
+ * instance), anything else asks the server for a fresh snapshot (`state:sub` with
+ * `resync: true`); a snapshot of an older incarnation, or older than the state shown, is never
+ * applied. A subscription the server refuses (an `error` frame naming it) reaches the error
+ * callback given with it, as well as client.on("error"). A socket the server closes with 4401 (credentials
  * refused: code "unauthenticated") or 4403 ("forbidden") is not reopened: the client
  * closes, and every unsettled call, `ready` and every later call reject with that code.
  */
@@ -67,8 +71,10 @@
 
 /**
  * @typedef {object} StateView
- * @property {(cb: (state: any) => void) => () => void} subscribe called with each new state (at once
- *   if there is one); the first subscriber sends `state:sub`, the last unsubscribe `state:unsub`
+ * @property {(cb: (state: any) => void, onError?: (error: ZocketError) => void) => () => void} subscribe
+ *   called with each new state (at once if there is one); the first subscriber sends `state:sub`, the
+ *   last unsubscribe `state:unsub`. `onError` gets the server's refusal of the subscription (or its
+ *   end: a `read` permission removed), with the server's code: forbidden, unavailable, too_large, ...
  * @property {() => any} getSnapshot the latest state, undefined before the first snapshot or when nobody subscribes
  */
 
@@ -77,8 +83,9 @@
  * sends an `rpc` and resolves with the result. A method whose name is taken here
  * (on, state, then, toJSON, toString, ...) is reached with `handle.$call(name, input)`.
  * @typedef {object} ActorHandleBase
- * @property {(event: string, cb: (payload: any) => void) => () => void} on listen to an event;
- *   the first listener sends `event:sub`, the last unsubscribe `event:unsub`
+ * @property {(event: string, cb: (payload: any) => void, onError?: (error: ZocketError) => void) => () => void} on
+ *   listen to an event; the first listener sends `event:sub`, the last unsubscribe `event:unsub`;
+ *   `onError` gets the server's refusal (or end) of the instance's event subscription
  * @property {StateView} state the instance's live state
  * @property {(method: string, input?: unknown) => Promise<any>} $call call a method by name
  * @typedef {ActorHandleBase & {[method: string]: (input?: unknown) => Promise<any>}} ActorHandle
@@ -315,7 +322,8 @@ export function createClient(options) {
   let retryTimer, connectTimer, pingTimer, pongTimer;
   let ready = deferred();
   const calls = new Map(); // call id -> unsettled call
-  const entries = new Map(); // actor key -> {actor, actorId, key, events, watchers, state, version, resyncing}
+  // actor key -> {actor, actorId, key, events, watchers, eventErrors, stateErrors, state, version, resyncing}
+  const entries = new Map();
   const statusFns = new Set();
   const errorFns = new Set();
 
@@ -488,7 +496,7 @@ export function createClient(options) {
         everConnected = true;
         for (const entry of entries.values()) {
           if (entry.events.size) sendTo("event:sub", entry);
-          if (entry.watchers.size) requestState(entry);
+          if (entry.watchers.size) requestState(entry); // a new socket holds nothing: a first state:sub
         }
         for (const c of calls.values()) if (!c.sent) transmit(c);
         heartbeat();
@@ -515,10 +523,17 @@ export function createClient(options) {
         c.retry = setTimeout(() => clientId !== null && !c.sent && calls.has(m.id) && transmit(c), retryDelay(c.attempts++));
         return;
       }
-      case "error":
+      case "error": {
         if (m.ref === undefined && isStr(m.error)) lastError = m.error; // the reason, if a refusal follows
-        report(new ZocketError(isStr(m.error) ? m.error : "server error", m.code, m.ref));
+        const error = new ZocketError(isStr(m.error) ? m.error : "server error", m.code, m.ref);
+        // a refused (or ended) subscription: the handles that asked for it hear it too
+        const ref = isObj(m.ref) && isStr(m.ref.actor) && isStr(m.ref.actorId) ? m.ref : undefined;
+        const asked = ref && entries.get(JSON.stringify([ref.actor, ref.actorId]));
+        if (asked && ref.type === "state:sub" && asked.watchers.size) emit(asked.stateErrors, error);
+        if (asked && ref.type === "event:sub" && asked.events.size) emit(asked.eventErrors, error);
+        report(error);
         return;
+      }
       case "event":
         if (!addressed || !isStr(m.event)) return false;
         if (e) emit(e.events, m.event, m.payload);
@@ -531,7 +546,7 @@ export function createClient(options) {
           // a straggler of an earlier incarnation or version: not shown, unless the owner keeps
           // answering it (a clock gone backwards on the server): then it is the state there is
           if (!e.resyncing) return;
-          if (++e.staleAnswers <= 3) return sendTo("state:sub", e);
+          if (++e.staleAnswers <= 3) return requestState(e, true);
         }
         e.resyncing = false;
         e.staleAnswers = 0;
@@ -543,21 +558,21 @@ export function createClient(options) {
         if (!e?.watchers.size || e.resyncing) return; // a snapshot is on its way
         if (Number.isInteger(m.epoch) && Number.isInteger(e.epoch) && m.epoch !== e.epoch) {
           // another incarnation: a newer one replaces ours (ask for it), an older one is gone
-          return m.epoch > e.epoch ? requestState(e) : undefined;
+          return m.epoch > e.epoch ? requestState(e, true) : undefined;
         }
         // a coalesced patch carries the ops of versions from+1..version: they apply to `from`
         if (Number.isInteger(m.from)) {
-          if (m.from !== e.version || m.from >= m.version) return requestState(e);
+          if (m.from !== e.version || m.from >= m.version) return requestState(e, true);
         } else if (m.version !== (e.version === undefined ? undefined : e.version + 1)) {
           // a server without versions sends none on either message
-          return requestState(e);
+          return requestState(e, true);
         }
         let next;
         try {
           next = applyPatch(e.state, m.patches);
         } catch (err) {
           report(err);
-          return requestState(e);
+          return requestState(e, true);
         }
         setState(e, next, m.version);
         return;
@@ -576,9 +591,12 @@ export function createClient(options) {
   }
 
   // Asks for a snapshot; until it comes, patches are ignored and the last state stays visible.
-  function requestState(e) {
+  // `resync`: the socket holds the subscription already and its copy is stale. The server answers
+  // a plain repeat only when the state moved since its last snapshot; `resync: true` always.
+  function requestState(e, resync = false) {
     e.resyncing = true;
-    sendTo("state:sub", e);
+    const frame = { type: "state:sub", actor: e.actor, actorId: e.actorId };
+    send(resync ? { ...frame, resync: true } : frame);
   }
 
   function transmit(c) {
@@ -619,6 +637,8 @@ export function createClient(options) {
     let e = entries.get(key);
     if (!e) {
       e = { actor, actorId, key, events: new Set(), watchers: new Set(), state: undefined, version: undefined };
+      e.eventErrors = new Set(); // error callbacks of event listeners, and of state subscribers
+      e.stateErrors = new Set();
       e.epoch = undefined; // the incarnation the state belongs to (servers without epochs: undefined)
       e.staleAnswers = 0;
       entries.set(key, e);
@@ -626,13 +646,26 @@ export function createClient(options) {
     return e;
   }
   const release = (e) => !e.events.size && !e.watchers.size && entries.delete(e.key);
+  const checkCallback = (f) => {
+    if (f !== undefined && typeof f !== "function") throw new TypeError("zocket: an error callback must be a function");
+  };
+  // Adds `onError` (if any) to `set` for as long as the listener `unsubscribe` removes
+  const withErrors = (set, onError, unsubscribe) => {
+    if (onError === undefined) return unsubscribe;
+    const off = listen(set, onError);
+    return () => {
+      off();
+      unsubscribe();
+    };
+  };
 
   /** @type {(name: string, id: string) => ActorHandle} */
   function actor(name, id) {
     if (!isStr(name) || !isStr(id)) throw new TypeError("zocket: an actor name and id must be strings");
     const key = JSON.stringify([name, id]);
     const handle = {
-      on(event, cb) {
+      on(event, cb, onError) {
+        checkCallback(onError);
         const e = entryFor(key, name, id);
         const unsubscribe = listen(
           e.events,
@@ -644,10 +677,11 @@ export function createClient(options) {
           (ev, payload) => ev === event && cb(payload),
         );
         if (e.events.size === 1) sendTo("event:sub", e);
-        return unsubscribe;
+        return withErrors(e.eventErrors, onError, unsubscribe);
       },
       state: {
-        subscribe(cb) {
+        subscribe(cb, onError) {
+          checkCallback(onError);
           const e = entryFor(key, name, id);
           const unsubscribe = listen(e.watchers, cb, () => {
             sendTo("state:unsub", e);
@@ -657,7 +691,7 @@ export function createClient(options) {
           });
           if (e.watchers.size === 1) requestState(e);
           else if (e.state !== undefined) emit([cb], e.state);
-          return unsubscribe;
+          return withErrors(e.stateErrors, onError, unsubscribe);
         },
         getSnapshot: () => entries.get(key)?.state,
       },

@@ -1,0 +1,45 @@
+"""Frames written by ``transport.DaphneSocket.write`` straight to daphne's transport arrive intact.
+
+The write builds the WebSocket frame itself (it skips autobahn's per-frame
+debug formatting), so every length encoding is crossed here: 7-bit lengths up
+to 125 bytes, 16-bit ones up to 65,535, 64-bit beyond, in ASCII and in
+multi-byte UTF-8, read by the ``websockets`` client (which checks framing and
+UTF-8 strictly).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.live import LiveClient, Worker, copy_of, single_env
+
+pytestmark = pytest.mark.slow
+
+#: The ``rpc:result`` around an echoed string ``"…"``: ``{"type":"rpc:result","id":"rN","result":"…"}``.
+ENVELOPE = len(json.dumps({"type": "rpc:result", "id": "r1", "result": ""}, separators=(",", ":")))
+
+
+@pytest.fixture
+def daphne(tmp_path, migrated_sqlite):
+    worker = Worker(single_env(copy_of(migrated_sqlite, tmp_path)), tmp_path, "daphne").start()
+    yield worker
+    worker.stop()
+
+
+async def test_frames_of_every_length_encoding_arrive_intact(daphne):
+    client = await LiveClient.connect(daphne.url)
+    try:
+        sizes = [*range(120 - ENVELOPE, 132 - ENVELOPE), *range(65530 - ENVELOPE, 65542 - ENVELOPE), 200_000]
+        for size in sizes:
+            value = "x" * size
+            assert await client.call("sink", "s", "echo", value=value) == value
+        for size in (1, 60, 40_000):  # 2 bytes per character: crosses the boundaries again
+            value = "é" * size
+            assert await client.call("sink", "s", "echo", value=value) == value
+        assert await client.call("sink", "s", "echo", value={"ünïcode": ["😀", 1.5, None]}) == {
+            "ünïcode": ["😀", 1.5, None]
+        }
+    finally:
+        await client.close()
