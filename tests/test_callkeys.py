@@ -202,10 +202,9 @@ async def test_an_on_deactivate_actor_saves_the_window_with_its_state(connect):
     again = await send(client, {**frame, "id": "again"})
     assert again["result"] == first["result"]
     await current_node().runtime.deactivate("journal", "j")
-    from zocket_django.models import Snapshot
+    from zocket_django.models import CallOutcome
 
-    row = await Snapshot.objects.aget(actor="journal", actor_id="j")
-    assert [entry[1] for entry in row.calls] == ["j"]
+    assert [row.key async for row in CallOutcome.objects.filter(actor="journal", actor_id="j")] == ["j"]
 
 
 async def test_concurrent_attempts_with_one_key_from_two_sockets_run_once(connect):
