@@ -115,8 +115,13 @@ async def rpc_job(spec: dict[str, Any], ready: Any, go: Any) -> dict[str, Any]:
     cpu = time.process_time() - cpu0
     await sampler
     await close_many(sockets)
-    return {"latencies_ns": latencies, "window_s": spec["duration"], "client_cpu_s": cpu,
-            "server_cpu_window_s": server_cpu[1] - server_cpu[0], "wall_s": (time.monotonic_ns() - start) / 1e9}
+    return {
+        "latencies_ns": latencies,
+        "window_s": spec["duration"],
+        "client_cpu_s": cpu,
+        "server_cpu_window_s": server_cpu[1] - server_cpu[0],
+        "wall_s": (time.monotonic_ns() - start) / 1e9,
+    }
 
 
 async def subscriber_job(spec: dict[str, Any], ready: Any, go: Any) -> dict[str, Any]:
@@ -158,13 +163,15 @@ async def subscriber_job(spec: dict[str, Any], ready: Any, go: Any) -> dict[str,
                 if frame.get("type") != "state:patch":
                     continue
                 version = frame["version"]
-                if last is not None and version != last + 1:
+                base = frame.get("from", version - 1)  # a coalesced patch carries versions base+1..version
+                if last is not None and base != last:
                     gaps += 1
                 last = version
-                got = receipts.setdefault(version, [])
-                got.append(now)
-                if len(got) == n:
-                    acks.put((proc, version))
+                for each in range(base + 1, version + 1):
+                    got = receipts.setdefault(each, [])
+                    got.append(now)
+                    if len(got) == n:
+                        acks.put((proc, each))
 
     readers = [asyncio.create_task(reader(ws)) for ws in sockets]
     ready.put(True)

@@ -393,7 +393,7 @@ class StateMirror:
             elif f["type"] == "state:patch":
                 if same and version <= self.version:
                     self.regressions += 1
-                elif same and version == self.version + 1 and not self.stale:
+                elif same and f.get("from", version - 1) == self.version and not self.stale:  # from: coalesced
                     self.state = jsonpatch.apply_patch(self.state, f["patches"])
                     self.version = version
                 elif self.epoch is None or epoch is None or epoch >= self.epoch:

@@ -649,6 +649,28 @@ async def test_version_gap_resyncs(server: FakeServer, client: ZocketClient) -> 
     assert (counter.state.get(), counter.state.version) == ({"count": 11}, 4)
 
 
+async def test_a_coalesced_patch_applies_from_its_base_and_one_from_elsewhere_resyncs(
+    server: FakeServer, client: ZocketClient
+) -> None:
+    counter = client.actor("counter", "main")
+    counter.state.subscribe()
+    await server.expect("state:sub")
+    await counter.increment()
+    assert counter.state.version == 1
+    # Versions 2..4 in one frame ("from": 1, the version its ops apply to).
+    server.count, server.version = 4, 4
+    ops = [{"op": "replace", "path": "/count", "value": n} for n in (2, 3, 4)]
+    await server.broadcast({**server.patch(ops), "from": 1})
+    await wait_until(lambda: counter.state.version == 4)
+    assert counter.state.get() == {"count": 4}
+    # One whose base is not the copy's version: the copy is stale, resync.
+    server.count, server.version = 9, 9
+    await server.broadcast({**server.patch([{"op": "replace", "path": "/count", "value": 9}]), "from": 6})
+    await server.expect("state:sub")
+    await wait_until(lambda: counter.state.version == 9)
+    assert counter.state.get() == {"count": 9}
+
+
 async def test_old_or_repeated_version_resyncs(server: FakeServer, client: ZocketClient) -> None:
     counter = client.actor("counter", "main")
     counter.state.subscribe()

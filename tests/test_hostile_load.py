@@ -167,6 +167,37 @@ async def test_a_crowded_room_is_served_and_presence_returns_to_the_truth(tmp_pa
         worker.stop()
 
 
+async def test_a_join_storm_reaches_a_member_as_coalesced_patches_that_end_at_the_truth(tmp_path, migrated_sqlite):
+    """Each join is a step whose patch goes to every member: queued joins go out as coalesced patches."""
+    worker = serve(tmp_path, migrated_sqlite, "storm")
+    try:
+        assert worker.proc is not None
+        member = await LiveClient.connect(worker.url)
+        await member.subscribe_state("chat", "crowd")
+        figures = await attacks.crowd(worker.url, worker.proc.pid, sockets=800, hold=3.0)
+        assert figures["sockets_joined"] == 800, figures
+        served_well(figures)
+        patches = [f for f in member.frames if f.get("type") == "state:patch" and f.get("actorId") == "crowd"]
+        assert any("from" in p for p in patches), len(patches)  # 1,600 joins and leaves, fewer frames
+        client = await LiveClient.connect(worker.url)
+
+        async def only_the_member() -> bool:
+            online = await client.call("inspector", "i", "clients", name="chat", instance="crowd")
+            return online == 1  # the crowd left; the member stays
+
+        assert await until(only_the_member), worker.log()[-3000:]
+        fresh = await client.subscribe_state("chat", "crowd")
+        mirror = member.mirror("crowd")
+        assert mirror.gaps == 0 and mirror.regressions == 0
+        assert sorted(fresh["state"]["online"]) == sorted([member.client_id, client.client_id])
+        await member.wait_state("crowd", lambda s: s["online"] == fresh["state"]["online"])
+        assert attacks.rss_mib(worker.proc.pid) - figures["rss_start_mib"] < RSS_BOUND_MIB
+        await client.close()
+        await member.close()
+    finally:
+        worker.stop()
+
+
 # -- items 1, 2 and 4: output, cleanup and publishing (the consumer's side) ------------------------
 
 

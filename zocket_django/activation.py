@@ -84,6 +84,7 @@ class Instances:
             return
         # Subscribers of an earlier incarnation (a destroyed instance, a dead
         # worker) get the state afresh and announce themselves again.
+        await inst.flush()  # on_activate's patch, if held: before the snapshot that follows it
         frame = inst.snapshot_frame()
         await self.node.publish(inst.group, inst.delivery(STATE, frame, announce=self.node.channel))
         inst.store.start()
@@ -179,6 +180,7 @@ class Instances:
             inst.enqueue(lambda: self._resume(inst, epoch))
 
     async def _resume(self, inst: Instance, epoch: int) -> None:
+        await inst.flush()  # the patches of the old epoch, if held, never cross into the new one
         if not inst.active:
             return
         try:

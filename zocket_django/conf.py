@@ -18,6 +18,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 _POSITIVE = (
+    "MAX_CALLS_IN_FLIGHT",
+    "COALESCE_PATCHES",
+    "COALESCE_BYTES",
     "IDLE_TIMEOUT",
     "QUEUE_TIMEOUT",
     "CALL_TIMEOUT",
@@ -90,7 +93,18 @@ class ZocketSettings:
     BYTE_RATE: float | None = 1024 * 1024
     #: How many bytes one connection may send at once above ``BYTE_RATE``.
     BYTE_BURST: int = 4 * 1024 * 1024
-    #: Most steps waiting in one instance's queue; more calls get ``overloaded``.
+    #: Most versions one ``state:patch`` may carry. Steps of an instance that
+    #: follow each other faster than they are sent (its queue is not empty)
+    #: have their patches sent as one, with ``from`` (docs/protocol.md); 1
+    #: sends one patch per version, for clients that do not read ``from``.
+    COALESCE_PATCHES: int = 256
+    #: Most characters of operations one coalesced ``state:patch`` may carry.
+    COALESCE_BYTES: int = 64 * 1024
+    #: Most calls one connection may have unanswered; past it its socket is not
+    #: read until answers come back (its frames wait, others go first; nothing is refused).
+    MAX_CALLS_IN_FLIGHT: int = 32
+    #: Most calls waiting in one instance's queue; more get ``overloaded``
+    #: (subscriptions and lifecycle steps wait too, uncounted: never refused).
     MAX_QUEUED_CALLS: int = 1000
     #: How long each instance keeps the outcome of a keyed call (an ``rpc`` frame with a ``key``): a
     #: retry with the same key within this time never runs again, at any call rate (``callkeys``).

@@ -35,6 +35,7 @@ from .conf import ZocketSettings, zocket_settings
 from .consumer_identity import ConsumerIdentity
 from .consumer_output import ConsumerOutput
 from .errors import AuthenticationFailed, ZocketError
+from .inflight import InFlight
 from .messages import EVENTS, STATE
 from .node import Node, get_node
 from .output import Output
@@ -82,6 +83,7 @@ class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsume
         self.budget = Budget(
             limits.MESSAGE_RATE, limits.MESSAGE_BURST, limits.BYTE_RATE, limits.BYTE_BURST, time.monotonic()
         )
+        self.inflight = InFlight(limits.MAX_CALLS_IN_FLIGHT)
         self._attached = False
         try:
             while True:
@@ -175,6 +177,8 @@ class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsume
             finally:
                 if self.socket is not None:
                     self.socket.resume_reading()
+        if self.inflight.full:  # its calls are not answered as fast as it sends them: others first
+            await self._wait_for_answers()
         try:
             await self.receive(text_data=text_data, bytes_data=bytes_data)
         except StopConsumer:
@@ -247,6 +251,7 @@ class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsume
             frame = protocol.rpc_error(rpc_id, Code.HANDLER_ERROR, "access check failed", debug_details(exc))
             self.push(frame)
             return
+        self.inflight.sent()
         await self.node.call(spec, actor_id, caller, method, args, message.get("input"), rpc_id, key)
 
     async def _subscribe(self, message: dict[str, Any], kind: str) -> None:

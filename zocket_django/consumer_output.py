@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .caller import Caller
+    from .conf import ZocketSettings
+    from .inflight import InFlight
     from .output import Output
     from .transport import DaphneSocket
 
@@ -42,6 +44,8 @@ class ConsumerOutput:
         caller: Caller
         socket: DaphneSocket | None
         output: Output
+        inflight: InFlight
+        limits: ZocketSettings
         close: Callable[..., Awaitable[None]]
 
         def _detach(self) -> None: ...
@@ -55,7 +59,9 @@ class ConsumerOutput:
 
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
         # Channels' API, routed through the bounded output (never waits, never raises).
+        # Answers of the node come this way: one call fewer in flight.
         if text_data is not None:
+            self.inflight.answered(text_data)
             self.output.push(text_data)
         if close:
             await self.close()
@@ -93,6 +99,16 @@ class ConsumerOutput:
         )
         self._detach()
         await self.close(code=CLOSE_TOO_LARGE, reason=f"frame over {limit} bytes")
+
+    async def _wait_for_answers(self) -> None:
+        """``MAX_CALLS_IN_FLIGHT`` calls unanswered: stop reading the socket until one is (``inflight``)."""
+        if self.socket is not None:
+            self.socket.pause_reading()
+        try:
+            await self.inflight.room(self.limits.call_budget)
+        finally:
+            if self.socket is not None:
+                self.socket.resume_reading()
 
     def _throttled(self, wait: float) -> None:
         """A frame over the budget waits; one warning per connection per interval, not one per frame."""

@@ -24,6 +24,7 @@ from . import eager, persistence, protocol, statesize, transactions
 from .actor import Actor, ActorSpec
 from .caller import Caller
 from .callkeys import CallWindow
+from .coalesce import Coalescer, Coalescing
 from .conf import zocket_settings
 from .context import Context
 from .errors import ZocketError
@@ -97,8 +98,8 @@ class Presence:
     snapshot_version: int | None = None
 
 
-class Instance(InstancePublish):
-    """One hot actor instance and its queue (what it publishes: ``instance_publish``)."""
+class Instance(InstancePublish, Coalescing):
+    """One hot actor instance and its queue (what it publishes: ``instance_publish``; patches held: ``coalesce``)."""
 
     def __init__(self, runtime: Owner, spec: ActorSpec, actor_id: str, group: str) -> None:
         self.runtime = runtime
@@ -121,6 +122,10 @@ class Instance(InstancePublish):
         self.size = statesize.measure(self.dump).without_text()
         self.clients: dict[str, Presence] = {}
         self.queue: deque[Callable[[], Awaitable[None]]] = deque()
+        #: Calls among them (``MAX_QUEUED_CALLS`` counts these only).
+        self.queued_calls = 0
+        #: The patch held while more steps are queued, and the answers waiting behind it.
+        self.coalescer = Coalescer()
         self.busy = False
         self.lost = False  # another worker took it over: answer nothing from here
         self.activated_at = time.time()
@@ -147,6 +152,7 @@ class Instance(InstancePublish):
     def reset_state(self, state: BaseModel) -> None:
         """Replace the state outside any step (a restored snapshot); nothing is published."""
         self.recorder.release()
+        self.forget_snapshot()
         self.actor.state = state
         self.recorder = Recorder(self.spec.state_model, state, verify=self.recorder.verify)
 
@@ -193,6 +199,8 @@ class Instance(InstancePublish):
                 if self.lingering is not None:  # a timed-out sync handler: wait for its rollback
                     lingering, self.lingering = self.lingering, None
                     await lingering
+                if not self.queue:  # nothing follows: what was held goes now
+                    await self.flush()
                 self.last_activity = time.monotonic()
         finally:
             self.busy = False
@@ -244,9 +252,11 @@ class Instance(InstancePublish):
             patches = recorder.changes(state)  # from here on self.dump is the new state's
             # Encoded before committing: a state that is not JSON (a float
             # that became inf) is rolled back like any other failure.
-            frame = protocol.state_patch_of(self._patch_head, patches, self.version + 1, self.epoch) if patches else ""
+            ops = protocol.encode(patches) if patches else ""
+            frame = protocol.state_patch_ops(self._patch_head, ops, self.version + 1, self.epoch) if patches else ""
             if patches:
                 size = statesize.after_step(self.label, self.max_state_bytes, self.size, self.dump, frame)
+                plain = frame
                 frame = self._state_frame(frame, size, self.version + 1)
             self._check_owned()  # the lease went into doubt while the handler ran: acknowledge nothing
             if keyed is not None and result is not None:
@@ -271,8 +281,12 @@ class Instance(InstancePublish):
             self.size = size.without_text()
         self.recent.append((time.time(), label or ctx.method or "?", ctx.client_id, "ok", self.version))
         # Committed: from here on nothing may turn the step into an error for its caller.
-        if patches and self.runtime.node.listened(self.group):  # nobody subscribed: no message to build
-            await self._publish(self.delivery(STATE, frame), None)
+        # The patch is held while more steps are queued (``coalesce``); events go after it.
+        # Nobody subscribed: no message to build (what is held goes first, so that nothing overtakes it).
+        if patches and self.runtime.node.listened(self.group):
+            await self.publish_state(frame, ops if frame is plain else None, more=bool(self.queue) and not events)
+        elif patches or events:
+            await self.flush()
         for message, targets in events:
             await self._publish(message, targets)
         return result

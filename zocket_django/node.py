@@ -34,6 +34,7 @@ from .messages import Deliver, Message, OpsReply, OpsRequest, Reply, Request, Sn
 from .ops import Operations
 from .owners import OwnerRouter, say_once
 from .quotas import Quotas
+from .reclaim import Reclaimer
 from .runtime import Runtime
 
 if TYPE_CHECKING:
@@ -69,6 +70,8 @@ class Node:
         self.runtime = Runtime(self)
         #: What each user's connections hold here (MAX_CONNECTIONS_PER_USER and the like).
         self.quotas = Quotas()
+        #: Collects cycles and trims the heap after a mass of instances or sockets went away.
+        self.reclaimer = Reclaimer()
         self.described = describe_worker()
         self.cluster: Cluster = cluster_for(layer, self._host())
         self._tasks: list[asyncio.Task[None]] = []
@@ -292,6 +295,7 @@ class Node:
                 await self.router.expire()
                 self.runtime.deactivate_idle()
                 await self.fanout.renew()
+                self.reclaimer.tick(len(self.runtime.instances) + len(self.fanout.sockets))
             except asyncio.CancelledError:
                 raise
             except Exception:

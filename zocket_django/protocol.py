@@ -167,6 +167,16 @@ def state_patch_of(head: str, patches: list[dict[str, Any]], version: int, epoch
     return f'{head}{encode(patches)},"version":{int(version)},"epoch":{int(epoch)}}}'
 
 
+def state_patch_ops(head: str, ops: str, version: int, epoch: int, base: int | None = None) -> str:
+    """``state_patch_of`` of operations already encoded as a JSON array.
+
+    ``base``, on a coalesced patch only (``coalesce``), is the version its
+    operations apply to (``"from"``); without it, that is ``version - 1``.
+    """
+    tail = "" if base is None else f',"from":{int(base)}'
+    return f'{head}{ops},"version":{int(version)},"epoch":{int(epoch)}{tail}}}'
+
+
 def event(actor: str, actor_id: str, name: str, payload: Any) -> str:
     return encode({"type": "event", "actor": actor, "actorId": actor_id, "event": name, "payload": payload})
 

@@ -9,6 +9,7 @@ subscribed caller always sees the patch before its own ``rpc:result``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Set
@@ -23,7 +24,7 @@ from .caller import Caller
 from .callkeys import INSTANCE_FULL, KeyReused, fingerprint
 from .conf import zocket_settings
 from .errors import ZocketError
-from .instance import Instance, KeyedCall, Links
+from .instance import Instance, KeyedCall, Links, Presence
 from .messages import STATE, Reply, Snapshot, group_name
 from .protocol import Code
 
@@ -66,12 +67,13 @@ class Runtime(Instances):
             self._refuse_activation(spec, actor_id, caller, exc)
             self._spawn(self._reply(caller, protocol.rpc_error(rpc_id, exc.code, exc.message), ticket))
             return
-        if len(inst.queue) >= zocket_settings().MAX_QUEUED_CALLS:
+        # Calls only: subscriptions and lifecycle steps queued (a crowd joining) are never refused.
+        if inst.queued_calls >= zocket_settings().MAX_QUEUED_CALLS:
             log.warning(
-                "%s %r has %d queued steps; call refused",
+                "%s %r has %d queued calls; call refused",
                 spec.name,
                 actor_id,
-                len(inst.queue),
+                inst.queued_calls,
                 extra=inst.log_context(method=method.name, client=caller.client_id, user=caller.user_id),
             )
             frame = protocol.rpc_error(rpc_id, Code.OVERLOADED, f"{spec.name} is overloaded; try again later")
@@ -81,6 +83,7 @@ class Runtime(Instances):
         keyed = None
         if key is not None:
             keyed = KeyedCall(caller.key_scope, key, fingerprint(method.name, args.model_dump(mode="json")))
+        inst.queued_calls += 1
         inst.enqueue(lambda: self._call(inst, caller, method, args, rpc_id, queued_until, ticket, keyed), now=True)
 
     async def _call(
@@ -94,12 +97,13 @@ class Runtime(Instances):
         ticket: int | None,
         keyed: KeyedCall | None = None,
     ) -> None:
+        inst.queued_calls -= 1
         if inst.failed is not None:  # the activation failed: nothing runs
-            await self._reply(caller, protocol.rpc_error(rpc_id, inst.failed.code, inst.failed.message), ticket)
+            await self._answer(inst, caller, protocol.rpc_error(rpc_id, inst.failed.code, inst.failed.message), ticket)
             return
         if time.monotonic() > queued_until:  # nothing ran, so nothing changed: safe to answer timeout
             text = f"{method.name} waited in the queue longer than QUEUE_TIMEOUT; it did not run"
-            await self._reply(caller, protocol.rpc_error(rpc_id, Code.TIMEOUT, text), ticket)
+            await self._answer(inst, caller, protocol.rpc_error(rpc_id, Code.TIMEOUT, text), ticket)
             return
         await inst.join(caller)
         if keyed is not None:
@@ -108,14 +112,16 @@ class Runtime(Instances):
             except KeyReused:
                 known = protocol.error_outcome(Code.BAD_REQUEST, "this key was already used for a different call")
             if known is not None:
-                await self._reply(caller, protocol.rpc_reply(rpc_id, known), ticket)
+                await self._answer(inst, caller, protocol.rpc_reply(rpc_id, known), ticket)
                 return
             full = inst.calls.refusal(keyed.scope, time.time())
             if full is not None:  # its outcome could not be kept: it does not run (callkeys)
-                await self._reply(caller, protocol.rpc_error(rpc_id, Code.OVERLOADED, _window_full(inst, full)), ticket)
+                await self._answer(
+                    inst, caller, protocol.rpc_error(rpc_id, Code.OVERLOADED, _window_full(inst, full)), ticket
+                )
                 return
         body = await self._run_call(inst, caller, method, args, keyed)
-        await self._reply(caller, protocol.rpc_reply(rpc_id, body), ticket)
+        await self._answer(inst, caller, protocol.rpc_reply(rpc_id, body), ticket)
 
     async def _run_call(
         self, inst: Instance, caller: Caller, method: MethodSpec, args: BaseModel, keyed: KeyedCall | None
@@ -154,6 +160,10 @@ class Runtime(Instances):
 
     async def _reply(self, caller: Caller, frame: str, ticket: int | None = None) -> None:
         await self.node.send(caller.reply_to, Reply(caller.client_id, frame, ticket))
+
+    async def _answer(self, inst: Instance, caller: Caller, frame: str, ticket: int | None) -> None:
+        """Answer a step's caller after the patches of the steps before (held ones too: ``coalesce``)."""
+        await inst.after_patches(functools.partial(self._reply, caller, frame, ticket))
 
     def subscribe(
         self,
@@ -205,20 +215,25 @@ class Runtime(Instances):
             for kind in sorted(kinds):
                 ref = {"type": f"{kind}:sub", "actor": inst.spec.name, "actorId": inst.actor_id}
                 frame = protocol.error(inst.failed.code, inst.failed.message, ref)
-                await self._reply(caller, frame, ticket)
+                await self._answer(inst, caller, frame, ticket)
             return
         presence = await inst.join(caller)
         presence.subs.update(kinds)
         if answer and STATE in kinds:
             if if_moved and presence.snapshot_version == inst.version:
                 return  # it has this version already: a repeat costs no snapshot
-            frame = protocol.state_snapshot(inst.spec.name, inst.actor_id, inst.dump, inst.version, inst.epoch)
-            error = inst.too_large(frame)
-            if error is not None:  # answered; the subscription stays pending, as if the snapshot were on its way
-                await self._reply(caller, error, ticket)
-                return
-            presence.snapshot_version = inst.version
-            await self.node.send(caller.reply_to, Snapshot(caller.client_id, inst.group, frame, ticket))
+            # After the patches held (``coalesce``): encoded then, once for every subscriber
+            # answered behind the same patch, at the version that patch produced.
+            await inst.after_patches(functools.partial(self._send_snapshot, inst, caller, presence, ticket))
+
+    async def _send_snapshot(self, inst: Instance, caller: Caller, presence: Presence, ticket: int | None) -> None:
+        frame = inst.current_snapshot()
+        if not frame.startswith('{"type":"state:snapshot"'):
+            # too_large: answered; the subscription stays pending, as if the snapshot were on its way
+            await self._reply(caller, frame, ticket)
+            return
+        presence.snapshot_version = inst.version
+        await self.node.send(caller.reply_to, Snapshot(caller.client_id, inst.group, frame, ticket))
 
     def unsubscribe(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:
         """Drop one subscription; a connection that drops its last one leaves."""

@@ -235,11 +235,22 @@ async def in_db_thread(fn: Callable[..., T], *args: Any, reads_only: bool = Fals
     if held is not None:
         return await held.run(fn, *args)
 
-    connection = snapshot_connection()
-    if connection.vendor != "sqlite":
+    # From the settings, not ``connections[alias]``: on the event loop that makes a new
+    # DatabaseWrapper in every task's context (a tenth of the loop's time in a burst of activations).
+    from .models import Snapshot
+
+    database = connections.settings[router.db_for_write(Snapshot)]
+    if not str(database.get("ENGINE", "")).endswith("sqlite3"):
         threads = database_threads("zocket-db", zocket_settings().DB_THREADS)
-    elif reads_only and not connection.is_in_memory_db():
-        threads = database_threads("zocket-db-read", zocket_settings().DB_THREADS)
+    elif reads_only and not _in_memory(str(database.get("NAME", ""))):
+        # One: SQLite statements take turns anyway (``db.sqlite_turn``); more threads
+        # would only wait for the turn and compete with the event loop for the GIL.
+        threads = database_threads("zocket-db-read", 1)
     else:
         threads = database_threads("zocket-db-write", 1)
     return await to_thread(fn, executor=threads)(*args)
+
+
+def _in_memory(name: str) -> bool:
+    """Whether a SQLite database ``NAME`` is in memory (as ``DatabaseWrapper.is_in_memory_db``)."""
+    return name == ":memory:" or "mode=memory" in name

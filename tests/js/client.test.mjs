@@ -173,6 +173,41 @@ test("a patch whose version went back (a reactivation missed) resyncs", async ()
   assert.equal(errors.length, 0);
 });
 
+test("a coalesced patch (from) applies the ops of several versions at once", async () => {
+  const a = watch();
+  await until(() => a.seen.length === 1);
+  const inst = server.instance("counter", "main");
+  const ops = [1, 2, 3].map((n) => ({ op: "replace", path: "/count", value: n }));
+  inst.version = 3;
+  inst.state = { count: 3 };
+  server.broadcast({ type: "state:patch", actor: "counter", actorId: "main", patches: ops, version: 3, from: 0 });
+  await until(() => a.seen.length === 2);
+  assert.deepEqual(a.seen.at(-1), { count: 3 });
+  // the next plain patch follows version 3
+  server.change("counter", "main", { count: 4 }, [{ op: "replace", path: "/count", value: 4 }]);
+  await until(() => a.seen.length === 3);
+  assert.deepEqual(a.seen.at(-1), { count: 4 });
+  assert.equal(server.frames("state:sub").length, 1);
+  assert.equal(errors.length, 0);
+});
+
+test("a coalesced patch from another version resyncs; a from that is not an integer is refused", async () => {
+  const a = watch();
+  await until(() => a.seen.length === 1);
+  const inst = server.instance("counter", "main");
+  inst.version = 5;
+  inst.state = { count: 5 };
+  const ops = [{ op: "replace", path: "/count", value: 5 }];
+  server.broadcast({ type: "state:patch", actor: "counter", actorId: "main", patches: ops, version: 5, from: 2 });
+  await until(() => server.frames("state:sub").length === 2, { what: "the resync" });
+  await until(() => a.seen.length === 2);
+  assert.deepEqual(a.seen.at(-1), { count: 5 });
+  server.broadcast({ type: "state:patch", actor: "counter", actorId: "main", patches: ops, version: 6, from: "5" });
+  await until(() => errors.length === 1, { what: "the report" });
+  assert.equal(errors[0].code, "bad_frame");
+  assert.deepEqual(client.counter("main").state.getSnapshot(), { count: 5 });
+});
+
 test("an unsolicited snapshot replaces the state and sets the version", async () => {
   const a = watch();
   await until(() => a.seen.length === 1);

@@ -79,12 +79,13 @@ class Inbound(ClientCore):
             return
         try:
             version, epoch = optional_version(msg), optional_version(msg, "epoch")
+            base = optional_version(msg, "from")  # a coalesced patch: the version its ops apply to
             ops = checked_patch(msg.get("patches"))
         except InvalidFrame as exc:
             # We cannot tell what changed: the copy is no longer trustworthy.
             handle.state._resync(f"invalid patch: {exc}")
             return
-        handle.state._on_patch(ops, version, epoch)
+        handle.state._on_patch(ops, version, epoch, base)
 
     def _on_pong(self, conn: Connection, msg: dict[str, Any]) -> None:
         ping_id = msg.get("id")

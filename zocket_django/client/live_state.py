@@ -154,17 +154,29 @@ class LiveState:
         self._stale_answers = 0
         self._notify()
 
-    def _on_patch(self, ops: list[dict[str, Any]], version: int | None, epoch: int | None = None) -> None:
+    def _on_patch(
+        self, ops: list[dict[str, Any]], version: int | None, epoch: int | None = None, base: int | None = None
+    ) -> None:
+        """Apply a patch to the copy: it must apply to the copy's version (``base``, or ``version - 1``).
+
+        ``base`` (the ``from`` of a coalesced patch) says the ops of several
+        versions come at once: they apply to ``base`` and produce ``version``.
+        """
         if not self._listeners or not self._has_data:
             return  # not subscribed, or a snapshot is on its way
         if epoch is not None and self._epoch is not None and epoch != self._epoch:
             if epoch > self._epoch:  # a newer incarnation: our copy is of the one before
                 self._resync(f"epoch {epoch} after {self._epoch}")
             return  # an older one: a straggler of an incarnation that is gone
-        expected = None if self._version is None else self._version + 1
-        if version != expected and not (self._version is None and version is not None):
-            self._resync(f"version {version} after {self._version}")
-            return
+        if base is not None and version is not None:  # coalesced: the ops of versions base+1..version
+            if base != self._version or base >= version:
+                self._resync(f"versions {base}..{version} after {self._version}")
+                return
+        else:
+            expected = None if self._version is None else self._version + 1
+            if version != expected and not (self._version is None and version is not None):
+                self._resync(f"version {version} after {self._version}")
+                return
         try:
             new = jsonpatch.apply_patch(self._data, ops, in_place=False)
         except (

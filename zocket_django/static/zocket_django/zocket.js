@@ -31,7 +31,7 @@
  * last attempt's error as `details`. A call made while disconnected waits for the
  * connection, within its timeout. Subscriptions survive reconnection. State
  * listeners only ever see states the server had: a patch is applied only to the
- * state of the version just before it, of the same `epoch` (incarnation of the
+ * state of the version just before it (or, for a coalesced patch, of its `from`), of the same `epoch` (incarnation of the
  * instance), anything else asks the server for a fresh snapshot (`state:sub` with
  * `resync: true`); a snapshot of an older incarnation, or older than the state shown, is never
  * applied. A subscription the server refuses (an `error` frame naming it) reaches the error
@@ -554,14 +554,19 @@ export function createClient(options) {
         setState(e, m.state, m.version);
         return;
       case "state:patch": {
-        if (!addressed || !Array.isArray(m.patches) || !isVersion(m.version)) return false;
+        if (!addressed || !Array.isArray(m.patches) || !isVersion(m.version) || !isVersion(m.from)) return false;
         if (!e?.watchers.size || e.resyncing) return; // a snapshot is on its way
         if (Number.isInteger(m.epoch) && Number.isInteger(e.epoch) && m.epoch !== e.epoch) {
           // another incarnation: a newer one replaces ours (ask for it), an older one is gone
           return m.epoch > e.epoch ? requestState(e, true) : undefined;
         }
-        // a server without versions sends none on either message
-        if (m.version !== (e.version === undefined ? undefined : e.version + 1)) return requestState(e, true);
+        // a coalesced patch carries the ops of versions from+1..version: they apply to `from`
+        if (Number.isInteger(m.from)) {
+          if (m.from !== e.version || m.from >= m.version) return requestState(e, true);
+        } else if (m.version !== (e.version === undefined ? undefined : e.version + 1)) {
+          // a server without versions sends none on either message
+          return requestState(e, true);
+        }
         let next;
         try {
           next = applyPatch(e.state, m.patches);

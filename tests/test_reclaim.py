@@ -1,0 +1,27 @@
+"""reclaim.Reclaimer: memory is reclaimed once, after the live count fell by RECLAIM_AFTER from its high-water mark."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from zocket_django.reclaim import Reclaimer
+
+
+def test_reclaims_only_after_a_mass_went_away(monkeypatch: pytest.MonkeyPatch) -> None:
+    collected: list[int] = []
+    monkeypatch.setattr(gc, "collect", lambda *a: collected.append(1) or 0)
+    reclaimer = Reclaimer(after=100)
+    reclaimer._trim = None
+    assert not any(reclaimer.tick(n) for n in (10, 500, 450, 401))  # up to 500, down by 99
+    assert reclaimer.tick(400) and collected == [1]  # down by 100: once
+    assert not reclaimer.tick(350) and collected == [1]  # the mark is now 400
+    assert not reclaimer.tick(1000) and not reclaimer.tick(901)
+    assert reclaimer.tick(900) and collected == [1, 1]
+
+
+def test_malloc_trim_is_callable_here_or_absent() -> None:
+    trim = Reclaimer()._trim
+    if trim is not None:
+        trim()
