@@ -35,7 +35,7 @@ FULL = {
     "fanout": {"sizes": (100, 1000), "changes": 10, "reps": 3},
     "patch": {"sizes": (10, 1000, 100000), "reps": 5, "budget": 0.3},
     "persist": {"sizes": [1000, 100000], "calls": 20},
-    "keys": {"windows": [0, 1000, 10000], "calls": 20},
+    "keys": {"windows": [0, 1000, 10000], "calls": 50},
     "cluster": {"reps": 3, "duration": 2.0, "warmup": 0.5},
     "memory": {"reps": 2, "n_idle": 1000, "n_hot": 1000},
 }

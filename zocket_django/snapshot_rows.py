@@ -25,6 +25,9 @@ T = TypeVar("T")
 def load_snapshot(actor: str, actor_id: str) -> tuple[Any, int, int, int, Any] | None:
     """``(state, version, schema_version, patch rows, calls)`` of the saved snapshot, or ``None``.
 
+    ``calls`` is the ``calls`` column: a window saved whole by an earlier
+    version (outcomes are ``CallOutcome`` rows now, ``load_measured``).
+
     The state is brought to ``version`` by the patch log's rows (in version
     order); rows at or below ``state_version`` are leftovers of a compaction
     and are skipped. A gap in the log is a damaged snapshot: ``ValueError``.
