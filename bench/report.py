@@ -484,7 +484,8 @@ def _keys(s: dict[str, Any] | None) -> list[str]:
         "",
         f"`bench/keyrows.py`: a write-through actor with a one-field state takes {s['calls']} sequential keyed "
         "calls (each a save) while it keeps N outcomes of earlier keyed calls (`CALL_KEY_SECONDS`), through the "
-        "demo's ASGI application in process (one socket); the median of three such blocks. *Before*: the previous "
+        "demo's ASGI application in process (one socket); the median of six such blocks, from two processes per "
+        "variant on fresh databases, run before, after, before, after. *Before*: the previous "
         "version's save, emulated in the same run (the whole window in the snapshot row's `UPDATE`); *after*: "
         "one `CallOutcome` row inserted per call in the save's transaction. SQLite file in WAL mode; PostgreSQL "
         "with `CONN_MAX_AGE=60`. Milliseconds per call (mean).",
