@@ -407,13 +407,24 @@ async def _drain(ws: ClientConnection) -> None:
 
 
 async def snapshot_flood(
-    url: str, pid: int, *, actor: tuple[str, str] = ("ballast", "big"), rate: float = 100.0, duration: float = 15.0
+    url: str,
+    pid: int,
+    *,
+    actor: tuple[str, str] = ("ballast", "big"),
+    rate: float = 100.0,
+    duration: float = 15.0,
+    resync: bool = False,
 ) -> dict[str, Any]:
-    """One socket sends ``state:sub`` for one large instance ``rate`` times a second and never reads."""
+    """One socket sends ``state:sub`` for one large instance ``rate`` times a second and never reads.
+
+    Plain repeats cost one snapshot while the state does not move; with ``resync``
+    every one asks for a fresh snapshot (the output bound is what stops it).
+    """
 
     async def attack() -> dict[str, Any]:
         ws, _ = await open_socket(url, 30, max_queue=1)
-        frame = json.dumps({"type": "state:sub", "actor": actor[0], "actorId": actor[1]})
+        sub = {"type": "state:sub", "actor": actor[0], "actorId": actor[1]}
+        frame = json.dumps({**sub, "resync": True} if resync else sub)
         sent, closed = 0, None
         deadline = time.monotonic() + duration
         try:

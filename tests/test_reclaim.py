@@ -1,4 +1,4 @@
-"""reclaim.Reclaimer: memory is reclaimed once, after the live count fell by RECLAIM_AFTER from its high-water mark."""
+"""reclaim.Reclaimer: memory is reclaimed once the live count fell by RECLAIM_AFTER and stopped falling."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ def test_reclaims_only_after_a_mass_went_away(monkeypatch: pytest.MonkeyPatch) -
     reclaimer = Reclaimer(after=100)
     reclaimer._trim = None
     assert not any(reclaimer.tick(n) for n in (10, 500, 450, 401))  # up to 500, down by 99
-    assert reclaimer.tick(400) and collected == [1]  # down by 100: once
-    assert not reclaimer.tick(350) and collected == [1]  # the mark is now 400
-    assert not reclaimer.tick(1000) and not reclaimer.tick(901)
+    assert not reclaimer.tick(300) and collected == []  # down by 200, still falling
+    assert reclaimer.tick(300) and collected == [1]  # stopped falling: once
+    assert not reclaimer.tick(300) and not reclaimer.tick(250) and collected == [1]  # the mark is now 300
+    assert not reclaimer.tick(1000) and not reclaimer.tick(900)
     assert reclaimer.tick(900) and collected == [1, 1]
 
 

@@ -217,6 +217,10 @@ class Instances:
             return True
         return await persistence.forget(spec, actor_id)
 
+    def held(self) -> int:
+        """Instances in memory here: hot, and deactivating (saving on their way out)."""
+        return len(self.instances) + len(self._closing)
+
     def deactivate_idle(self) -> None:
         """Start deactivating instances nobody used for ``IDLE_TIMEOUT`` (without waiting for their saves)."""
         idle_for = zocket_settings().IDLE_TIMEOUT

@@ -295,7 +295,7 @@ class Node:
                 await self.router.expire()
                 self.runtime.deactivate_idle()
                 await self.fanout.renew()
-                self.reclaimer.tick(len(self.runtime.instances) + len(self.fanout.sockets))
+                self.reclaimer.tick(self.runtime.held() + len(self.fanout.sockets))
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -9,9 +9,11 @@ trim. Measured after issue 13's attack 2 (200 sockets, 10,000 chat rooms
 activated, all evicted): 219 MB resident with nothing hot; a full
 ``gc.collect()`` brought it to 194 MB and ``malloc_trim(0)`` to 179 MB (the
 server started at 83 MB; the rest is pymalloc arenas and heap pages still
-partly in use). Both take tens of milliseconds, so they run only when the
-count of hot instances and open sockets fell by ``RECLAIM_AFTER`` since the
-last time, from the node's housekeeping.
+partly in use). Both take tens of milliseconds, so they run only once the
+count of hot instances (deactivating ones included) and open sockets fell by
+``RECLAIM_AFTER`` from its high-water mark and stopped falling (one
+housekeeping tick without change): once at the end of a mass eviction, not
+during it.
 """
 
 from __future__ import annotations
@@ -46,14 +48,16 @@ class Reclaimer:
     def __init__(self, after: int = RECLAIM_AFTER) -> None:
         self.after = after
         self.high = 0
+        self.last = 0
         self._trim = _malloc_trim()
 
     def tick(self, live: int) -> bool:
         """``live`` things now; ``True`` if memory was reclaimed."""
+        previous, self.last = self.last, live
         if live > self.high:
             self.high = live
             return False
-        if self.high - live < self.after:
+        if self.high - live < self.after or live != previous:  # not far enough, or still falling
             return False
         self.high = live
         gc.collect()
