@@ -11,7 +11,10 @@ bulk, by age, when the caller asks (``persistence`` decides when).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .callkeys import CallWindow
 
 #: A row as ``callkeys.CallWindow.dump`` shapes it: ``[identity, key, fingerprint, at, outcome]``.
 Row = Sequence[Any]
@@ -69,17 +72,24 @@ def delete_outcomes(actor: str, actor_id: str) -> None:
 EXPIRE_SLACK = 0.25
 
 
-class RowAges:
-    """What one instance's store knows of its outcome rows' ages: when a save should delete some.
+class OutcomeRows:
+    """One instance's outcome rows as its store sees them: what a save writes, and what it deletes.
 
-    ``oldest`` is the time of the oldest row that may still be in the
-    database (a lower bound). A save deletes rows by age only when that one
-    is well past ``seconds`` (``due``), in the save's own transaction.
+    A save writes the window's ``unsaved`` outcomes (``pending``) and, once
+    committed, marks them saved (``committed``). ``oldest`` is the time of
+    the oldest row that may still be in the database (a lower bound): a save
+    deletes rows by age only when that one is well past ``seconds`` (``due``),
+    in the save's own transaction.
     """
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+    def __init__(self, window: CallWindow) -> None:
+        self.window = window
+        self.seconds = window.seconds
         self.oldest: float | None = None
+
+    def pending(self, now: float) -> tuple[list[list[Any]], float | None]:
+        """``(rows, expire_before)`` for a save now."""
+        return self.window.unsaved(), self.due(now)
 
     def due(self, now: float) -> float | None:
         """The ``expire_before`` for a save now: ``None`` unless old rows are worth deleting."""
@@ -88,8 +98,9 @@ class RowAges:
             return None
         return cutoff
 
-    def written(self, rows: Sequence[Row], expired_before: float | None) -> None:
+    def committed(self, rows: Sequence[Row], expired_before: float | None) -> None:
         """A save committed ``rows`` (and deleted those before ``expired_before``, if set)."""
+        self.window.saved(rows)
         if expired_before is not None:
             self.oldest = expired_before  # a lower bound of what is left
         firsts = [r[3] for r in rows]

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import protocol, transactions
 from .actor import Persist
-from .call_rows import Row, RowAges
+from .call_rows import OutcomeRows, Row
 from .errors import ZocketError
 from .protocol import Code
 from .snapshot_rows import (
@@ -172,7 +172,7 @@ class SnapshotStore(Store):
         self.log_rows = 0
         self._compaction_queued = False
         #: When the instance's saved call outcomes should be expired (``call_rows``).
-        self.ages = RowAges(inst.calls.seconds)
+        self.outcome_rows = OutcomeRows(inst.calls)
 
     @property
     def dirty(self) -> bool:
@@ -197,7 +197,7 @@ class SnapshotStore(Store):
             inst.reset_state(self._validate(data, schema_version, version))
             inst.version = version
             inst.calls.load(legacy, time.time(), outcomes)  # ``legacy``: a window saved whole by 0.x
-            self.ages.oldest = oldest
+            self.outcome_rows.oldest = oldest
             self.saved_version = version
             self.log_bytes = self.state_bytes if self.log_rows else 0  # fold the rows in soon
         self.loaded = True
@@ -299,7 +299,7 @@ class SnapshotStore(Store):
 
     async def _append(self, patches: list[dict[str, Any]], version: int) -> None:
         assert self.saved_version is not None
-        calls, expire = self.inst.calls.unsaved(), self.ages.due(time.time())
+        calls, expire = self.outcome_rows.pending(time.time())
         await in_db_thread(
             append_patches,
             self.spec.name,
@@ -314,7 +314,7 @@ class SnapshotStore(Store):
         transactions.on_commit(functools.partial(self._appended, version, size, calls, expire))
 
     def _appended(self, version: int, size: int, calls: Sequence[Row], expired_before: float | None) -> None:
-        self._calls_saved(calls, expired_before)
+        self.outcome_rows.committed(calls, expired_before)
         self.saved_version = version
         self.log_rows += 1
         self.log_bytes += size
@@ -339,7 +339,7 @@ class SnapshotStore(Store):
     async def _save(self, dump: Any, version: int) -> None:
         if not self.loaded:  # never write over a snapshot we could not read
             raise RuntimeError(f"{self._name()} was not restored; refusing to save it")
-        calls, expire = self.inst.calls.unsaved(), self.ages.due(time.time())
+        calls, expire = self.outcome_rows.pending(time.time())
         size = await in_db_thread(
             save_measured,
             self.spec.name,
@@ -355,12 +355,8 @@ class SnapshotStore(Store):
         )
         transactions.on_commit(functools.partial(self._saved, version, size, calls, expire))
 
-    def _calls_saved(self, calls: Sequence[Row], expired_before: float | None) -> None:
-        self.inst.calls.saved(calls)
-        self.ages.written(calls, expired_before)
-
     def _saved(self, version: int, size: int, calls: Sequence[Row], expired_before: float | None) -> None:
-        self._calls_saved(calls, expired_before)
+        self.outcome_rows.committed(calls, expired_before)
         self.saved_version = version
         self.upgraded = False
         self.state_bytes = size
