@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from django.db import connections, router
+
 if TYPE_CHECKING:
     from .callkeys import CallWindow
 
@@ -32,13 +34,17 @@ def write_outcomes(actor: str, actor_id: str, rows: Sequence[Row], expire_before
         CallOutcome.objects.filter(actor=actor, actor_id=actor_id, at__lt=expire_before).delete()
     if not rows:
         return
-    CallOutcome.objects.bulk_create(
+    # MySQL/MariaDB's upsert (ON DUPLICATE KEY UPDATE) takes no conflict target and refuses one:
+    # the unique columns are named only where the backend supports it (SQLite, PostgreSQL).
+    alias = router.db_for_write(CallOutcome)
+    target = connections[alias].features.supports_update_conflicts_with_target
+    CallOutcome.objects.using(alias).bulk_create(
         [
             CallOutcome(actor=actor, actor_id=actor_id, caller=i, key=k, fingerprint=fp, at=at, outcome=outcome)
             for i, k, fp, at, outcome in rows
         ],
         update_conflicts=True,
-        unique_fields=["actor", "actor_id", "caller", "key"],
+        unique_fields=["actor", "actor_id", "caller", "key"] if target else None,
         update_fields=["fingerprint", "outcome", "at"],
     )
 
