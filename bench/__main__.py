@@ -28,13 +28,14 @@ from typing import Any
 
 from .harness import OUT, ROOT, log, raise_fd_limit
 
-SECTIONS = ("rpc", "fanout", "patch", "persist", "cluster", "memory")
+SECTIONS = ("rpc", "fanout", "patch", "persist", "keys", "cluster", "memory")
 
 FULL = {
     "rpc": {"reps": 5, "duration": 2.0, "warmup": 0.5},
     "fanout": {"sizes": (100, 1000), "changes": 10, "reps": 3},
     "patch": {"sizes": (10, 1000, 100000), "reps": 5, "budget": 0.3},
     "persist": {"sizes": [1000, 100000], "calls": 20},
+    "keys": {"windows": [0, 1000, 10000], "calls": 50},
     "cluster": {"reps": 3, "duration": 2.0, "warmup": 0.5},
     "memory": {"reps": 2, "n_idle": 1000, "n_hot": 1000},
 }
@@ -43,6 +44,7 @@ QUICK = {
     "fanout": {"sizes": (100,), "changes": 3, "reps": 1},
     "patch": {"sizes": (10, 1000), "reps": 1, "budget": 0.05},
     "persist": {"sizes": [1000], "calls": 6},
+    "keys": {"windows": [0, 1000], "calls": 5},
     "cluster": {"reps": 1, "duration": 0.5, "warmup": 0.2},
     "memory": {"reps": 1, "n_idle": 200, "n_hot": 200},
 }
@@ -172,13 +174,14 @@ def main() -> None:
             log(f"{name} did not complete:\n{results[name]['error']}")
         log(f"--- {name} took {time.monotonic() - t0:.0f} s")
 
-    from . import cluster, fanout, memory, patchcost, persistence, rpc
+    from . import cluster, fanout, keyrows, memory, patchcost, persistence, rpc
 
     section("rpc", lambda: rpc.run(**plan["rpc"], redis_url=redis_url))
     layers = {"memory": None, **({"redis": redis_url} if redis_url else {})}
     section("fanout", lambda: fanout.run(layers, **plan["fanout"]))
     section("patch", lambda: patchcost.run_subprocess(**plan["patch"]))
     section("persist", lambda: persistence.run(postgres=args.postgres, database=args.pg_database, **plan["persist"]))
+    section("keys", lambda: keyrows.run(postgres=args.postgres, database=args.pg_database, **plan["keys"]))
     section("cluster", lambda: cluster.run(redis_url, **plan["cluster"]) if redis_url else
             {"measured": False, "reason": "not measured: no Redis"})
     section("memory", lambda: memory.run(**plan["memory"], layers=layers))

@@ -140,6 +140,7 @@ def markdown(r: dict[str, Any], plotted: bool) -> str:
     lines += _fanout(r.get("fanout"))
     lines += _patch(r.get("patch"))
     lines += _persist(r.get("persist"))
+    lines += _keys(r.get("keys"))
     lines += _cluster(r.get("cluster"))
     lines += _memory(r.get("memory"))
     if plotted:
@@ -196,6 +197,13 @@ def _goals(r: dict[str, Any]) -> list[str]:
             n = str(persist["sizes"][-1])
             rows.append(f"| write-through at {int(n):,} items on {db}: whole write / store's choice | "
                         f"(cost follows the change) | {fx(variants['whole'][n] / variants['log'][n])} |")
+    keys = r.get("keys")
+    if not _skip(keys) and len(keys["windows"]) > 1:
+        small, large = str(keys["windows"][0]), str(keys["windows"][-1])
+        for db, variants in keys["databases"].items():
+            was, now = (variants[v][large] / variants[v][small] for v in ("before", "after"))
+            rows.append(f"| keyed write-through save on {db}, {int(large):,} kept outcomes / {int(small):,} | "
+                        f"(cost follows the change) | before {fx(was)}, after {fx(now)} |")
     if not rows:
         return []
     return ["## Issue 17's goals (this run)", "", "| ratio | goal | measured |", "|---|---|---|", *rows, ""]
@@ -464,6 +472,31 @@ def _persist(s: dict[str, Any] | None) -> list[str]:
         for n in map(str, s["sizes"]):
             whole, chosen = variants["whole"][n], variants["log"][n]
             out.append(f"| {db} | {int(n):,} | {whole:,.2f} | {chosen:,.2f} | {fx(whole / chosen)} |")
+    out.append("")
+    return out
+
+
+def _keys(s: dict[str, Any] | None) -> list[str]:
+    if _skip(s):
+        return []
+    out = [
+        "## Write-through saves as the keyed-call window grows",
+        "",
+        f"`bench/keyrows.py`: a write-through actor with a one-field state takes {s['calls']} sequential keyed "
+        "calls (each a save) while it keeps N outcomes of earlier keyed calls (`CALL_KEY_SECONDS`), through the "
+        "demo's ASGI application in process (one socket); the median of six such blocks, from two processes per "
+        "variant on fresh databases, run before, after, before, after. *Before*: the previous "
+        "version's save, emulated in the same run (the whole window in the snapshot row's `UPDATE`); *after*: "
+        "one `CallOutcome` row inserted per call in the save's transaction. SQLite file in WAL mode; PostgreSQL "
+        "with `CONN_MAX_AGE=60`. Milliseconds per call (mean).",
+        "",
+        "| database | kept outcomes | before ms/call | after ms/call | after / before |",
+        "|---|---|---|---|---|",
+    ]
+    for db, variants in s["databases"].items():
+        for n in map(str, s["windows"]):
+            before, after = variants["before"][n], variants["after"][n]
+            out.append(f"| {db} | {int(n):,} | {before:,.2f} | {after:,.2f} | {fx(after / before)} |")
     out.append("")
     return out
 

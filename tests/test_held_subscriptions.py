@@ -8,7 +8,30 @@ subscription instead left a client that believed it subscribed with nothing
 arriving, so no gap and no resync, ever (watchers froze after Redis restarts).
 """
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 from zocket_django.node import current_node
+
+
+@contextlib.contextmanager
+def owner_unreachable(router: Any, times: int | None = None) -> Iterator[list[Any]]:
+    """Redis away for the router's subscription requests: every one, or only the first ``times``."""
+    real = router.request_subscription
+    failed: list[Any] = []
+
+    async def request(*args: Any, **kwargs: Any) -> None:
+        if times is None or len(failed) < times:
+            failed.append(args)
+            raise ConnectionError("Redis is away")
+        await real(*args, **kwargs)
+
+    router.request_subscription = request
+    try:
+        yield failed
+    finally:
+        router.request_subscription = real
 
 
 async def test_a_repeat_that_cannot_reach_the_owner_keeps_the_subscription_and_is_answered_later(connect):
@@ -16,17 +39,7 @@ async def test_a_repeat_that_cannot_reach_the_owner_keeps_the_subscription_and_i
     await client.call("counter", "held", "increment")
     _, version = await client.subscribe_state("counter", "held")
     router = current_node().router
-    real = router.request_subscription
-    failures = []
-
-    async def redis_away_once(*args, **kwargs):
-        if not failures:
-            failures.append(args)
-            raise ConnectionError("Redis is away")
-        await real(*args, **kwargs)
-
-    router.request_subscription = redis_away_once
-    try:
+    with owner_unreachable(router, times=1) as failures:
         await client.send_json_to({"type": "state:sub", "actor": "counter", "actorId": "held"})
         await client.ping()
         assert failures
@@ -37,25 +50,15 @@ async def test_a_repeat_that_cannot_reach_the_owner_keeps_the_subscription_and_i
         await router.expire()  # the housekeeping's next tick asks the owner again
         snapshot = await client.expect("state:snapshot", actorId="held")
         assert (snapshot["state"], snapshot["version"]) == ({"count": 2}, version + 1)
-    finally:
-        router.request_subscription = real
 
 
 async def test_a_first_subscription_that_cannot_reach_the_owner_is_refused_and_undone(connect):
     client = await connect()
     router = current_node().router
-    real = router.request_subscription
-
-    async def redis_away(*args, **kwargs):
-        raise ConnectionError("Redis is away")
-
-    router.request_subscription = redis_away
-    try:
+    with owner_unreachable(router):
         await client.send_json_to({"type": "state:sub", "actor": "counter", "actorId": "new"})
         refused = await client.expect("error", ref={"type": "state:sub", "actor": "counter", "actorId": "new"})
         assert refused["code"] == "unavailable"
-    finally:
-        router.request_subscription = real
     await client.call("counter", "new", "increment")
     assert not [f for f in await client.nothing_more() if f["type"] == "state:patch"]  # nothing held
 
@@ -64,17 +67,9 @@ async def test_a_snapshot_owed_to_a_subscription_dropped_since_is_not_asked_for(
     client = await connect()
     await client.subscribe_state("counter", "gone")
     router = current_node().router
-    real = router.request_subscription
-
-    async def redis_away(*args, **kwargs):
-        raise ConnectionError("Redis is away")
-
-    router.request_subscription = redis_away
-    try:
+    with owner_unreachable(router):
         await client.send_json_to({"type": "state:sub", "actor": "counter", "actorId": "gone"})
         await client.ping()
-    finally:
-        router.request_subscription = real
     await client.send_json_to({"type": "state:unsub", "actor": "counter", "actorId": "gone"})
     await client.ping()
     await router.expire()

@@ -19,10 +19,11 @@ A key is tied to the call it was first used for (a fingerprint of the method
 and its validated input): reusing it for a different call is refused rather
 than answered with someone else's result.
 
-For durable actors the window is saved in the same commit as the state
-(``dump`` / ``load``, a JSON list), so a retry after a crash or a failover
-finds the outcome the first attempt committed. Times are wall-clock seconds
-because they outlive the process.
+For durable actors each outcome is saved as a row of its own in the same
+commit as the state (``unsaved`` / ``saved``: a save writes only what was
+kept since the last one, not the whole window), so a retry after a crash or
+a failover finds the outcome the first attempt committed. Times are
+wall-clock seconds because they outlive the process.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +74,8 @@ class CallWindow:
         self.seconds = seconds
         self._order: OrderedDict[tuple[str, str], Entry] = OrderedDict()
         self._count: dict[str, int] = {}
+        #: Entries kept since the last save (insertion order; the values are unused).
+        self._unsaved: dict[tuple[str, str], None] = {}
 
     def __len__(self) -> int:
         return len(self._order)
@@ -103,10 +107,12 @@ class CallWindow:
         """Keep ``outcome`` for the key for ``seconds`` (the bounds were checked by ``refusal``)."""
         self.forget(identity, key)
         self._order[(identity, key)] = Entry(fp, now, outcome)
+        self._unsaved[(identity, key)] = None
         self._count[identity] = self._count.get(identity, 0) + 1
         self.prune(now)
 
     def forget(self, identity: str, key: str) -> None:
+        self._unsaved.pop((identity, key), None)
         if self._order.pop((identity, key), None) is not None:
             left = self._count[identity] - 1
             if left:
@@ -124,24 +130,49 @@ class CallWindow:
 
     # -- saved with the state -------------------------------------------------------------
 
+    def oldest(self) -> float | None:
+        """When the oldest kept outcome's call ran (``None``: none is kept)."""
+        return next(iter(self._order.values())).at if self._order else None
+
+    def unsaved(self) -> list[list[Any]]:
+        """The outcomes kept since the last save, as ``dump`` rows: what the next save must write."""
+        rows = []
+        for identity, key in self._unsaved:  # every unsaved entry is kept (``forget`` drops both)
+            entry = self._order[(identity, key)]
+            rows.append([identity, key, entry.fingerprint, entry.at, entry.outcome])
+        return rows
+
+    def saved(self, rows: Sequence[Sequence[Any]]) -> None:
+        """``rows`` (from ``unsaved``) are committed; an entry replaced since stays unsaved."""
+        for identity, key, _, at, _ in rows:
+            entry = self._order.get((identity, key))
+            if entry is not None and entry.at == at:
+                self._unsaved.pop((identity, key), None)
+
     def dump(self) -> list[list[Any]]:
         """JSON form, oldest first: ``[identity, key, fingerprint, at, outcome]`` each."""
         return [[i, k, e.fingerprint, e.at, e.outcome] for (i, k), e in self._order.items()]
 
-    def load(self, data: Any, now: float) -> None:
+    def load(self, data: Any, now: float, rows: Any = ()) -> None:
         """Replace the window with a saved one; malformed entries are skipped.
 
-        Every saved outcome younger than ``seconds`` comes back, even past the
-        bounds (saved by a worker with larger ones): new keys wait until they
-        have aged out.
+        ``rows`` are saved outcome rows; ``data`` a window as earlier versions
+        saved it whole (``Snapshot.calls``), whose entries count as unsaved:
+        the next save writes them as rows. Every saved outcome younger than
+        ``seconds`` comes back, even past the bounds (saved by a worker with
+        larger ones): new keys wait until they have aged out.
         """
         self._order.clear()
         self._count.clear()
-        if not isinstance(data, list):
-            return
-        for item in sorted((i for i in data if _well_formed(i)), key=lambda i: i[3]):
+        self._unsaved.clear()
+        legacy = [i for i in data if _well_formed(i)] if isinstance(data, list) else []
+        stored = [list(i) for i in rows if _well_formed(list(i))]
+        kept = {(i[0], i[1]) for i in stored}
+        legacy = [i for i in legacy if (i[0], i[1]) not in kept]
+        for item in sorted([*legacy, *stored], key=lambda i: i[3]):
             identity, key, fp, at, outcome = item
             self.remember(identity, key, fp, outcome, at)
+        self.saved(stored)
         self.prune(now)
 
 

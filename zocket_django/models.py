@@ -18,9 +18,11 @@ class Snapshot(models.Model):
     Written by ``zocket_django.persistence`` for actors with ``persist`` set;
     read back when the instance is activated. ``version`` is the instance's
     wire version at the time of the save, ``schema_version`` the actor's
-    ``schema_version`` that the state was written with. ``calls`` is the
-    instance's window of recent keyed calls (``callkeys.CallWindow.dump``),
-    written in the same statement as the state it belongs to.
+    ``schema_version`` that the state was written with. ``calls`` is where
+    earlier versions kept the whole window of recent keyed calls
+    (``callkeys.CallWindow.dump``); outcomes are now ``CallOutcome`` rows, and
+    this column is only read (its entries are moved to rows by the next save,
+    which empties it).
     """
 
     actor = models.CharField(max_length=100, help_text="The actor's wire name.")
@@ -72,6 +74,34 @@ class SnapshotPatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor}/{self.actor_id} v{self.version}"
+
+
+class CallOutcome(models.Model):
+    """The kept outcome of one keyed call of a durable actor instance (``callkeys``), one row each.
+
+    Inserted in the same transaction as the state the call produced, so a
+    retry after a crash or a failover finds it; a save writes only the
+    outcomes kept since the last one, whatever the window holds (issue 17:
+    a step costs what it changed). Rows older than ``CALL_KEY_SECONDS`` are
+    never read again and are deleted in bulk now and then (``persistence``).
+    """
+
+    actor = models.CharField(max_length=100)
+    actor_id = models.CharField("actor id", max_length=255)
+    caller = models.CharField(max_length=255, help_text="The caller's identity the key belongs to.")
+    key = models.CharField(max_length=128)
+    fingerprint = models.CharField(max_length=32, help_text="The call the key was first used for.")
+    outcome = models.TextField(help_text="The encoded rpc:result body (a result, or an error).")
+    at = models.FloatField(help_text="When the call ran (Unix seconds).")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["actor", "actor_id", "caller", "key"], name="zocket_calloutcome_key")
+        ]
+        verbose_name = "kept call outcome"
+
+    def __str__(self) -> str:
+        return f"{self.actor}/{self.actor_id} {self.caller} {self.key}"
 
 
 class HotActor(models.Model):

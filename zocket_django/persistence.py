@@ -36,13 +36,14 @@ import copy
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from . import protocol, transactions
 from .actor import Persist
+from .call_rows import OutcomeRows, Row
 from .errors import ZocketError
 from .protocol import Code
 from .snapshot_rows import (
@@ -121,7 +122,7 @@ class Held(Protocol):
     actor_id: str
     actor: Actor
     version: int
-    #: Outcomes of recent keyed calls: saved with the state, restored with it.
+    #: Outcomes of recent keyed calls: those kept since the last save are saved with the state (as rows).
     calls: CallWindow
 
     @property
@@ -170,6 +171,8 @@ class SnapshotStore(Store):
         self.log_bytes = 0
         self.log_rows = 0
         self._compaction_queued = False
+        #: When the instance's saved call outcomes should be expired (``call_rows``).
+        self.outcome_rows = OutcomeRows(inst.calls)
 
     @property
     def dirty(self) -> bool:
@@ -184,15 +187,17 @@ class SnapshotStore(Store):
         """Load the snapshot into the instance (state and version); raise ``ActivationFailed``."""
         inst = self.inst
         try:
-            row = await in_db_thread(load_measured, self.spec.name, inst.actor_id, reads_only=True)
+            since = time.time() - inst.calls.seconds  # older outcome rows are never read again
+            row = await in_db_thread(load_measured, self.spec.name, inst.actor_id, since, reads_only=True)
         except Exception as exc:
             log.exception("zocket: could not load the snapshot of %s", self._name(), extra=inst.log_context())
             raise ActivationFailed(f"{self._name()} is unavailable: its saved state could not be loaded") from exc
         if row is not None:
-            data, version, schema_version, self.log_rows, calls, self.state_bytes = row
+            data, version, schema_version, self.log_rows, legacy, self.state_bytes, outcomes, oldest = row
             inst.reset_state(self._validate(data, schema_version, version))
             inst.version = version
-            inst.calls.load(calls, time.time())
+            inst.calls.load(legacy, time.time(), outcomes)  # ``legacy``: a window saved whole by 0.x
+            self.outcome_rows.oldest = oldest
             self.saved_version = version
             self.log_bytes = self.state_bytes if self.log_rows else 0  # fold the rows in soon
         self.loaded = True
@@ -294,6 +299,7 @@ class SnapshotStore(Store):
 
     async def _append(self, patches: list[dict[str, Any]], version: int) -> None:
         assert self.saved_version is not None
+        calls, expire = self.outcome_rows.pending(time.time())
         await in_db_thread(
             append_patches,
             self.spec.name,
@@ -301,11 +307,14 @@ class SnapshotStore(Store):
             patches,
             version,
             self.saved_version,
-            self.inst.calls.dump(),
+            calls,
+            expire,
         )
-        transactions.on_commit(functools.partial(self._appended, version, len(protocol.encode(patches))))  # type: ignore[arg-type]
+        size = len(protocol.encode(patches))  # type: ignore[arg-type]
+        transactions.on_commit(functools.partial(self._appended, version, size, calls, expire))
 
-    def _appended(self, version: int, size: int) -> None:
+    def _appended(self, version: int, size: int, calls: Sequence[Row], expired_before: float | None) -> None:
+        self.outcome_rows.committed(calls, expired_before)
         self.saved_version = version
         self.log_rows += 1
         self.log_bytes += size
@@ -330,6 +339,7 @@ class SnapshotStore(Store):
     async def _save(self, dump: Any, version: int) -> None:
         if not self.loaded:  # never write over a snapshot we could not read
             raise RuntimeError(f"{self._name()} was not restored; refusing to save it")
+        calls, expire = self.outcome_rows.pending(time.time())
         size = await in_db_thread(
             save_measured,
             self.spec.name,
@@ -339,12 +349,14 @@ class SnapshotStore(Store):
             self.spec.schema_version,
             self.saved_version,
             self.log_rows > 0,
-            self.inst.calls.dump(),  # with the state: a retry after a crash finds what ran
+            calls,  # only those kept since the last save: a retry after a crash finds what ran
+            expire,
             self.logs,
         )
-        transactions.on_commit(functools.partial(self._saved, version, size))
+        transactions.on_commit(functools.partial(self._saved, version, size, calls, expire))
 
-    def _saved(self, version: int, size: int) -> None:
+    def _saved(self, version: int, size: int, calls: Sequence[Row], expired_before: float | None) -> None:
+        self.outcome_rows.committed(calls, expired_before)
         self.saved_version = version
         self.upgraded = False
         self.state_bytes = size

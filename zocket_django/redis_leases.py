@@ -36,38 +36,37 @@ if holder == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 if holder then return 0 end
 return -1
 """
+# Shared opening of the two scripts below: ``now`` (Redis' clock, ms) and ``since``, when
+# Redis' data was first seen (MARKER: the key of that marker, set to now when it is missing,
+# that is when Redis lost its data since anyone looked).
+_SINCE = """
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local since = tonumber(redis.call('get', MARKER))
+if not since then
+  redis.call('set', MARKER, now)
+  since = now
+end
+"""
 # Take a free lease, unless Redis lost its data less than a lease ago: then an
 # owner that is still alive may not have noticed yet, and it must get the time
 # to take its own leases back first. KEYS: lease, marker of Redis' data (when it
 # was first seen empty, Redis' clock in ms); ARGV: me, ttl ms. Returns
 # {0, now ms} (taken; the epoch of the new incarnation), {-1, 0} (held by
 # someone), or {1, ms to wait}.
-_ACQUIRE = """
-local t = redis.call('time')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local since = tonumber(redis.call('get', KEYS[2]))
-if not since then
-  redis.call('set', KEYS[2], now)
-  since = now
-end
+_ACQUIRE = (
+    _SINCE.replace("MARKER", "KEYS[2]")
+    + """
 local wait = since + tonumber(ARGV[2]) - now
 if wait > 0 then return {1, wait} end
 if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, now} end
 return {-1, 0}
 """
+)
 # How long, in ms, until Redis' data is a lease old (<= 0: it is). Marks the
 # data as new when the marker is missing (Redis lost its data since anyone
 # looked). KEYS: the marker; ARGV: ttl ms.
-_SETTLED = """
-local t = redis.call('time')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local since = tonumber(redis.call('get', KEYS[1]))
-if not since then
-  redis.call('set', KEYS[1], now)
-  since = now
-end
-return since + tonumber(ARGV[1]) - now
-"""
+_SETTLED = _SINCE.replace("MARKER", "KEYS[1]") + "return since + tonumber(ARGV[1]) - now\n"
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0

@@ -1,4 +1,4 @@
-"""The rows of durable actors (``Snapshot``, ``SnapshotPatch``), read and written in worker threads.
+"""The rows of durable actors (``Snapshot``, ``SnapshotPatch``, ``CallOutcome``), read and written in worker threads.
 
 Plain functions, run off the event loop by ``in_db_thread``; ``persistence``
 decides when to call them. Every write is fenced by the version the writer
@@ -7,13 +7,14 @@ last read or wrote, so a stale owner never overwrites another worker's save.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from . import protocol, transactions
+from .call_rows import Row, delete_outcomes, load_outcomes, write_outcomes
 from .conf import zocket_settings
 from .db import database_threads, to_thread
 from .patches import apply as apply_patches
@@ -23,6 +24,9 @@ T = TypeVar("T")
 
 def load_snapshot(actor: str, actor_id: str) -> tuple[Any, int, int, int, Any] | None:
     """``(state, version, schema_version, patch rows, calls)`` of the saved snapshot, or ``None``.
+
+    ``calls`` is the ``calls`` column: a window saved whole by an earlier
+    version (outcomes are ``CallOutcome`` rows now, ``load_measured``).
 
     The state is brought to ``version`` by the patch log's rows (in version
     order); rows at or below ``state_version`` are leftovers of a compaction
@@ -82,15 +86,19 @@ def save_snapshot(
     schema_version: int,
     expected: int | None,
     logged: bool = False,
-    calls: Any = (),
+    calls: Sequence[Row] = (),
+    expire_before: float | None = None,
 ) -> None:
     """Write the whole snapshot if the stored one is still at ``expected`` (``None``: there is none).
 
     The condition fences off a stale owner; it costs nothing more than the
     write itself (one UPDATE, or one INSERT for a new instance). ``logged``:
     the instance has patch rows, which the new state makes obsolete (deleted
-    in the same transaction). ``calls``, the outcomes of recent keyed calls
-    (``callkeys``), goes in the same statement as the state.
+    in the same transaction). ``calls``, the outcomes of keyed calls kept
+    since the last save (``callkeys``), are inserted as rows in the same
+    transaction, and rows from before ``expire_before`` deleted (``call_rows``).
+    The snapshot's ``calls`` column, where earlier versions kept the whole
+    window, is emptied: its entries came back as unsaved and are among ``calls``.
     """
     from .models import Snapshot, SnapshotPatch
 
@@ -103,8 +111,9 @@ def save_snapshot(
                     state=state,
                     version=version,
                     schema_version=schema_version,
-                    calls=list(calls),
+                    calls=[],
                 )
+                write_outcomes(actor, actor_id, calls, expire_before)
         except IntegrityError:
             raise SnapshotConflict(f"{actor}/{actor_id} was saved by someone else meanwhile") from None
         return
@@ -114,19 +123,26 @@ def save_snapshot(
             version=version,
             schema_version=schema_version,
             state_version=None,
-            calls=list(calls),
+            calls=[],
             updated_at=timezone.now(),
         )
         if not updated:
             raise SnapshotConflict(f"{actor}/{actor_id} is no longer at version {expected} in the database")
+        write_outcomes(actor, actor_id, calls, expire_before)
         if logged:
             SnapshotPatch.objects.filter(actor=actor, actor_id=actor_id, version__lte=version).delete()
 
 
 def append_patches(
-    actor: str, actor_id: str, patches: list[dict[str, Any]], version: int, expected: int, calls: Any = ()
+    actor: str,
+    actor_id: str,
+    patches: list[dict[str, Any]],
+    version: int,
+    expected: int,
+    calls: Sequence[Row] = (),
+    expire_before: float | None = None,
 ) -> None:
-    """Save one step as a patch row, if the snapshot is still at ``expected`` (``calls`` with it).
+    """Save one step as a patch row, if the snapshot is still at ``expected`` (``calls`` with it, as rows).
 
     Fenced like ``save_snapshot``: the snapshot row's ``version`` moves to the
     step's in the same transaction, conditionally (on PostgreSQL that UPDATE
@@ -142,11 +158,11 @@ def append_patches(
         updated = Snapshot.objects.filter(actor=actor, actor_id=actor_id, version=expected).update(
             version=version,
             state_version=Coalesce(F("state_version"), F("version")),
-            calls=list(calls),
             updated_at=timezone.now(),
         )
         if not updated:
             raise SnapshotConflict(f"{actor}/{actor_id} is no longer at version {expected} in the database")
+        write_outcomes(actor, actor_id, calls, expire_before)
         SnapshotPatch.objects.create(actor=actor, actor_id=actor_id, version=version, patches=patches)
 
 
@@ -155,6 +171,7 @@ def delete_snapshot(actor: str, actor_id: str) -> bool:
 
     with transaction.atomic():
         SnapshotPatch.objects.filter(actor=actor, actor_id=actor_id).delete()
+        delete_outcomes(actor, actor_id)
         deleted, _ = Snapshot.objects.filter(actor=actor, actor_id=actor_id).delete()
     return deleted > 0
 
@@ -170,12 +187,22 @@ def vendor() -> str:
     return str(snapshot_connection().vendor)
 
 
-def load_measured(actor: str, actor_id: str) -> tuple[Any, int, int, int, Any, int] | None:
-    """``load_snapshot`` and the size of the state as JSON (what patch rows are weighed against)."""
-    row = load_snapshot(actor, actor_id)
-    if row is None:
-        return None
-    return (*row, len(protocol.encode(row[0])))
+def load_measured(
+    actor: str, actor_id: str, since: float
+) -> tuple[Any, int, int, int, Any, int, list[list[Any]], float | None] | None:
+    """``load_snapshot``, the size of the state as JSON (what patch rows are weighed against), and
+    the kept call outcomes younger than ``since`` with the time of the oldest row (``load_outcomes``).
+
+    The outcomes are read in the same transaction as the snapshot: they are those of its steps.
+    """
+    from .models import Snapshot
+
+    with transaction.atomic(using=router.db_for_write(Snapshot)):
+        row = load_snapshot(actor, actor_id)  # its own atomic block nests (a savepoint)
+        if row is None:
+            return None
+        outcomes, oldest = load_outcomes(actor, actor_id, since)
+    return (*row, len(protocol.encode(row[0])), outcomes, oldest)
 
 
 def save_measured(
@@ -186,11 +213,12 @@ def save_measured(
     schema_version: int,
     expected: int | None,
     logged: bool,
-    calls: Any,
+    calls: Sequence[Row],
+    expire_before: float | None,
     measure: bool,
 ) -> int:
     """``save_snapshot``; returns the state's size as JSON when ``measure`` (it will be logged), else 0."""
-    save_snapshot(actor, actor_id, state, version, schema_version, expected, logged, calls)
+    save_snapshot(actor, actor_id, state, version, schema_version, expected, logged, calls, expire_before)
     return len(protocol.encode(state)) if measure else 0
 
 
