@@ -136,3 +136,19 @@ async def test_coalesce_patches_1_sends_one_patch_per_version(connect, settings)
     patches = [f for f in frames if f["type"] == "state:patch"]
     assert [p["version"] for p in patches] == list(range(version + 1, version + 12))
     assert not any("from" in p for p in patches)
+
+
+async def test_a_step_that_waits_does_not_hold_the_answers_before_it(connect):
+    """A patch is held only while the steps behind it run without waiting: one that waits sends it first."""
+    client = await connect()
+    _, version = await client.subscribe_state("lab", "wait")
+    frame = {"type": "rpc", "actor": "lab", "actorId": "wait"}
+    await client.send_json_to({**frame, "id": "busy", "method": "slow", "input": {"seconds": 0.3}})
+    await client.send_json_to({**frame, "id": "add", "method": "add_item", "input": {"text": "first"}})
+    await client.send_json_to({**frame, "id": "long", "method": "slow", "input": {"seconds": 2}})
+    frames = await _frames_until(client, lambda fs: any(f.get("id") == "add" for f in fs))
+    # "busy" and "add" (held while "long" was queued) went out when "long" began to wait, not after it.
+    patches = [f for f in frames if f["type"] == "state:patch"]
+    assert patches[-1]["version"] == version + 2
+    assert not any(f.get("id") == "long" for f in frames)
+    assert (await client.expect("rpc:result", id="long"))["result"] == "done"

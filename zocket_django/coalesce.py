@@ -5,7 +5,10 @@ instead of being published: the next steps' patches join it, and one
 ``state:patch`` carrying the ops of all of them (``"from"``: the version they
 apply to, ``"version"``: the version they produce) goes out when the queue is
 empty, before any event, or when the batch reaches ``COALESCE_PATCHES``
-versions or ``COALESCE_BYTES`` of ops. Two thousand sockets joining one room
+versions or ``COALESCE_BYTES`` of ops, or the moment a step behind it first
+waits for anything (``eager.before_first_wait``: a slow step does not keep
+the answers before it waiting; a hold spans only steps that run back to back
+in one turn of the loop). Two thousand sockets joining one room
 (each join a step whose patch goes to every member) cost one frame per member
 per batch instead of one per join: n joins no longer cost n²/2 frames.
 

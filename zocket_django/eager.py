@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
 
@@ -68,3 +68,29 @@ class _Resume:
                     waiting_on = coro.send(sent)
                 except StopIteration:
                     return
+
+
+async def before_first_wait(step: Awaitable[None], then: Callable[[], Awaitable[None]]) -> None:
+    """Await ``step``; the first time it would wait for anything, await ``then()`` first.
+
+    For a patch held behind a queued step (``coalesce``): the steps that run
+    back to back without waiting share one frame, and one that waits (for the
+    database, a thread, a timer) does not keep the answers before it waiting
+    too. ``step`` goes on in the same task and context, as a plain ``await``.
+    """
+    if not isinstance(step, Coroutine):
+        await then()
+        await step
+        return
+    try:
+        waiting_on = step.send(None)
+    except StopIteration:
+        return
+    try:
+        await then()
+    except BaseException as exc:  # cancelled meanwhile (the step's deadline): the step is told, as it would be
+        try:
+            waiting_on = step.throw(exc)
+        except StopIteration:
+            return
+    await _Resume(step, waiting_on)

@@ -193,7 +193,10 @@ class Instance(InstancePublish, Coalescing):
             while self.queue:
                 step = self.queue.popleft()
                 try:
-                    await step()
+                    if self.coalescer.held is None:
+                        await step()
+                    else:  # held for this step: it goes out the moment this step waits for anything
+                        await eager.before_first_wait(step(), self.flush)
                 except Exception:
                     log.exception("zocket step failed", extra=self.log_context())
                 if self.lingering is not None:  # a timed-out sync handler: wait for its rollback
