@@ -1,0 +1,64 @@
+"""``transport.DaphneSocket.write``: its own frame only where autobahn's state says it may.
+
+The frame bytes themselves are checked against a real daphne in
+``test_daphne_frames.py``; here, which way a frame goes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zocket_django.transport import DIRECT_WRITE_NEEDS, DaphneSocket
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+class Protocol:
+    """The attributes autobahn's server protocol has once connected, as daphne leaves them."""
+
+    STATE_OPEN = 1
+
+    def __init__(self) -> None:
+        self.state = self.STATE_OPEN
+        self._perMessageCompress = None
+        self.send_queue: list[Any] = []
+        self.trackedTimings = None
+        self.logFrames = self.logOctets = self.maskServerFrames = False
+        self.maxMessagePayloadSize = self.autoFragmentSize = 0
+        self.transport = Transport()
+        self.sent: list[bytes] = []
+
+    def sendMessage(self, payload: bytes) -> None:
+        self.sent.append(payload)
+
+
+def test_a_plain_frame_is_written_to_the_transport_with_its_header() -> None:
+    protocol = Protocol()
+    DaphneSocket(protocol).write("héllo")
+    assert protocol.transport.written == [b"\x81\x06" + "héllo".encode()]
+    assert protocol.sent == []
+
+
+def test_compression_goes_through_autobahn() -> None:
+    protocol = Protocol()
+    protocol._perMessageCompress = object()
+    DaphneSocket(protocol).write("x")
+    assert protocol.sent == [b"x"] and protocol.transport.written == []
+
+
+def test_an_autobahn_without_one_of_the_attributes_read_gets_every_frame_through_send_message() -> None:
+    for name in DIRECT_WRITE_NEEDS:
+        if name in ("state", "STATE_OPEN"):  # what says the socket is open: any autobahn has them
+            continue
+        protocol = Protocol()
+        delattr(protocol, name)
+        socket = DaphneSocket(protocol)
+        assert not socket.direct, name
+        socket.write("x")
+        assert protocol.sent == [b"x"] and protocol.transport.written == [], name
