@@ -143,6 +143,7 @@ def test_rows_saved_since_the_last_commit_rebuild_the_window(ops):
                 # The same entries; of two kept at the same instant either may come first (the rows
                 # load by time; ``prune`` stops at the first young entry, so ties never matter).
                 assert sorted(again.dump()) == sorted(window.dump())
+                assert [r[3] for r in again.dump()] == [r[3] for r in window.dump()]  # oldest first
                 assert again.unsaved() == [] and window.unsaved() == []
         else:
             now += a  # type: ignore[operator]

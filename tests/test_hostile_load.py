@@ -51,7 +51,7 @@ def served_well(figures: dict) -> None:
     # Progress, not speed: answers came (a slow one may pass the client's 10 s patience), none was refused.
     assert figures["good_answered"] >= 1, figures
     assert set(figures["good_failed"]) <= {"timeout"}, figures
-    assert figures["handshakes_ok"] >= 1, figures
+    assert figures["handshakes_ok"] >= 1 and figures["handshakes_failed"] == 0, figures
     assert figures["rss_peak_mib"] - figures["rss_start_mib"] < RSS_BOUND_MIB, figures
 
 

@@ -85,7 +85,7 @@ class Instances:
         # Subscribers of an earlier incarnation (a destroyed instance, a dead
         # worker) get the state afresh and announce themselves again.
         await inst.flush()  # on_activate's patch, if held: before the snapshot that follows it
-        frame = inst.snapshot_frame()
+        frame = inst.current_snapshot()
         await self.node.publish(inst.group, inst.delivery(STATE, frame, announce=self.node.channel))
         inst.store.start()
         await signals.actor_activated.asend(inst.spec.cls, actor_id=inst.actor_id, instance=inst.actor)
@@ -196,7 +196,7 @@ class Instances:
             await self.node.released(inst.group)
             return
         inst.epoch = epoch
-        await self.node.publish(inst.group, inst.delivery(STATE, inst.snapshot_frame(), announce=self.node.channel))
+        await self.node.publish(inst.group, inst.delivery(STATE, inst.current_snapshot(), announce=self.node.channel))
 
     def part_worker(self, channel: str) -> None:
         """Every client of a dead worker leaves every instance here (``on_disconnect``)."""

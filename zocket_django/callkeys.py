@@ -130,10 +130,6 @@ class CallWindow:
 
     # -- saved with the state -------------------------------------------------------------
 
-    def oldest(self) -> float | None:
-        """When the oldest kept outcome's call ran (``None``: none is kept)."""
-        return next(iter(self._order.values())).at if self._order else None
-
     def unsaved(self) -> list[list[Any]]:
         """The outcomes kept since the last save, as ``dump`` rows: what the next save must write."""
         rows = []

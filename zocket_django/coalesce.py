@@ -122,6 +122,7 @@ class Coalescing:
         def log_context(self, **more: Any) -> dict[str, Any]: ...
         def delivery(self, kind: str, frame: str, announce: str | None = None) -> Deliver: ...
         def too_large(self, frame: str) -> str | None: ...
+        def snapshot_frame(self) -> str: ...
         async def _publish(self, message: Deliver, targets: set[str] | None) -> None: ...
 
     _snapshot: tuple[int, int, str] | None = None  # (version, epoch, frame) of the last snapshot encoded
@@ -136,7 +137,8 @@ class Coalescing:
         settings = zocket_settings()
         most = settings.COALESCE_PATCHES
         coalescer = self.coalescer
-        if ops is None or most <= 1:
+        if ops is None or most <= 1 or (not more and coalescer.held is None):
+            # The frame as the step built it: nothing to join it to (a single patch has no "from").
             held = coalescer.take()
             await self._publish(self.delivery(STATE, frame), None)
             await self._run_after(held)
@@ -174,8 +176,7 @@ class Coalescing:
         cached = self._snapshot
         if cached is not None and cached[0] == self.version and cached[1] == self.epoch:
             return cached[2]
-        frame = protocol.state_snapshot(self.spec.name, self.actor_id, self.dump, self.version, self.epoch)
-        frame = self.too_large(frame) or frame
+        frame = self.snapshot_frame()
         self._snapshot = (self.version, self.epoch, frame)
         return frame
 

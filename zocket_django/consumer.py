@@ -158,15 +158,13 @@ class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsume
         limit = self.limits.MAX_FRAME_BYTES
         if text_data is not None:
             size = len(text_data)
-            if size * 4 > limit and not text_data.isascii():  # maybe over: count the UTF-8 bytes
-                size = _utf8_length(text_data)
+            if size * 4 > limit:  # maybe over: count the UTF-8 bytes
+                size = protocol.utf8_length(text_data)
         else:
             size = len(bytes_data or b"")
         if size > limit:
             await self._too_large(limit)
             raise StopConsumer
-        if not hasattr(self, "caller"):
-            return  # refused at connect; nothing is processed
         wait = self.budget.charge(size, time.monotonic())
         if wait > 0:
             self._throttled(wait)
@@ -382,8 +380,3 @@ class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsume
         "event:unsub": _event_unsub,
         "ping": _ping,
     }
-
-
-def _utf8_length(text: str) -> int:
-    """Bytes of ``text`` in UTF-8; lone surrogates (impossible from a real socket) count as 3."""
-    return len(text.encode("utf-8", "surrogatepass"))

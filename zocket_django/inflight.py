@@ -14,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-#: How every ``rpc:result`` frame starts (``protocol.rpc_reply``): answers are counted without parsing.
-RESULT_PREFIX = '{"type":"rpc:result"'
+from .protocol import RPC_RESULT_PREFIX
 
 
 class InFlight:
@@ -34,7 +33,7 @@ class InFlight:
 
     def answered(self, frame: str) -> None:
         """A frame on its way to the socket: one call fewer in flight if it is an ``rpc:result``."""
-        if self.count and frame.startswith(RESULT_PREFIX):
+        if self.count and frame.startswith(RPC_RESULT_PREFIX):
             self.count -= 1
             if self._room is not None and self.count < self.limit:
                 self._room.set()

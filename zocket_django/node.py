@@ -38,9 +38,7 @@ from .reclaim import Reclaimer
 from .runtime import Runtime
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
-    from .actor import ActorSpec, MethodSpec
+    from .actor import ActorSpec
     from .caller import Caller
     from .fanout import Socket
 
@@ -96,6 +94,8 @@ class Node:
         self.channel = channel = await self.layer.new_channel(prefix="zocket")
         self.fanout = LocalFanout(self.layer, channel)
         self.router = OwnerRouter(channel, self.runtime, self.cluster, self.fanout, self.send)
+        # A validated call goes straight to the router (the per-call path: no forwarding coroutine).
+        self.call = self.router.call
         self.mailbox = Mailbox(self.layer, channel, self._receive)
         self.ops = Operations(channel, self.runtime, self.cluster, self.send, self.describe)
         await self.cluster.start(channel)
@@ -170,19 +170,6 @@ class Node:
 
     async def unsubscribe(self, socket: Socket, actor: str, actor_id: str, kind: str) -> None:
         await self.fanout.unsubscribe(socket, actor, actor_id, kind)
-
-    async def call(
-        self,
-        spec: ActorSpec,
-        actor_id: str,
-        caller: Caller,
-        method: MethodSpec,
-        args: BaseModel,
-        raw: Any,
-        rpc_id: str,
-        key: str | None = None,
-    ) -> None:
-        await self.router.call(spec, actor_id, caller, method, args, raw, rpc_id, key)
 
     async def request_subscription(
         self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str, *, if_moved: bool = False

@@ -113,13 +113,13 @@ def error_outcome(code: Code | str, message: str, details: Any = None) -> str:
     return encode(body)
 
 
+#: How every ``rpc:result`` frame starts: answers are counted without parsing them (``inflight``).
+RPC_RESULT_PREFIX = '{"type":"rpc:result"'
+
+
 def rpc_reply(rpc_id: str, body: str) -> str:
     """An ``rpc:result`` from an encoded body: a remembered outcome answers a retry without re-encoding."""
-    return f'{{"type":"rpc:result","id":{encode(rpc_id)},{body[1:]}'
-
-
-def rpc_result(rpc_id: str, result: Any) -> str:
-    return rpc_reply(rpc_id, outcome(result))
+    return f'{RPC_RESULT_PREFIX},"id":{encode(rpc_id)},{body[1:]}'
 
 
 def rpc_error(rpc_id: str, code: Code | str, message: str, details: Any = None) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from django.db import IntegrityError, connections, router, transaction
+from django.db.backends.sqlite3.creation import DatabaseCreation
 from django.utils import timezone
 
 from . import protocol, transactions
@@ -245,15 +246,10 @@ async def in_db_thread(fn: Callable[..., T], *args: Any, reads_only: bool = Fals
     database = connections.settings[router.db_for_write(Snapshot)]
     if not str(database.get("ENGINE", "")).endswith("sqlite3"):
         threads = database_threads("zocket-db", zocket_settings().DB_THREADS)
-    elif reads_only and not _in_memory(str(database.get("NAME", ""))):
+    elif reads_only and not DatabaseCreation.is_in_memory_db(database.get("NAME", "")):
         # One: SQLite statements take turns anyway (``db.sqlite_turn``); more threads
         # would only wait for the turn and compete with the event loop for the GIL.
         threads = database_threads("zocket-db-read", 1)
     else:
         threads = database_threads("zocket-db-write", 1)
     return await to_thread(fn, executor=threads)(*args)
-
-
-def _in_memory(name: str) -> bool:
-    """Whether a SQLite database ``NAME`` is in memory (as ``DatabaseWrapper.is_in_memory_db``)."""
-    return name == ":memory:" or "mode=memory" in name

@@ -114,12 +114,6 @@ class DaphneSocket:
             transport.resumeProducing()
         self.paused = False
 
-    def abort(self) -> None:
-        """Drop the TCP connection at once, discarding what is buffered for it."""
-        transport = self.protocol.transport
-        if transport is not None:
-            transport.abortConnection()
-
 
 def past_sessions(send: Any) -> Any:
     """``send`` without Channels' session wrappers, for frames.

@@ -58,8 +58,9 @@ class ZocketRpcTimeout(ZocketRpcError, ZocketTimeoutError):
 class ZocketRpcDisconnected(ZocketRpcError, ZocketConnectionError):
     """The socket dropped or the client closed before the answer (code ``disconnected``).
 
-    Calls are never replayed after a reconnect: the server may or may not have
-    run it, and only the caller can decide whether repeating it is safe.
+    A lost call is sent again with its key until the client's timeout (the
+    server runs a key at most once), so this reaches the caller only once the
+    client is closed or will not reconnect.
     """
 
 
