@@ -162,7 +162,7 @@ async def measure(n: int, reps: int, budget: float) -> dict[str, Any]:
 
     # What removing the first item costs CPython itself (it moves every pointer), without zocket.
     plain = list(range(n))
-    pop_first_ms = timed(lambda: plain.insert(0, plain.pop(0)), budget) * 1e3 / 2
+    pop_first_ms = timed(lambda: plain.append(plain.pop(0)), budget) * 1e3  # append: O(1), keeps the length
 
     snapshot_frame = protocol.state_snapshot(spec.name, inst.actor_id, inst.dump, inst.version, inst.epoch)
     return {
