@@ -287,7 +287,7 @@ class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsume
         repeat = held and message.get("resync") is not True
         self.subscriptions.add(key)
         try:
-            await self.node.request_subscription(spec, actor_id, caller, kind, if_moved=repeat)
+            await self.node.router.request_subscription(spec, actor_id, caller, kind, if_moved=repeat)
         except Exception:  # the owner cannot be known (Redis is away)
             if held:
                 # Kept, not undone: this socket was already reading the instance's
@@ -296,7 +296,7 @@ class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsume
                 # resync, ever (watchers froze for good after Redis restarts).
                 # The snapshot it asked for is owed instead: asked again on the
                 # next housekeeping tick, until the owner is reached.
-                self.node.ask_again(spec, actor_id, caller, kind)
+                self.node.router.ask_again(spec, actor_id, caller, kind)
                 return
             request_checks.log_unavailable(message, self.client_id, self.caller.user_id)
             self.subscriptions.discard(key)
@@ -315,7 +315,7 @@ class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsume
     async def _drop_subscription(self, spec: ActorSpec, actor_id: str, kind: str) -> None:
         self.subscriptions.discard((spec.name, actor_id, kind))
         await self.node.unsubscribe(self, spec.name, actor_id, kind)
-        await self.node.request_unsubscription(spec, actor_id, self.client_id, kind)
+        await self.node.router.request_unsubscription(spec, actor_id, self.client_id, kind)
 
     async def _state_sub(self, message: dict[str, Any]) -> None:
         await self._subscribe(message, STATE)

@@ -39,7 +39,6 @@ from .runtime import Runtime
 
 if TYPE_CHECKING:
     from .actor import ActorSpec
-    from .caller import Caller
     from .fanout import Socket
 
 log = logging.getLogger(__name__)
@@ -177,17 +176,6 @@ class Node:
 
     async def unsubscribe(self, socket: Socket, actor: str, actor_id: str, kind: str) -> None:
         await self.fanout.unsubscribe(socket, actor, actor_id, kind)
-
-    async def request_subscription(
-        self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str, *, if_moved: bool = False
-    ) -> None:
-        await self.router.request_subscription(spec, actor_id, caller, kind, if_moved=if_moved)
-
-    def ask_again(self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str) -> None:
-        self.router.ask_again(spec, actor_id, caller, kind)
-
-    async def request_unsubscription(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:
-        await self.router.request_unsubscription(spec, actor_id, client_id, kind)
 
     # -- sending (what the runtime asks) ----------------------------------------------
 
