@@ -224,7 +224,7 @@ class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsume
         key = message.get("key")
         try:
             if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH):
-                raise ZocketError(
+                raise request_checks.Unlogged(
                     f"rpc key must be a string of 1 to {MAX_KEY_LENGTH} characters", code=Code.BAD_REQUEST
                 )
             spec, actor_id = request_checks.target(message, self.limits, self._valid_id)
@@ -238,7 +238,7 @@ class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsume
                 caller = await self._admit(guard, "rpc", spec, actor_id, method.name, inputs)
             refused = self.node.quotas.call(caller.user_id)
             if refused is not None:
-                raise ZocketError(refused, code=Code.OVERLOADED)
+                raise request_checks.Unlogged(refused, code=Code.OVERLOADED)
             self._claim(spec, actor_id)
         except ZocketError as exc:
             request_checks.log_refusal(exc, message, self.client_id, self.caller.user_id)
@@ -259,7 +259,7 @@ class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsume
             key = (spec.name, actor_id, kind)
             held = key in self.subscriptions  # sent again (a resync): the socket already reads it
             if not held and len(self.subscriptions) >= self.limits.MAX_SUBSCRIPTIONS:
-                raise ZocketError(
+                raise request_checks.Unlogged(
                     f"too many subscriptions (at most {self.limits.MAX_SUBSCRIPTIONS})", code=Code.OVERLOADED
                 )
             guard = spec.read_guard
@@ -346,7 +346,7 @@ class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsume
             return
         refused = self.node.quotas.use(self.caller.user_id, self.present, group)
         if refused is not None:
-            raise ZocketError(refused, code=Code.OVERLOADED)
+            raise request_checks.Unlogged(refused, code=Code.OVERLOADED)
         self.present[group] = (spec, actor_id)
 
     async def _admit(
