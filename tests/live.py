@@ -168,7 +168,7 @@ class Worker:
             raise AssertionError(f"daphne did not stop on {name} within {timeout}s:\n{self.log()[-4000:]}") from None
 
     def stop(self) -> None:
-        """SIGKILL if still running (teardown)."""
+        """SIGKILL if still running (teardown); it ends a process paused with SIGSTOP as well."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)

@@ -264,8 +264,6 @@ async def test_each_persistence_mode_keeps_its_promise(tmp_path, event):
         for pair in callers.values():
             for c in pair:
                 await c.close()
-        if owner.proc is not None and owner.proc.poll() is None:
-            owner.proc.send_signal(signal.SIGCONT)
         owner.stop()
         other.stop()
         redis.stop()

@@ -130,8 +130,6 @@ async def test_an_owner_paused_past_its_lease_takes_it_back_under_a_new_epoch(tm
             await watcher.client.close()
         if caller is not None:
             await caller.close()
-        if owner.proc is not None and owner.proc.poll() is None:
-            owner.proc.send_signal(signal.SIGCONT)
         owner.stop()
         other.stop()
         redis.stop()
