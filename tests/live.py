@@ -358,6 +358,15 @@ class LiveClient:
         await asyncio.wait_for(self._reader, 5)
 
 
+async def fresh_snapshot(url: str, actor: str, actor_id: str) -> dict[str, Any]:
+    """The ``state:snapshot`` frame a new client subscribing at ``url`` gets now (the current state)."""
+    client = await LiveClient.connect(url)
+    try:
+        return await client.subscribe_state(actor, actor_id)
+    finally:
+        await client.close()
+
+
 class StateMirror:
     """A client's copy of one instance's state, kept as a careful client keeps it.
 
