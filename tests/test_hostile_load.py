@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from bench import attacks
-from tests.live import LiveClient, Worker, copy_of, single_env
+from tests.live import LiveClient, Worker, copy_of, fresh_snapshot, single_env
 
 pytestmark = pytest.mark.slow
 
@@ -98,11 +98,9 @@ async def test_a_flooded_chat_room_stays_subscribable_across_a_restart(tmp_path,
         served_well(figures)
         assert worker.kill(signal.SIGTERM) == 0  # saved on the way out
         worker.start()
-        client = await LiveClient.connect(worker.url)
-        snapshot = await client.subscribe_state("chat", "flooded")
+        snapshot = await fresh_snapshot(worker.url, "chat", "flooded")
         assert len(snapshot["state"]["messages"]) == 100
         assert snapshot["state"]["messages"][-1]["text"].startswith(("0-549-", "1-549-", "2-549-", "3-549-"))
-        await client.close()
     finally:
         worker.stop()
 
