@@ -9,9 +9,11 @@ UTF-8 strictly).
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
+import websockets
 
 from tests.live import LiveClient, Worker, copy_of, single_env
 
@@ -43,3 +45,18 @@ async def test_frames_of_every_length_encoding_arrive_intact(daphne):
         }
     finally:
         await client.close()
+
+
+async def test_frames_behind_a_full_socket_buffer_arrive_whole_and_in_order(daphne):
+    """A client that stops reading fills the kernel's buffer: the rest of a frame and every frame
+    after it wait in Twisted's buffer, none overtakes another (``DaphneSocket._send``)."""
+    async with websockets.connect(daphne.url, max_size=None) as ws:
+        assert json.loads(await ws.recv())["type"] == "welcome"
+        values = [chr(ord("a") + i) * (150_000 + i) for i in range(20)]  # ~3 MB of answers, under MAX_OUTPUT_BYTES
+        for i, value in enumerate(values):
+            call = {"type": "rpc", "id": f"r{i}", "actor": "sink", "actorId": "s", "method": "echo"}
+            await ws.send(json.dumps({**call, "input": {"value": value}}))
+        await asyncio.sleep(1.0)  # not reading meanwhile: the answers pile up behind the socket
+        answers = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in values]
+    assert [a["id"] for a in answers] == [f"r{i}" for i in range(len(values))]
+    assert [a["result"] for a in answers] == values

@@ -6,7 +6,10 @@ The frame bytes themselves are checked against a real daphne in
 
 from __future__ import annotations
 
+import socket
 from typing import Any
+
+import pytest
 
 from zocket_django.transport import DIRECT_WRITE_NEEDS, DaphneSocket
 
@@ -62,3 +65,53 @@ def test_an_autobahn_without_one_of_the_attributes_read_gets_every_frame_through
         assert not socket.direct, name
         socket.write("x")
         assert protocol.sent == [b"x"] and protocol.transport.written == [], name
+
+
+class TcpTransport(Transport):
+    """What ``DaphneSocket`` reads of Twisted's ``tcp.Connection``, over one end of a socket pair."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self.socket = sock
+        self.TLS = False
+        self.connected, self.disconnecting, self._writeDisconnected = True, False, False
+        self.dataBuffer, self.offset, self._tempDataLen = b"", 0, 0
+
+
+TcpTransport.__module__ = "twisted.internet.tcp"  # as daphne's plain TCP transport is
+
+
+def test_with_nothing_buffered_a_frame_goes_to_the_kernel_at_once() -> None:
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        protocol = Protocol()
+        protocol.transport = TcpTransport(ours)
+        DaphneSocket(protocol).write("hi")
+        assert peer.recv(16) == b"\x81\x02hi" and protocol.transport.written == []
+
+
+def test_behind_buffered_bytes_or_under_tls_a_frame_waits_in_twisteds_buffer() -> None:
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        for change in ({"_tempDataLen": 3}, {"dataBuffer": b"abc"}, {"TLS": True}, {"connected": False}):
+            protocol = Protocol()
+            protocol.transport = transport = TcpTransport(ours)
+            transport.__dict__.update(change)
+            DaphneSocket(protocol).write("hi")
+            assert transport.written == [b"\x81\x02hi"], change
+        peer.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            peer.recv(16)  # nothing went around the buffer
+
+
+def test_what_the_kernel_does_not_take_is_left_to_twisted_in_order() -> None:
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        ours.setblocking(False)
+        protocol = Protocol()
+        protocol.transport = TcpTransport(ours)
+        payload = "x" * 8_000_000  # more than any socket buffer holds
+        DaphneSocket(protocol).write(payload)
+        [rest] = protocol.transport.written
+        header = b"\x81\x7f" + len(payload).to_bytes(8, "big")
+        assert 0 < len(rest) < len(payload) and (header + payload.encode()).endswith(rest)
