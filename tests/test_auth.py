@@ -20,11 +20,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-async def alice():
-    return await User.objects.acreate(username="alice", password="x")
-
-
-@pytest.fixture
 async def staff():
     return await User.objects.acreate(username="sam", is_staff=True)
 
