@@ -78,6 +78,17 @@ async def connect():
             await client.disconnect()
 
 
+@pytest.fixture
+async def alice():
+    """A user with a password (the session auth hash changes with it: a password change revokes)."""
+    from django.contrib.auth.models import User
+
+    user = User(username="alice")
+    user.set_password("old password")
+    await user.asave()
+    return user
+
+
 @pytest.fixture(scope="session")
 def migrated_sqlite(tmp_path_factory) -> Path:
     """A migrated SQLite file for live servers, made once: give each server a copy (``tests.live.copy_of``)."""

@@ -168,7 +168,7 @@ class Worker:
             raise AssertionError(f"daphne did not stop on {name} within {timeout}s:\n{self.log()[-4000:]}") from None
 
     def stop(self) -> None:
-        """SIGKILL if still running (teardown)."""
+        """SIGKILL if still running (teardown); it ends a process paused with SIGSTOP as well."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
@@ -356,6 +356,15 @@ class LiveClient:
     async def close(self) -> None:
         await self.ws.close()
         await asyncio.wait_for(self._reader, 5)
+
+
+async def fresh_snapshot(url: str, actor: str, actor_id: str) -> dict[str, Any]:
+    """The ``state:snapshot`` frame a new client subscribing at ``url`` gets now (the current state)."""
+    client = await LiveClient.connect(url)
+    try:
+        return await client.subscribe_state(actor, actor_id)
+    finally:
+        await client.close()
 
 
 class StateMirror:

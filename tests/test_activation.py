@@ -12,6 +12,16 @@ import logging
 import pytest
 
 from demo_project.board.models import Todo
+from tests.live import (
+    LiveClient,
+    RpcError,
+    TcpProxy,
+    Worker,
+    cluster_env,
+    migrate,
+    private_postgres_database,
+    require_redis,
+)
 from tests.testapp.actors import OUTAGES
 from zocket_django import hot_actors
 
@@ -20,6 +30,22 @@ from zocket_django import hot_actors
 def _outages():
     yield
     OUTAGES.clear()
+
+
+def a_board_behind_a_proxy(direct_url: str, board: str, by: str) -> tuple[int, TcpProxy, str]:
+    """The empty PostgreSQL database at ``direct_url``, migrated, with one row of ``board`` (by ``by``),
+    and a proxy to it that is down (nothing listens on its port yet): the row's id, the proxy and
+    the database's URL through it."""
+    import psycopg
+
+    migrate({"DATABASE_URL": direct_url, "REDIS_URL": ""})
+    with psycopg.connect(direct_url, autocommit=True) as db:
+        pk = db.execute(
+            "INSERT INTO board_todo (board, text, done, by) VALUES (%s, 'existing', false, %s) RETURNING id",
+            (board, by),
+        ).fetchone()[0]
+    proxy = TcpProxy(5432)
+    return pk, proxy, direct_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
 
 
 async def test_a_raising_on_activate_fails_the_activation_and_the_next_request_retries(connect, caplog):
@@ -72,16 +98,8 @@ async def test_the_board_with_postgresql_unreachable_fails_activation_then_recov
     database was back its state disagreed with the rows (``toggle`` of a row: ``not_found``)."""
     import psycopg
 
-    from tests.live import LiveClient, RpcError, TcpProxy, Worker, migrate, private_postgres_database
-
     with private_postgres_database() as direct_url:
-        migrate({"DATABASE_URL": direct_url, "REDIS_URL": ""})
-        with psycopg.connect(direct_url, autocommit=True) as db:
-            pk = db.execute(
-                "INSERT INTO board_todo (board, text, done, by) VALUES ('b', 'existing', false, 'alice') RETURNING id"
-            ).fetchone()[0]
-        proxy = TcpProxy(5432)  # down: nothing listens on its port yet
-        through_proxy = direct_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        pk, proxy, through_proxy = a_board_behind_a_proxy(direct_url, "b", by="alice")
         worker = Worker({"DATABASE_URL": through_proxy, "REDIS_URL": ""}, tmp_path, "daphne").start()
         client = None
         try:
@@ -114,27 +132,8 @@ async def test_the_board_with_postgresql_unreachable_fails_activation_then_recov
 async def test_across_workers_a_failed_activation_is_answered_and_the_next_request_retries(tmp_path, layer):
     """Two workers on Redis: a call forwarded to the worker whose activation fails is answered
     ``unavailable`` too, and once the database is back either worker's request activates the board."""
-    import psycopg
-
-    from tests.live import (
-        LiveClient,
-        RpcError,
-        TcpProxy,
-        Worker,
-        cluster_env,
-        migrate,
-        private_postgres_database,
-        require_redis,
-    )
-
     with private_postgres_database() as direct_url:
-        migrate({"DATABASE_URL": direct_url, "REDIS_URL": ""})
-        with psycopg.connect(direct_url, autocommit=True) as db:
-            pk = db.execute(
-                "INSERT INTO board_todo (board, text, done, by) VALUES ('c', 'existing', false, 'bob') RETURNING id"
-            ).fetchone()[0]
-        proxy = TcpProxy(5432)
-        through_proxy = direct_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        pk, proxy, through_proxy = a_board_behind_a_proxy(direct_url, "c", by="bob")
         env = {**cluster_env(tmp_path, require_redis()), "CHANNEL_LAYER": layer, "DATABASE_URL": through_proxy}
         workers = [Worker(env, tmp_path, name).start() for name in ("first", "second")]
         clients: list[LiveClient] = []

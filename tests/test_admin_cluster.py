@@ -25,8 +25,6 @@ def pair(tmp_path_factory):
     workers = [Worker(env, tmp, "a").start(), Worker(env, tmp, "b").start()]
     yield workers
     for w in workers:
-        if w.proc is not None and w.proc.poll() is None:
-            w.proc.send_signal(signal.SIGCONT)
         w.stop()
 
 

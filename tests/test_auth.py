@@ -10,17 +10,13 @@ from django.contrib.auth.models import Permission, User
 from django.core import signing
 from django.core.management import CommandError, call_command
 
-from zocket_django import hot_actors, issue_token
+from tests.testapp.actors import Counted
+from zocket_django import Actor, ZocketError, hot_actors, issue_token, method
 from zocket_django.auth import _signer
 from zocket_django.routing import zocket_websocket
-from zocket_django.testing import ZocketCommunicator
+from zocket_django.testing import ZocketCommunicator, isolate_actors
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-async def alice():
-    return await User.objects.acreate(username="alice", password="x")
 
 
 @pytest.fixture
@@ -337,6 +333,48 @@ async def test_refusals_are_logged_with_context(connect, alice, caplog):
         "user": str(alice.pk),
         "code": "forbidden",
     }
+
+
+@isolate_actors()
+async def test_an_access_rule_refusal_is_logged_whatever_its_code(connect, caplog, settings):
+    """Logged or not depends on who refused: zocket's own checks of a malformed request are quiet, rules are not."""
+
+    async def busy(ctx) -> bool:
+        raise ZocketError("the desk is busy", code="overloaded")
+
+    async def picky(ctx) -> bool:
+        raise ZocketError("not like that", code="bad_request")
+
+    class Desk(Actor):
+        name = "rule_coded_desk"
+        State = Counted
+
+        @method(check=busy)
+        async def ring(self, ctx) -> None: ...
+
+        @method(check=picky)
+        async def knock(self, ctx) -> None: ...
+
+        @method
+        async def wait(self, ctx, seconds: int) -> None: ...
+
+    settings.ZOCKET = {"MAX_SUBSCRIPTIONS": 1}
+    client = await connect()
+    await client.subscribe_events("rule_coded_desk", "d")
+    with caplog.at_level(logging.INFO, logger="zocket_django"):
+        assert (await client.call_raw("rule_coded_desk", "d", "ring"))["code"] == "overloaded"
+        assert (await client.call_raw("rule_coded_desk", "d", "knock"))["code"] == "bad_request"
+        logged = [r.zocket["code"] for r in caplog.records if "refused" in r.getMessage()]
+        assert logged == ["overloaded", "bad_request"]
+        caplog.clear()
+        # The same codes (and the others) from zocket's own checks: answered, not logged.
+        assert (await client.call_raw("rule_coded_desk", "d", "wait", seconds="x"))["code"] == "invalid_input"
+        assert (await client.call_raw("rule_coded_desk", "d", "nap"))["code"] == "unknown_method"
+        assert (await client.call_raw("no_such_actor", "d", "ring"))["code"] == "unknown_actor"
+        assert (await client.call_raw("rule_coded_desk", "", "wait", seconds=1))["code"] == "bad_request"
+        await client.send_json_to({"type": "state:sub", "actor": "rule_coded_desk", "actorId": "e"})
+        assert (await client.expect("error"))["code"] == "overloaded"  # MAX_SUBSCRIPTIONS
+        assert [r.getMessage() for r in caplog.records if "refused" in r.getMessage()] == []
 
 
 async def test_a_failing_token_is_logged(alice, caplog):

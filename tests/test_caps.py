@@ -7,18 +7,12 @@ setting; what was refused changes nothing (no instance activated).
 import asyncio
 
 import pytest
-from django.contrib.auth.models import User
 
 from zocket_django import hot_actors
 from zocket_django.node import current_node
 from zocket_django.testing import ZocketCommunicator
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-async def alice():
-    return await User.objects.acreate(username="alice", password="x")
 
 
 async def until(condition, timeout: float = 5.0) -> None:

@@ -15,7 +15,17 @@ import uuid
 import pytest
 import websockets
 
-from tests.live import LiveClient, PrivateRedis, RpcError, Watcher, Worker, cluster_env, migrate, require_redis
+from tests.live import (
+    LiveClient,
+    PrivateRedis,
+    RpcError,
+    Watcher,
+    Worker,
+    cluster_env,
+    fresh_snapshot,
+    migrate,
+    require_redis,
+)
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -74,14 +84,6 @@ class KeyedCaller:
         if self.client is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.client.close(), 2)
-
-
-async def fresh_snapshot(url: str, actor: str, actor_id: str) -> dict:
-    client = await LiveClient.connect(url)
-    try:
-        return await client.subscribe_state(actor, actor_id)
-    finally:
-        await client.close()
 
 
 #: Places for CALL_KEY_SECONDS (60) of keyed calls (README, "Calls run exactly once"): these callers
@@ -264,8 +266,6 @@ async def test_each_persistence_mode_keeps_its_promise(tmp_path, event):
         for pair in callers.values():
             for c in pair:
                 await c.close()
-        if owner.proc is not None and owner.proc.poll() is None:
-            owner.proc.send_signal(signal.SIGCONT)
         owner.stop()
         other.stop()
         redis.stop()

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from bench import attacks
-from tests.live import LiveClient, Worker, copy_of, single_env
+from tests.live import LiveClient, Worker, copy_of, fresh_snapshot, single_env
 
 pytestmark = pytest.mark.slow
 
@@ -98,11 +98,9 @@ async def test_a_flooded_chat_room_stays_subscribable_across_a_restart(tmp_path,
         served_well(figures)
         assert worker.kill(signal.SIGTERM) == 0  # saved on the way out
         worker.start()
-        client = await LiveClient.connect(worker.url)
-        snapshot = await client.subscribe_state("chat", "flooded")
+        snapshot = await fresh_snapshot(worker.url, "chat", "flooded")
         assert len(snapshot["state"]["messages"]) == 100
         assert snapshot["state"]["messages"][-1]["text"].startswith(("0-549-", "1-549-", "2-549-", "3-549-"))
-        await client.close()
     finally:
         worker.stop()
 
@@ -147,29 +145,13 @@ async def test_a_board_of_30000_rows_is_refused_with_the_reason(tmp_path, migrat
 # -- item 6: a crowded room ----------------------------------------------------------------------
 
 
-async def test_a_crowded_room_is_served_and_presence_returns_to_the_truth(tmp_path, migrated_sqlite):
+async def test_a_crowded_room_is_served_coalesced_to_a_member_and_presence_returns_to_the_truth(
+    tmp_path, migrated_sqlite
+):
+    """800 sockets join one room while a member is in it, and leave. Each join is a step whose patch goes
+    to every member: queued joins go out as coalesced patches. Presence then returns to the member alone,
+    and to nobody once the member has left too."""
     worker = serve(tmp_path, migrated_sqlite, "crowd")
-    try:
-        assert worker.proc is not None
-        figures = await attacks.crowd(worker.url, worker.proc.pid, sockets=300, hold=3.0)
-        assert figures["sockets_joined"] == 300, figures
-        served_well(figures)
-        client = await LiveClient.connect(worker.url)
-
-        async def empty() -> bool:
-            return await client.call("inspector", "i", "clients", name="chat", instance="crowd") in (None, 0)
-
-        assert await until(empty), worker.log()[-3000:]
-        snapshot = await client.subscribe_state("chat", "crowd")
-        assert snapshot["state"]["online"] == [client.client_id]
-        await client.close()
-    finally:
-        worker.stop()
-
-
-async def test_a_join_storm_reaches_a_member_as_coalesced_patches_that_end_at_the_truth(tmp_path, migrated_sqlite):
-    """Each join is a step whose patch goes to every member: queued joins go out as coalesced patches."""
-    worker = serve(tmp_path, migrated_sqlite, "storm")
     try:
         assert worker.proc is not None
         member = await LiveClient.connect(worker.url)
@@ -181,19 +163,23 @@ async def test_a_join_storm_reaches_a_member_as_coalesced_patches_that_end_at_th
         assert any("from" in p for p in patches), len(patches)  # 1,600 joins and leaves, fewer frames
         client = await LiveClient.connect(worker.url)
 
-        async def only_the_member() -> bool:
-            online = await client.call("inspector", "i", "clients", name="chat", instance="crowd")
-            return online == 1  # the crowd left; the member stays
+        async def online_is(asker: LiveClient, *expected: object) -> bool:
+            return await asker.call("inspector", "i", "clients", name="chat", instance="crowd") in expected
 
-        assert await until(only_the_member), worker.log()[-3000:]
+        assert await until(lambda: online_is(client, 1)), worker.log()[-3000:]  # the crowd left; the member stays
         fresh = await client.subscribe_state("chat", "crowd")
         mirror = member.mirror("crowd")
         assert mirror.gaps == 0 and mirror.regressions == 0
         assert sorted(fresh["state"]["online"]) == sorted([member.client_id, client.client_id])
         await member.wait_state("crowd", lambda s: s["online"] == fresh["state"]["online"])
         assert attacks.rss_mib(worker.proc.pid) - figures["rss_start_mib"] < RSS_BOUND_MIB
-        await client.close()
         await member.close()
+        await client.close()
+        newcomer = await LiveClient.connect(worker.url)  # not in the room yet: it is empty
+        assert await until(lambda: online_is(newcomer, None, 0)), worker.log()[-3000:]
+        snapshot = await newcomer.subscribe_state("chat", "crowd")
+        assert snapshot["state"]["online"] == [newcomer.client_id]
+        await newcomer.close()
     finally:
         worker.stop()
 

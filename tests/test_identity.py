@@ -25,14 +25,6 @@ QUICK = {"IDENTITY_CHECK_INTERVAL": 0.1}
 
 
 @pytest.fixture
-async def alice():
-    user = User(username="alice")
-    user.set_password("old password")
-    await user.asave()
-    return user
-
-
-@pytest.fixture
 async def view_user():
     return await Permission.objects.aget(codename="view_user")
 

@@ -13,6 +13,7 @@ import time
 
 import pytest
 from django.db import OperationalError, connection
+from django.test.utils import CaptureQueriesContext
 from pydantic import BaseModel
 
 from zocket_django import Actor, Persist, hot_actors, method, snapshot_rows
@@ -327,6 +328,16 @@ async def test_a_database_outage_at_activation_is_retried_by_the_next_request(co
     )
     monkeypatch.undo()
     assert await client.call("strict", "o", "bump") == 2  # not the defaults: the snapshot came back
+
+
+def test_a_snapshot_and_its_outcomes_are_read_in_one_transaction_without_a_savepoint():
+    """``load_measured`` holds the transaction (the outcomes are read under the snapshot's lock);
+    ``load_snapshot`` joins it instead of opening a savepoint on every activation."""
+    snapshot_rows.save_snapshot("strict", "one", {"count": 3}, 3, 1, None)
+    with CaptureQueriesContext(snapshot_rows.snapshot_connection()) as queries:
+        loaded = snapshot_rows.load_measured("strict", "one", 0.0)
+    assert loaded is not None and loaded[:2] == ({"count": 3}, 3)
+    assert [q["sql"] for q in queries.captured_queries if "SAVEPOINT" in q["sql"].upper()] == []
 
 
 async def test_a_schema_version_change_without_a_hook_is_refused(connect):

@@ -12,7 +12,7 @@ import signal
 
 import pytest
 
-from tests.live import LiveClient, PrivateRedis, Worker, cluster_env, migrate
+from tests.live import LiveClient, PrivateRedis, Worker, cluster_env, fresh_snapshot, migrate
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -37,11 +37,7 @@ async def test_redis_restarts_do_not_part_the_clients_of_live_workers(tmp_path):
             await asyncio.sleep(TTL * 0.8)
         await asyncio.sleep(TTL * 1.5)  # a lease after the last restart: a dead worker would be parted by now
         await here.call("roster", "r", "touch", timeout=20)
-        fresh = await LiveClient.connect(owner.url)
-        try:
-            log = (await fresh.subscribe_state("roster", "r"))["state"]["log"]
-        finally:
-            await fresh.close()
+        log = (await fresh_snapshot(owner.url, "roster", "r"))["state"]["log"]
         came_and_went = [entry for entry in log if entry[1:] == there.client_id]
         assert came_and_went == [f"+{there.client_id}"], "a connected client was parted (on_disconnect) and came back"
         assert "is gone; its clients leave" not in owner.log()

@@ -20,7 +20,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connection
 
-from tests.live import LiveClient, PrivateRedis, Watcher, Worker, cluster_env, migrate
+from tests.live import LiveClient, PrivateRedis, Watcher, Worker, cluster_env, fresh_snapshot, migrate
 from zocket_django import snapshot_rows
 from zocket_django.epochs import new_epoch
 from zocket_django.models import Snapshot
@@ -117,11 +117,7 @@ async def test_an_owner_paused_past_its_lease_takes_it_back_under_a_new_epoch(tm
         assert watcher.mirror.state["entries"] == [5]  # nothing lost
         assert watcher.mirror.state["activations"] == 1  # the same incarnation went on (not a restore)
         assert await caller.call("ledger", "p", "add", amount=1, timeout=20) == 6
-        fresh = await LiveClient.connect(other.url)
-        try:
-            await watcher.converge(await fresh.subscribe_state("ledger", "p"))
-        finally:
-            await fresh.close()
+        await watcher.converge(await fresh_snapshot(other.url, "ledger", "p"))
         assert watcher.mirror.regressions == 0
         assert "dropping it here" not in owner.log()
     finally:
@@ -130,8 +126,6 @@ async def test_an_owner_paused_past_its_lease_takes_it_back_under_a_new_epoch(tm
             await watcher.client.close()
         if caller is not None:
             await caller.close()
-        if owner.proc is not None and owner.proc.poll() is None:
-            owner.proc.send_signal(signal.SIGCONT)
         owner.stop()
         other.stop()
         redis.stop()

@@ -133,7 +133,7 @@ async def test_through_daphne_the_rows_and_the_state_agree_after_timeouts(tmp_pa
     import json
     import sqlite3
 
-    from tests.live import LiveClient, RpcError, Worker, copy_of, single_env
+    from tests.live import LiveClient, RpcError, Worker, copy_of, fresh_snapshot, single_env
 
     database = copy_of(migrated_sqlite, tmp_path)
     zocket = {"CALL_TIMEOUT": 0.5, "QUEUE_TIMEOUT": 30.0, "MESSAGE_RATE": None}
@@ -164,9 +164,8 @@ async def test_through_daphne_the_rows_and_the_state_agree_after_timeouts(tmp_pa
         with sqlite3.connect(database) as db:
             in_db = {text for (text,) in db.execute("SELECT text FROM board_todo WHERE board = 's'")}
         assert in_db == acknowledged
-        fresh = await LiveClient.connect(worker.url)
-        clients.append(fresh)
-        assert {row["text"] for row in (await fresh.subscribe_state("shelf", "s"))["state"]["rows"]} == in_db
+        snapshot = await fresh_snapshot(worker.url, "shelf", "s")
+        assert {row["text"] for row in snapshot["state"]["rows"]} == in_db
         mirrored = await watcher.wait_state("s", lambda state: len(state["rows"]) == len(in_db))
         assert {row["text"] for row in mirrored["rows"]} == in_db
         assert watcher.mirror("s").gaps == 0

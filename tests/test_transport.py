@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from zocket_django.output import Output
 from zocket_django.transport import DIRECT_WRITE_NEEDS, DaphneSocket
 
 
@@ -65,6 +66,30 @@ def test_an_autobahn_without_one_of_the_attributes_read_gets_every_frame_through
         assert not socket.direct, name
         socket.write("x")
         assert protocol.sent == [b"x"] and protocol.transport.written == [], name
+
+
+def test_a_closing_socket_gets_nothing_neither_written_nor_through_send_message() -> None:
+    for direct in (True, False):
+        protocol = Protocol()
+        if not direct:
+            protocol._perMessageCompress = object()
+        protocol.state = 2  # autobahn's STATE_CLOSING
+        DaphneSocket(protocol).write("x")  # dropped, not raised
+        assert protocol.transport.written == [] and protocol.sent == [], direct
+
+
+def test_output_drops_frames_for_a_closing_daphne_socket_quietly() -> None:
+    protocol = Protocol()
+    overflowed: list[int] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        raise AssertionError("frames go to the transport, not to ASGI send")
+
+    output = Output(send, DaphneSocket(protocol), 10, overflowed.append)
+    output.push("one")
+    protocol.state = 2
+    output.push("two")
+    assert protocol.transport.written == [b"\x81\x03one"] and protocol.sent == [] and overflowed == []
 
 
 class TcpTransport(Transport):

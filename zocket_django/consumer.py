@@ -224,7 +224,7 @@ class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsume
         key = message.get("key")
         try:
             if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH):
-                raise ZocketError(
+                raise request_checks.Unlogged(
                     f"rpc key must be a string of 1 to {MAX_KEY_LENGTH} characters", code=Code.BAD_REQUEST
                 )
             spec, actor_id = request_checks.target(message, self.limits, self._valid_id)
@@ -238,7 +238,7 @@ class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsume
                 caller = await self._admit(guard, "rpc", spec, actor_id, method.name, inputs)
             refused = self.node.quotas.call(caller.user_id)
             if refused is not None:
-                raise ZocketError(refused, code=Code.OVERLOADED)
+                raise request_checks.Unlogged(refused, code=Code.OVERLOADED)
             self._claim(spec, actor_id)
         except ZocketError as exc:
             request_checks.log_refusal(exc, message, self.client_id, self.caller.user_id)
@@ -259,7 +259,7 @@ class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsume
             key = (spec.name, actor_id, kind)
             held = key in self.subscriptions  # sent again (a resync): the socket already reads it
             if not held and len(self.subscriptions) >= self.limits.MAX_SUBSCRIPTIONS:
-                raise ZocketError(
+                raise request_checks.Unlogged(
                     f"too many subscriptions (at most {self.limits.MAX_SUBSCRIPTIONS})", code=Code.OVERLOADED
                 )
             guard = spec.read_guard
@@ -287,7 +287,7 @@ class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsume
         repeat = held and message.get("resync") is not True
         self.subscriptions.add(key)
         try:
-            await self.node.request_subscription(spec, actor_id, caller, kind, if_moved=repeat)
+            await self.node.router.request_subscription(spec, actor_id, caller, kind, if_moved=repeat)
         except Exception:  # the owner cannot be known (Redis is away)
             if held:
                 # Kept, not undone: this socket was already reading the instance's
@@ -296,7 +296,7 @@ class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsume
                 # resync, ever (watchers froze for good after Redis restarts).
                 # The snapshot it asked for is owed instead: asked again on the
                 # next housekeeping tick, until the owner is reached.
-                self.node.ask_again(spec, actor_id, caller, kind)
+                self.node.router.ask_again(spec, actor_id, caller, kind)
                 return
             request_checks.log_unavailable(message, self.client_id, self.caller.user_id)
             self.subscriptions.discard(key)
@@ -315,7 +315,7 @@ class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsume
     async def _drop_subscription(self, spec: ActorSpec, actor_id: str, kind: str) -> None:
         self.subscriptions.discard((spec.name, actor_id, kind))
         await self.node.unsubscribe(self, spec.name, actor_id, kind)
-        await self.node.request_unsubscription(spec, actor_id, self.client_id, kind)
+        await self.node.router.request_unsubscription(spec, actor_id, self.client_id, kind)
 
     async def _state_sub(self, message: dict[str, Any]) -> None:
         await self._subscribe(message, STATE)
@@ -346,7 +346,7 @@ class ZocketConsumer(ConsumerIdentity, ConsumerOutput, AsyncJsonWebsocketConsume
             return
         refused = self.node.quotas.use(self.caller.user_id, self.present, group)
         if refused is not None:
-            raise ZocketError(refused, code=Code.OVERLOADED)
+            raise request_checks.Unlogged(refused, code=Code.OVERLOADED)
         self.present[group] = (spec, actor_id)
 
     async def _admit(

@@ -39,7 +39,6 @@ from .runtime import Runtime
 
 if TYPE_CHECKING:
     from .actor import ActorSpec
-    from .caller import Caller
     from .fanout import Socket
 
 log = logging.getLogger(__name__)
@@ -48,6 +47,9 @@ log = logging.getLogger(__name__)
 DETACH_RETRY_SECONDS = 30.0
 #: How long stopping waits for closed sockets still parting.
 PARTING_ON_STOP_SECONDS = 5.0
+
+#: What to retry, and how to say it when given up on.
+Attempt = tuple[str, Callable[[], Awaitable[None]]]
 
 
 class Node:
@@ -151,13 +153,17 @@ class Node:
             self._spawn(self._part(socket.client_id, emptied, present))
 
     async def _part(self, client_id: str, groups: list[str], instances: list[tuple[ActorSpec, str]]) -> None:
-        for group in groups:
-            await _retrying(f"leave the group {group}", functools.partial(self.fanout.leave_group, group))
-        for spec, actor_id in instances:
-            await _retrying(
+        leaves: list[Attempt] = [
+            (f"leave the group {group}", functools.partial(self.fanout.leave_group, group)) for group in groups
+        ]
+        leaves += [
+            (
                 f"tell {spec.name}/{actor_id} that {client_id} left",
                 functools.partial(self.router.request_leave, spec, actor_id, client_id),
             )
+            for spec, actor_id in instances
+        ]
+        await _retrying(leaves)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` in the background, keeping a reference until it is done."""
@@ -170,17 +176,6 @@ class Node:
 
     async def unsubscribe(self, socket: Socket, actor: str, actor_id: str, kind: str) -> None:
         await self.fanout.unsubscribe(socket, actor, actor_id, kind)
-
-    async def request_subscription(
-        self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str, *, if_moved: bool = False
-    ) -> None:
-        await self.router.request_subscription(spec, actor_id, caller, kind, if_moved=if_moved)
-
-    def ask_again(self, spec: ActorSpec, actor_id: str, caller: Caller, kind: str) -> None:
-        self.router.ask_again(spec, actor_id, caller, kind)
-
-    async def request_unsubscription(self, spec: ActorSpec, actor_id: str, client_id: str, kind: str) -> None:
-        await self.router.request_unsubscription(spec, actor_id, client_id, kind)
 
     # -- sending (what the runtime asks) ----------------------------------------------
 
@@ -289,18 +284,37 @@ class Node:
                 log.exception("zocket: housekeeping failed")
 
 
-async def _retrying(what: str, attempt: Callable[[], Awaitable[None]]) -> None:
-    """Run ``attempt()`` until it works, for ``DETACH_RETRY_SECONDS`` at most (Redis may be restarting)."""
-    delay, started = 0.05, time.monotonic()
+async def _retrying(attempts: list[Attempt]) -> None:
+    """Run each attempt until it works, all within one ``DETACH_RETRY_SECONDS`` (Redis may be restarting).
+
+    One deadline for them all, not one each: a socket with many subscriptions
+    closed while Redis stays away is given up on after one deadline, with one
+    error. Each round tries every attempt still failing, so one that keeps
+    failing does not hold up the others.
+    """
+    delay, deadline = 0.05, time.monotonic() + DETACH_RETRY_SECONDS
     while True:
-        try:
-            await attempt()
+        failing: list[Attempt] = []
+        for what, attempt in attempts:
+            try:
+                await attempt()
+            except Exception as exc:
+                failing.append((what, attempt))
+                last = exc
+        attempts = failing
+        if not attempts:
             return
-        except Exception:
-            if time.monotonic() - started >= DETACH_RETRY_SECONDS:
-                log.error("zocket: could not %s; giving up", what, exc_info=True)
-                return
-        await asyncio.sleep(delay)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            log.error(
+                "zocket: %d leave(s) of a closed socket not delivered within %g s (could not %s); giving up",
+                len(attempts),
+                DETACH_RETRY_SECONDS,
+                "; ".join(what for what, _ in attempts[:3]) + ("; ..." if len(attempts) > 3 else ""),
+                exc_info=last,
+            )
+            return
+        await asyncio.sleep(min(delay, left))
         delay = min(delay * 2, 2.0)
 
 

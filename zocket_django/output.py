@@ -58,11 +58,9 @@ class Output:
             return
         socket = self.socket
         if socket is not None:
-            if not socket.open:
-                return  # closing: daphne would drop it too
             try:
-                socket.write(text)
-            except Exception:  # autobahn's Disconnected: closed between the check and the write
+                socket.write(text)  # dropped there if the socket is closing
+            except Exception:  # autobahn or the transport refused it: never raise to the publisher
                 return
         else:
             self._queue.append({"type": "websocket.send", "text": text})

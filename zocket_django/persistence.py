@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from . import protocol, transactions
+from . import protocol, snapshot_rows, transactions
 from .actor import Persist
 from .call_rows import OutcomeRows, Row
 from .errors import ZocketError
@@ -340,8 +340,8 @@ class SnapshotStore(Store):
         if not self.loaded:  # never write over a snapshot we could not read
             raise RuntimeError(f"{self._name()} was not restored; refusing to save it")
         calls, expire = self.outcome_rows.pending(time.time())
-        size = await in_db_thread(
-            save_measured,
+        save = functools.partial(
+            snapshot_rows.save_snapshot,  # looked up now: tests replace it
             self.spec.name,
             self.inst.actor_id,
             dump,
@@ -351,8 +351,8 @@ class SnapshotStore(Store):
             self.log_rows > 0,
             calls,  # only those kept since the last save: a retry after a crash finds what ran
             expire,
-            self.logs,
         )
+        size = await in_db_thread(save_measured, save, dump, self.logs)
         transactions.on_commit(functools.partial(self._saved, version, size, calls, expire))
 
     def _saved(self, version: int, size: int, calls: Sequence[Row], expired_before: float | None) -> None:

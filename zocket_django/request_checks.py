@@ -26,33 +26,37 @@ log = logging.getLogger("zocket_django.consumer")
 #: Longest string (``type``, ``id``, ``actor``, ``actorId``) echoed in the ``ref`` of an ``error`` frame.
 MAX_REF_LENGTH = 128
 
-#: Refusals of a malformed request: answered, not logged.
-UNLOGGED_REFUSALS = frozenset(
-    {Code.BAD_REQUEST, Code.UNKNOWN_ACTOR, Code.UNKNOWN_METHOD, Code.INVALID_INPUT, Code.OVERLOADED}
-)
+
+class Unlogged(ZocketError):
+    """A refusal any client can cause as often as it likes (a malformed request, a limit of its own): not logged.
+
+    Raised by zocket's own checks only, so that what is logged depends on who
+    refused, not on the code: an access rule's ``ZocketError`` is logged
+    whatever its code (``overloaded``, ``bad_request`` included).
+    """
 
 
 def target(message: dict[str, Any], limits: ZocketSettings, valid_id: Callable[[str], object]) -> tuple[ActorSpec, str]:
     """The actor and id a request names; ``ZocketError`` when they are not served or not allowed."""
     actor, actor_id = message.get("actor"), message.get("actorId")
     if not isinstance(actor, str) or not isinstance(actor_id, str):
-        raise ZocketError("actor and actorId must be strings", code=Code.BAD_REQUEST)
+        raise Unlogged("actor and actorId must be strings", code=Code.BAD_REQUEST)
     spec = registry.get(actor)
     if spec is None:
-        raise ZocketError(f"unknown actor {actor[:64]!r}", code=Code.UNKNOWN_ACTOR)
+        raise Unlogged(f"unknown actor {actor[:64]!r}", code=Code.UNKNOWN_ACTOR)
     if not actor_id or len(actor_id) > limits.MAX_ACTOR_ID_LENGTH:
-        raise ZocketError(f"actorId must be 1 to {limits.MAX_ACTOR_ID_LENGTH} characters", code=Code.BAD_REQUEST)
+        raise Unlogged(f"actorId must be 1 to {limits.MAX_ACTOR_ID_LENGTH} characters", code=Code.BAD_REQUEST)
     if not valid_id(actor_id):
-        raise ZocketError("actorId holds characters that are not allowed", code=Code.BAD_REQUEST)
+        raise Unlogged("actorId holds characters that are not allowed", code=Code.BAD_REQUEST)
     return spec, actor_id
 
 
 def method_of(spec: ActorSpec, name: Any) -> MethodSpec:
     if not isinstance(name, str):
-        raise ZocketError("method must be a string", code=Code.BAD_REQUEST)
+        raise Unlogged("method must be a string", code=Code.BAD_REQUEST)
     method = spec.methods.get(name)
     if method is None:
-        raise ZocketError(f"{spec.name} has no method {name[:64]!r}", code=Code.UNKNOWN_METHOD)
+        raise Unlogged(f"{spec.name} has no method {name[:64]!r}", code=Code.UNKNOWN_METHOD)
     return method
 
 
@@ -61,7 +65,7 @@ def arguments(method: MethodSpec, given: Any) -> BaseModel:
     if given is None:
         given = {}
     if not isinstance(given, dict):
-        raise ZocketError(
+        raise Unlogged(
             f"Invalid input for {method.name}: expected a JSON object of its parameters",
             code=Code.INVALID_INPUT,
             details=[{"loc": [], "msg": "Input should be an object", "type": "dict_type"}],
@@ -71,7 +75,7 @@ def arguments(method: MethodSpec, given: Any) -> BaseModel:
     except ValidationError as exc:
         details = validation_details(exc)
         message = f"Invalid input for {method.name}: {first_problem(details)}"
-        raise ZocketError(message, code=Code.INVALID_INPUT, details=details) from None
+        raise Unlogged(message, code=Code.INVALID_INPUT, details=details) from None
 
 
 def error_ref(message: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +89,7 @@ def error_ref(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def log_refusal(exc: ZocketError, message: dict[str, Any], client_id: str, user_id: str | None) -> None:
-    if exc.code in UNLOGGED_REFUSALS:
+    if isinstance(exc, Unlogged):
         return
     log.info(
         "zocket: %s refused (%s): %s",

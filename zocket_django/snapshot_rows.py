@@ -39,7 +39,8 @@ def load_snapshot(actor: str, actor_id: str) -> tuple[Any, int, int, int, Any] |
     # deletes the rows below it commits either wholly before this read or wholly after it. Read
     # in two statements without the lock, PostgreSQL (read committed) could show the old
     # snapshot and then the log without the rows the compaction just folded: a false gap.
-    with transaction.atomic(using=router.db_for_write(Snapshot)):
+    # Inside ``load_measured``'s transaction it joins that one: a read needs no savepoint.
+    with transaction.atomic(using=router.db_for_write(Snapshot), savepoint=False):
         return _load_locked(actor, actor_id)
 
 
@@ -193,33 +194,29 @@ def load_measured(
 ) -> tuple[Any, int, int, int, Any, int, list[list[Any]], float | None] | None:
     """``load_snapshot``, the size of the state as JSON (what patch rows are weighed against), and
     the kept call outcomes younger than ``since`` with the time of the oldest row (``load_outcomes``).
-
-    The outcomes are read in the same transaction as the snapshot: they are those of its steps.
     """
     from .models import Snapshot
 
+    # One transaction for both reads (``load_snapshot``'s block joins it, no savepoint): the
+    # outcomes are read while the snapshot row is still locked, so a save (which moves that row
+    # and writes its outcomes in one transaction) commits wholly before or wholly after. On
+    # PostgreSQL (read committed) two transactions could show the snapshot before a save and
+    # its outcomes after it: outcomes of steps the loaded state does not hold.
     with transaction.atomic(using=router.db_for_write(Snapshot)):
-        row = load_snapshot(actor, actor_id)  # its own atomic block nests (a savepoint)
+        row = load_snapshot(actor, actor_id)
         if row is None:
             return None
         outcomes, oldest = load_outcomes(actor, actor_id, since)
     return (*row, len(protocol.encode(row[0])), outcomes, oldest)
 
 
-def save_measured(
-    actor: str,
-    actor_id: str,
-    state: Any,
-    version: int,
-    schema_version: int,
-    expected: int | None,
-    logged: bool,
-    calls: Sequence[Row],
-    expire_before: float | None,
-    measure: bool,
-) -> int:
-    """``save_snapshot``; returns the state's size as JSON when ``measure`` (it will be logged), else 0."""
-    save_snapshot(actor, actor_id, state, version, schema_version, expected, logged, calls, expire_before)
+def save_measured(save: Callable[[], None], state: Any, measure: bool) -> int:
+    """Run ``save`` (a ``save_snapshot`` of ``state``); the state's size as JSON when ``measure``, else 0.
+
+    Both in the database thread: a large state is encoded off the event loop.
+    The size is wanted only where steps may be saved as patch rows (weighed against it).
+    """
+    save()
     return len(protocol.encode(state)) if measure else 0
 
 

@@ -70,12 +70,11 @@ class DaphneSocket:
         plain = type(transport).__module__ in _PLAIN_TRANSPORTS  # not TLS-wrapped, not a test double
         self.sock = transport.socket if plain and all(hasattr(transport, n) for n in KERNEL_WRITE_NEEDS) else None
 
-    @property
-    def open(self) -> bool:
-        return bool(self.protocol.state == self.protocol.STATE_OPEN)
-
     def write(self, text: str) -> None:
-        """Send one text frame now (into the transport buffer); raises once the socket is closing.
+        """Send one text frame now (into the transport buffer); dropped once the socket is closing.
+
+        The one check that the socket is open (daphne drops such frames too):
+        nothing is written to a closing transport, and nothing is encoded.
 
         The frame is written as autobahn's ``sendMessage`` would write it
         (unmasked, unfragmented, uncompressed: a server's frame), minus what
@@ -85,14 +84,15 @@ class DaphneSocket:
         connections, ``bench --profile rpc``), and it counts traffic
         statistics nobody reads under daphne. Anything else (compression
         negotiated, frames queued, a size limit, fragmentation, masking,
-        frame or octet logging, a closing socket) goes through ``sendMessage``.
+        frame or octet logging) goes through ``sendMessage``.
         """
-        payload = text.encode("utf-8")
         protocol = self.protocol
+        if protocol.state != protocol.STATE_OPEN:
+            return
+        payload = text.encode("utf-8")
         size = len(payload)
         if (
             not self.direct
-            or protocol.state != protocol.STATE_OPEN
             or protocol._perMessageCompress is not None
             or protocol.send_queue
             or protocol.trackedTimings
