@@ -419,7 +419,7 @@ def _patch(s: Any) -> list[str]:
             f"every pointer of the list (CPython's own `list.pop(0)` takes "
             f"{large['plain_pop_first_ms']:,.3f} ms at {large['items']:,} items, {small['plain_pop_first_ms']:,.4f} ms "
             f"at {small['items']:,}), once in the state and once in the dump. The user's own `pop(0)` alone makes "
-            f"{fx((small['remove_first_ms']['median'] + large['plain_pop_first_ms']) / small['remove_first_ms']['median'])}"
+            f"{fx(1 + large['plain_pop_first_ms'] / small['remove_first_ms']['median'])}"
             f" of the {small['items']:,}-item step: the floor of this ratio for any state held in Python lists.",
             "",
             "What the same step cost before the recorder, measured on the same states: the whole state dumped "

@@ -71,7 +71,7 @@ class DaphneSocket:
         self.sock = transport.socket if plain and all(hasattr(transport, n) for n in KERNEL_WRITE_NEEDS) else None
 
     def write(self, text: str) -> None:
-        """Send one text frame now (into the transport buffer); dropped once the socket is closing.
+        """Send one text frame now (``_send``: to the kernel, or Twisted's buffer); dropped once the socket is closing.
 
         The one check that the socket is open (daphne drops such frames too):
         nothing is written to a closing transport, and nothing is encoded.
