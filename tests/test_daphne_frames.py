@@ -25,7 +25,9 @@ ENVELOPE = len(json.dumps({"type": "rpc:result", "id": "r1", "result": ""}, sepa
 
 @pytest.fixture
 def daphne(tmp_path, migrated_sqlite):
-    worker = Worker(single_env(copy_of(migrated_sqlite, tmp_path)), tmp_path, "daphne").start()
+    # Also on a Unix socket (``daphne -u``): Twisted's ``unix.Server`` is the other transport written to directly.
+    unix = ("-u", str(tmp_path / "daphne.sock"))
+    worker = Worker(single_env(copy_of(migrated_sqlite, tmp_path)), tmp_path, "daphne", args=unix).start()
     yield worker
     worker.stop()
 
@@ -47,10 +49,15 @@ async def test_frames_of_every_length_encoding_arrive_intact(daphne):
         await client.close()
 
 
-async def test_frames_behind_a_full_socket_buffer_arrive_whole_and_in_order(daphne):
+@pytest.mark.parametrize("over", ["tcp", "unix"])
+async def test_frames_behind_a_full_socket_buffer_arrive_whole_and_in_order(daphne, over):
     """A client that stops reading fills the kernel's buffer: the rest of a frame and every frame
     after it wait in Twisted's buffer, none overtakes another (``DaphneSocket._send``)."""
-    async with websockets.connect(daphne.url, max_size=None) as ws:
+    if over == "tcp":
+        connecting = websockets.connect(daphne.url, max_size=None)
+    else:
+        connecting = websockets.unix_connect(daphne.args[1], daphne.url, max_size=None)
+    async with connecting as ws:
         assert json.loads(await ws.recv())["type"] == "welcome"
         values = [chr(ord("a") + i) * (150_000 + i) for i in range(20)]  # ~3 MB of answers, under MAX_OUTPUT_BYTES
         for i, value in enumerate(values):
