@@ -5,6 +5,7 @@ test whose recorded patches differ from a full diff.
 """
 
 from zocket_django import hot_actors
+from zocket_django.patches import apply
 
 
 async def patches(client, actor_id):
@@ -72,3 +73,25 @@ async def test_replacing_the_state_is_diffed_whole(connect):
         {"op": "remove", "path": "/cards/0"},
         {"op": "add", "path": "/cards/0/tags/0", "value": "t"},
     ]
+
+
+async def test_a_long_queue_taken_from_the_front_arrives_as_removals(connect, settings):
+    """The dump counts the first items of a long list as removed and cuts them out later
+    (``tracking.fronts``): what subscribers get, snapshots and the live state stay the same."""
+    settings.ZOCKET = {**settings.ZOCKET, "VERIFY_PATCHES": False}  # it reads the dump, cutting every step
+    client = await connect()
+    assert await client.call("kanban", "q", "fill", count=2300) == 2300
+    queue = [f"c{i}" for i in range(2300)]
+    state, version = await client.subscribe_state("kanban", "q")
+    # Counted, a slot taken back after each; a snapshot cuts them. Then past 1,024 counted: cut, later ones pop.
+    for shifts in ((600, 1, 400), (1030,)):
+        for count in shifts:
+            assert await client.call("kanban", "q", "shift", count=count) == queue[count - 1]
+            del queue[:count]
+            await client.call("kanban", "q", "unshift", text=f"back {count}")
+            queue.insert(0, f"back {count}")
+            version += 2
+            state = apply(apply(state, await patches(client, "q")), await patches(client, "q"))
+        assert [card["text"] for card in state["cards"]] == queue
+        assert hot_actors.get("kanban", "q").state.model_dump(mode="json") == state
+        assert await (await connect()).subscribe_state("kanban", "q") == (state, version)

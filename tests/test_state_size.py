@@ -114,11 +114,12 @@ def test_a_shrinking_step_is_allowed_over_the_limit():
     old = {"blobs": ["x" * 100] * 30}
     new = {"blobs": ["x" * 100] * 29}
     frame = protocol.state_patch("a", "b", diff(old, new), 1, 1)
-    after = after_step("a/b", 1000, measure(old), new, frame)
+    after = after_step("a/b", 1000, measure(old), lambda: new, frame)
     assert after.exact and after.bound == encoded_size(new)
     grown = {"blobs": ["x" * 100] * 31}
     try:
-        after_step("a/b", 1000, Measure(encoded_size(old), False), grown, protocol.state_patch("a", "b", [], 1, 1))
+        frame = protocol.state_patch("a", "b", [], 1, 1)
+        after_step("a/b", 1000, Measure(encoded_size(old), False), lambda: grown, frame)
     except StateTooLarge as exc:
         assert exc.details == {"size": encoded_size(grown), "limit": 1000}
     else:
@@ -138,7 +139,7 @@ def test_the_size_bound_never_underestimates(old, new):
     """The bound an instance keeps (old size + patch frame) is never below the true size."""
     before = measure(old)
     frame = protocol.state_patch("a", "b", diff(old, new), 7, 1)
-    after = after_step("a/b", 10**9, before, new, frame)
+    after = after_step("a/b", 10**9, before, lambda: new, frame)
     assert after.bound >= encoded_size(new)
 
 

@@ -258,7 +258,7 @@ class Instance(InstancePublish, Coalescing):
             ops = protocol.encode(patches) if patches else ""
             frame = protocol.state_patch_ops(self._patch_head, ops, self.version + 1, self.epoch) if patches else ""
             if patches:
-                size = statesize.after_step(self.label, self.max_state_bytes, self.size, self.dump, frame)
+                size = statesize.after_step(self.label, self.max_state_bytes, self.size, lambda: self.dump, frame)
                 plain = frame
                 frame = self._state_frame(frame, size, self.version + 1)
             self._check_owned()  # the lease went into doubt while the handler ran: acknowledge nothing

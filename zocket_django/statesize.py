@@ -13,6 +13,7 @@ exactly; the bound then drops back to the truth.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from . import protocol
@@ -53,8 +54,10 @@ def measure(dump: Any) -> Measure:
     return Measure(utf8_length(text), True, text)
 
 
-def after_step(name: str, limit: int, before: Measure, new: Any, patch_frame: str) -> Measure:
-    """The size of ``new``, the state a step produced with ``patch_frame`` from one of size ``before``.
+def after_step(name: str, limit: int, before: Measure, new: Callable[[], Any], patch_frame: str) -> Measure:
+    """The size of ``new()``, the state a step produced with ``patch_frame`` from one of size ``before``.
+
+    ``new`` is called only when the bound known is over ``limit``: most steps never read the dump.
 
     Raises ``StateTooLarge`` when ``new`` is over ``limit`` and larger than
     the state was (a step that shrinks a state already over its limit, one
@@ -64,7 +67,7 @@ def after_step(name: str, limit: int, before: Measure, new: Any, patch_frame: st
     grown = utf8_length(patch_frame)
     if before.bound + grown <= limit:
         return Measure(before.bound + grown, False)
-    now = measure(new)
+    now = measure(new())
     if now.bound > limit and now.bound > before.bound:
         raise StateTooLarge(name, now.bound, limit)
     return now

@@ -447,6 +447,22 @@ class Kanban(Actor):
         card.tags.append(tag)
 
     @method
+    async def fill(self, ctx, count: int) -> int:
+        self.state.cards.extend(Card(text=f"c{i}") for i in range(count))
+        return len(self.state.cards)
+
+    @method
+    async def shift(self, ctx, count: int) -> str:
+        """Takes ``count`` cards off the front, one ``pop(0)`` each (a queue)."""
+        for _ in range(count):
+            taken = self.state.cards.pop(0)
+        return taken.text
+
+    @method
+    async def unshift(self, ctx, text: str) -> None:
+        self.state.cards.insert(0, Card(text=text))
+
+    @method
     async def keep(self, ctx, index: int) -> None:
         self.favorite = self.state.cards[index]
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..patches import diff_into, pointer
 from .containers import ADD, DELETE, REMOVE, SET, WHOLE
+from .fronts import Fronts
 
 Undo = list[tuple[Callable[..., Any], tuple[Any, ...]]]
 
@@ -25,10 +26,17 @@ class Inconsistent(Exception):
     """The operations do not fit the dump: the recorder lost track somewhere."""
 
 
-def apply(doc: Any, ops: list[tuple[str, list[str | int], Any, Any]]) -> tuple[list[dict[str, Any]], Undo]:
-    """Apply ``ops`` to ``doc`` in place; returns the patches and the undo log."""
+def apply(
+    doc: Any, ops: list[tuple[str, list[str | int], Any, Any]], fronts: Fronts
+) -> tuple[list[dict[str, Any]], Undo]:
+    """Apply ``ops`` to ``doc`` in place; returns the patches and the undo log.
+
+    A list's first items may be removed already but not cut out (``fronts``):
+    indexes here are logical, ``fronts.offset`` less than the physical ones.
+    """
     patches: list[dict[str, Any]] = []
     undo: Undo = []
+    pending = fronts.pending
     try:
         for kind, parts, key, value in ops:
             if kind == WHOLE:
@@ -36,25 +44,42 @@ def apply(doc: Any, ops: list[tuple[str, list[str | int], Any, Any]]) -> tuple[l
             target = doc
             path = ""
             for part in parts:
-                target = target[part]
                 path = pointer(path, part)
+                if pending and type(target) is list:
+                    part += fronts.offset(target)  # type: ignore[operator]
+                target = target[part]
+            skip = fronts.offset(target) if pending and type(target) is list else 0
             if kind == ADD:
-                if not 0 <= key <= len(target):
+                if not 0 <= key <= len(target) - skip:
                     raise IndexError(key)
-                target.insert(key, _copy(value))
-                undo.append((list.pop, (target, key)))
+                item = _copy(value)
+                if key or not fronts.insert_first(target, item, undo):
+                    target.insert(key + skip, item)
+                    undo.append((list.pop, (target, key + skip)))
                 patches.append({"op": "add", "path": pointer(path, key), "value": value})
             elif kind == REMOVE:
-                undo.append((list.insert, (target, key, target.pop(key))))
+                if not 0 <= key < len(target) - skip:
+                    raise IndexError(key)
+                if key or not fronts.remove_first(target, undo):
+                    undo.append((list.insert, (target, key + skip, target.pop(key + skip))))
                 patches.append({"op": "remove", "path": pointer(path, key)})
             elif kind == DELETE:
-                undo.append((operator.setitem, (target, key, target.pop(key))))
+                position = list(target).index(key)  # key order is state too (as in ``dicts.TrackedDict``)
+                undo.append((_put_back, (target, key, target.pop(key), position)))
                 patches.append({"op": "remove", "path": pointer(path, key)})
             elif type(target) is list or key in target:  # SET, WHOLE: a replacement
-                old = target[key]
+                at = key
+                if type(target) is list:
+                    if not 0 <= key < len(target) - skip:
+                        raise IndexError(key)
+                    at += skip
+                old = target[at]
+                if pending and isinstance(old, (list, dict)):
+                    fronts.cut_all(undo)  # the diff below must see the lists in ``old`` as they are
+                    at = key
                 diff_into(old, value, pointer(path, key), patches)
-                target[key] = _copy(value)
-                undo.append((operator.setitem, (target, key, old)))
+                target[at] = _copy(value)
+                undo.append((operator.setitem, (target, at, old)))
             else:
                 assert kind == SET
                 target[key] = _copy(value)
@@ -69,6 +94,13 @@ def apply(doc: Any, ops: list[tuple[str, list[str | int], Any, Any]]) -> tuple[l
 def revert(undo: Undo) -> None:
     for fn, args in reversed(undo):
         fn(*args)
+
+
+def _put_back(target: dict[str, Any], key: str, value: Any, position: int) -> None:
+    """A deleted key back in its place: at the end, then the keys that followed it after it again."""
+    target[key] = value
+    for later in list(target)[position:-1]:
+        target[later] = target.pop(later)
 
 
 def _copy(value: Any) -> Any:

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from ..patches import diff
 from . import dicts, jsondoc, lists  # noqa: F401  (lists and dicts add themselves to containers.KINDS)
 from .containers import attach, forget
+from .fronts import Fronts
 from .registry import FLOATING, NODES, Entry, entry_of, locate
 from .shapes import ModelShape, Untrackable, model_shape
 
@@ -52,8 +53,10 @@ class Recorder:
         self.shape = shape_for(model)
         self.verify = verify
         self.root = state
-        #: The committed state as JSON (what subscribers have), updated in place.
-        self.dump: Any = state.model_dump(mode="json")
+        #: The committed state as JSON (what subscribers have), updated in place; read it as ``dump``.
+        self._dump: Any = state.model_dump(mode="json")
+        #: First items of its long lists removed, not cut out yet (cut before ``dump`` is read).
+        self.fronts = Fronts()
         self.ids: set[int] = set()
         self.ops: list[tuple[str, list[str | int], Any, Any]] = []
         self.undo: list[tuple[Any, ...]] = []
@@ -68,6 +71,17 @@ class Recorder:
         self._new_dump: Any = None
         if self.shape is not None:
             self._register(state)
+
+    @property
+    def dump(self) -> Any:
+        """The committed state as JSON, every list cut to its items (``fronts``).
+
+        Read between ``changes`` and ``commit``/``rollback``, a cut joins the
+        step's undo log: undoing the step puts the dump back as it was.
+        """
+        if self.fronts.pending:
+            self.fronts.cut_all(self._applied)
+        return self._dump
 
     @property
     def recorded(self) -> bool:
@@ -131,7 +145,7 @@ class Recorder:
         self.recording = False
         if self.precise and state is self.root:
             try:
-                patches, self._applied = jsondoc.apply(self.dump, self.ops)
+                patches, self._applied = jsondoc.apply(self._dump, self.ops, self.fronts)
             except jsondoc.Inconsistent as exc:
                 log.warning("zocket: recorded changes did not fit the state (%s); diffing it whole", exc)
             else:
@@ -149,7 +163,8 @@ class Recorder:
 
     def commit(self, state: BaseModel) -> None:
         if self._new_dump is not None:
-            self.dump = self._new_dump
+            self._dump = self._new_dump
+            self.fronts = Fronts()
             if self.shape is not None:
                 self._register(state)
             else:
