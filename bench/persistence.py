@@ -151,6 +151,7 @@ def child_sizes(calls: int, db_settings: dict, sizes: list[int], logged: bool) -
         name = "bench_big"
         State = S
         persist = Persist.WRITE_THROUGH
+        max_state_bytes = 64_000_000  # 100,000 items are ~3.3 MB: past the default limit on purpose
 
         @method
         async def fill(self, ctx, n: int) -> None:
