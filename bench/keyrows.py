@@ -39,7 +39,7 @@ ROUNDS = 2
 WARM_UP = 20
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from bench.persistence import postgres_database  # noqa: E402
+from bench.persistence import UNTHROTTLED, postgres_database  # noqa: E402
 
 
 def child(windows: list[int], calls: int, variant: str, db_settings: dict) -> dict[str, list[float]]:
@@ -51,7 +51,7 @@ def child(windows: list[int], calls: int, variant: str, db_settings: dict) -> di
     settings.DATABASES["default"].update(db_settings)
     settings.LOGGING = {"version": 1, "disable_existing_loggers": False}
     room = max(windows) + calls * REPS + WARM_UP + 100  # no call refused: the window never fills
-    settings.ZOCKET = {**settings.ZOCKET, "CALL_KEYS_PER_INSTANCE": room, "CALL_KEYS_PER_CALLER": room}
+    settings.ZOCKET = {**settings.ZOCKET, "CALL_KEYS_PER_INSTANCE": room, "CALL_KEYS_PER_CALLER": room, **UNTHROTTLED}
     import django
 
     django.setup()
