@@ -416,9 +416,10 @@ def _patch(s: Any) -> list[str]:
             f"**{large['items']:,} items / {small['items']:,} items (same run):** append "
             f"{fx(ratio['step_ms'])}, edit middle {fx(ratio['edit_middle_ms'])}, remove first "
             f"{fx(ratio['remove_first_ms'])}, rollback {fx(ratio['rollback_ms'])}. Removing the first item moves "
-            f"every pointer of the list (CPython's own `list.pop(0)` takes "
+            f"every pointer of the user's list (CPython's own `list.pop(0)` takes "
             f"{large['plain_pop_first_ms']:,.3f} ms at {large['items']:,} items, {small['plain_pop_first_ms']:,.4f} ms "
-            f"at {small['items']:,}), once in the state and once in the dump. The user's own `pop(0)` alone makes "
+            f"at {small['items']:,}); the dump only counts it (`tracking/fronts.py`). "
+            f"The user's own `pop(0)` alone makes "
             f"{fx(1 + large['plain_pop_first_ms'] / small['remove_first_ms']['median'])}"
             f" of the {small['items']:,}-item step: the floor of this ratio for any state held in Python lists.",
             "",
