@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
 from zocket_django.tracking import Recorder
 
 
@@ -24,3 +27,14 @@ def logical_dump(recorder: Recorder) -> Any:
         return node
 
     return copy(recorder._dump)
+
+
+def undone_after_changes(data: st.DataObject, recorder: Recorder) -> BaseModel | None:
+    """How a step ends after ``changes``, drawn: kept (``None``), or undone as when its write-through save
+    fails (the rolled-back state), the dump read before or not (reading it cuts its lists within the step)."""
+    end = data.draw(st.sampled_from(["kept", "save fails", "save reads, fails"]))
+    if end == "kept":
+        return None
+    if end == "save reads, fails":
+        recorder.dump  # noqa: B018
+    return recorder.rollback()
