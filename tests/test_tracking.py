@@ -22,7 +22,7 @@ from tests.dumps import logical_dump, undone_after_changes
 from zocket_django.patches import apply, diff
 from zocket_django.tracking import Recorder, fronts, shape_for
 from zocket_django.tracking.dicts import TrackedDict
-from zocket_django.tracking.fronts import CUT_AT, LONG
+from zocket_django.tracking.fronts import CUT_AT, LONG, MAX_LISTS
 from zocket_django.tracking.lists import TrackedList
 from zocket_django.tracking.registry import NODES
 
@@ -215,7 +215,7 @@ def test_recorded_patches_give_the_full_dump_and_failed_steps_roll_back(spec, da
     recorder = Recorder(model, state)
     kept: list[tuple[Any, tuple[Any, ...]]] = []  # references kept across steps, as a handler might
     if cut is not None:  # the dump's first items only counted as removed, cut out every few (``fronts``)
-        fronts.LONG, fronts.CUT_AT = 1, cut
+        fronts.LONG, fronts.CUT_AT, fronts.MAX_LISTS = 1, cut, cut  # and every list cut past a few counted
     try:
         for _ in range(data.draw(st.integers(1, 5))):
             old_dump = logical_dump(recorder)
@@ -253,7 +253,7 @@ def test_recorded_patches_give_the_full_dump_and_failed_steps_roll_back(spec, da
             kept = found[: data.draw(st.integers(0, 3))]
         assert json.dumps(recorder.dump) == json.dumps(state.model_dump(mode="json"))  # and once cut
     finally:
-        fronts.LONG, fronts.CUT_AT = LONG, CUT_AT
+        fronts.LONG, fronts.CUT_AT, fronts.MAX_LISTS = LONG, CUT_AT, MAX_LISTS
         recorder.release()
 
 

@@ -22,6 +22,8 @@ from typing import Any
 LONG = 1024
 #: Items counted before a list is cut: one move of its pointers per this many removals.
 CUT_AT = 1024
+#: Lists with counted items at once; past it all are cut (a list dropped from the dump stays held until then).
+MAX_LISTS = 16
 
 
 class Fronts:
@@ -43,6 +45,8 @@ class Fronts:
         if entry is None:
             if len(lst) < LONG:
                 return False
+            if len(self.pending) >= MAX_LISTS:
+                self.cut_all(undo)
             entry = self.pending[id(lst)] = [lst, 0]
         entry[1] += 1
         undo.append((_uncount, (entry,)))
