@@ -39,25 +39,13 @@ ROUNDS = 2
 WARM_UP = 20
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from bench.persistence import UNTHROTTLED, postgres_database  # noqa: E402
+from bench.persistence import postgres_database, setup_child  # noqa: E402
 
 
 def child(windows: list[int], calls: int, variant: str, db_settings: dict) -> dict[str, list[float]]:
     """Runs in the child process: DATABASE_URL is set and the database is empty."""
-    os.environ["DJANGO_SETTINGS_MODULE"] = "demo_project.settings"
-    os.environ["DJANGO_DEBUG"] = "0"
-    from django.conf import settings
-
-    settings.DATABASES["default"].update(db_settings)
-    settings.LOGGING = {"version": 1, "disable_existing_loggers": False}
     room = max(windows) + calls * REPS + WARM_UP + 100  # no call refused: the window never fills
-    settings.ZOCKET = {**settings.ZOCKET, "CALL_KEYS_PER_INSTANCE": room, "CALL_KEYS_PER_CALLER": room, **UNTHROTTLED}
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    setup_child(db_settings, CALL_KEYS_PER_INSTANCE=room, CALL_KEYS_PER_CALLER=room)
     from django.db import transaction
     from django.utils import timezone
     from pydantic import BaseModel

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,8 +38,9 @@ PARALLEL_INSTANCES = 20
 UNTHROTTLED = {"MESSAGE_RATE": None, "BYTE_RATE": None, "USER_CALL_RATE": None}
 
 
-def child(calls: int, db_settings: dict) -> dict:
-    """Runs in the child process: DATABASE_URL is set, the database exists and is empty."""
+def setup_child(db_settings: dict, **zocket: Any) -> None:
+    """In a child process: the demo project on ``db_settings`` (an empty database), migrated, without the
+    per-connection budgets (``UNTHROTTLED``), with ``zocket`` over its ``ZOCKET``."""
     sys.path.insert(0, str(ROOT))
     os.environ["DJANGO_SETTINGS_MODULE"] = "demo_project.settings"
     os.environ["DJANGO_DEBUG"] = "0"  # DEBUG records every query
@@ -46,13 +48,18 @@ def child(calls: int, db_settings: dict) -> dict:
 
     settings.DATABASES["default"].update(db_settings)
     settings.LOGGING = {"version": 1, "disable_existing_loggers": False}
-    settings.ZOCKET = {**settings.ZOCKET, **UNTHROTTLED}
+    settings.ZOCKET = {**settings.ZOCKET, **UNTHROTTLED, **zocket}
     import django
 
     django.setup()
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+
+
+def child(calls: int, db_settings: dict) -> dict:
+    """Runs in the child process: DATABASE_URL is set, the database exists and is empty."""
+    setup_child(db_settings)
 
     from pydantic import BaseModel
 
@@ -125,20 +132,7 @@ def child_sizes(calls: int, db_settings: dict, sizes: list[int], logged: bool) -
     every step writes the state whole, as before the log. The mean includes
     the log's folding steps, which run in the instance's queue.
     """
-    sys.path.insert(0, str(ROOT))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "demo_project.settings"
-    os.environ["DJANGO_DEBUG"] = "0"
-    from django.conf import settings
-
-    settings.DATABASES["default"].update(db_settings)
-    settings.LOGGING = {"version": 1, "disable_existing_loggers": False}
-    settings.ZOCKET = {**settings.ZOCKET, **UNTHROTTLED}
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    setup_child(db_settings)
     from pydantic import BaseModel
 
     from zocket_django import Actor, Persist, method, persistence

@@ -309,6 +309,17 @@ def test_one_change_gives_the_patch_a_full_diff_would(change, expected):
     recorder.release()
 
 
+def test_a_deletion_undone_after_its_patches_puts_the_key_back_in_its_place():
+    """As when a write-through save fails: the dump's key order (what snapshots send) stays the state's."""
+    state = Board(votes={"a": 1, "b": 2, "c": 3})
+    recorder = Recorder(Board, state)
+    recorder.begin()
+    del state.votes["b"]
+    assert recorder.changes(state) == [{"op": "remove", "path": "/votes/b"}]
+    state = recorder.rollback()
+    assert list(state.votes) == list(recorder.dump["votes"]) == ["a", "b", "c"]
+
+
 def test_a_nested_model_fetched_earlier_is_followed_through_shifts():
     recorder, state = board(5)
     third = state.items[3]

@@ -162,7 +162,7 @@ class CallWindow:
         self._count.clear()
         self._unsaved.clear()
         legacy = [i for i in data if _well_formed(i)] if isinstance(data, list) else []
-        stored = [list(i) for i in rows if _well_formed(list(i))]
+        stored = [r for r in map(list, rows) if _well_formed(r)]
         kept = {(i[0], i[1]) for i in stored}
         legacy = [i for i in legacy if (i[0], i[1]) not in kept]
         for item in sorted([*legacy, *stored], key=lambda i: i[3]):

@@ -80,14 +80,12 @@ class Runtime(Instances):
             frame = protocol.rpc_error(rpc_id, Code.OVERLOADED, f"{spec.name} is overloaded; try again later")
             self._spawn(self._reply(caller, frame, ticket))
             return
-        queued_until, limit = time.monotonic() + settings.QUEUE_TIMEOUT, settings.CALL_TIMEOUT
+        queued_until = time.monotonic() + settings.QUEUE_TIMEOUT
         keyed = None
         if key is not None:
             keyed = KeyedCall(caller.key_scope, key, fingerprint(method.name, args.model_dump(mode="json")))
         inst.queued_calls += 1
-        inst.enqueue(
-            lambda: self._call(inst, caller, method, args, rpc_id, queued_until, limit, ticket, keyed), now=True
-        )
+        inst.enqueue(lambda: self._call(inst, caller, method, args, rpc_id, queued_until, ticket, keyed), now=True)
 
     async def _call(
         self,
@@ -97,7 +95,6 @@ class Runtime(Instances):
         args: BaseModel,
         rpc_id: str,
         queued_until: float,
-        limit: float,
         ticket: int | None,
         keyed: KeyedCall | None = None,
     ) -> None:
@@ -124,16 +121,16 @@ class Runtime(Instances):
                     inst, caller, protocol.rpc_error(rpc_id, Code.OVERLOADED, _window_full(inst, full)), ticket
                 )
                 return
-        body = await self._run_call(inst, caller, method, args, limit, keyed)
+        body = await self._run_call(inst, caller, method, args, keyed)
         await self._answer(inst, caller, protocol.rpc_reply(rpc_id, body), ticket)
 
     async def _run_call(
-        self, inst: Instance, caller: Caller, method: MethodSpec, args: BaseModel, limit: float, keyed: KeyedCall | None
+        self, inst: Instance, caller: Caller, method: MethodSpec, args: BaseModel, keyed: KeyedCall | None
     ) -> str:
-        """Run one call as a step, for ``limit`` (``CALL_TIMEOUT``) seconds from now: time spent queued
-        is not the handler's. The encoded body of its ``rpc:result`` (a keyed one's is remembered)."""
+        """Run one call as a step; the encoded body of its ``rpc:result`` (a keyed one's is remembered)."""
         ctx = inst.context(caller, method.name)
         kwargs = args.__dict__  # the validated input's fields, by name
+        limit = zocket_settings().CALL_TIMEOUT  # from now: time spent queued is not the handler's
 
         def timed() -> Awaitable[Any]:
             return inst.timer.bounded(self.invoke(method.fn, method.is_async, inst.actor, ctx, kwargs), limit)

@@ -42,7 +42,7 @@ DIRECT_WRITE_NEEDS = (
 )
 
 
-#: What ``DaphneSocket.send`` reads of Twisted's TCP transport (``tcp.Connection``, ``unix.Server``) to know
+#: What ``DaphneSocket._send`` reads of Twisted's TCP transport (``tcp.Connection``, ``unix.Server``) to know
 #: that nothing waits in its buffer; as above, a Twisted that renames one gets every frame buffered.
 KERNEL_WRITE_NEEDS = (
     "socket",
@@ -133,8 +133,7 @@ class DaphneSocket:
             and transport.connected
             and not transport.disconnecting
             and not transport._writeDisconnected
-            and transport.offset == len(transport.dataBuffer)
-            and not transport._tempDataLen
+            and not self.buffered()
         ):
             try:
                 sent = sock.send(data)

@@ -30,7 +30,7 @@ from .shapes import DictShape, ListShape, ModelShape, OptionalShape, Shape
 if TYPE_CHECKING:
     from .recorder import Recorder
 
-#: Coarse operations (kind, path of the node, key, JSON value), see ``jsondoc.apply``.
+#: Coarse operations (kind, path of the node, key, JSON value; for DELETE the key's position), see ``jsondoc.apply``.
 ADD, REMOVE, SET, DELETE, WHOLE = "add", "remove", "set", "delete", "whole"
 MISSING: Any = object()
 #: ``(plain type, tracked type, (key, item) walk, raw store)`` of each container shape, for ``attach``.
@@ -246,3 +246,13 @@ def reattach(node: list[Any] | dict[Any, Any], entry: Entry, change: Callable[[]
                 stored = attach(value, item, entry, k, entry.rec)
                 if stored is not value:
                     dict.__setitem__(node, k, stored)
+
+
+def back_in_place(node: dict[Any, Any], position: int) -> None:
+    """The key just put back at the end of ``node`` moves to ``position`` (the keys after it follow it again).
+
+    Key order is state too: undoing a deletion, in the live state (``dicts``) and in the dump (``jsondoc``).
+    Plain ``dict`` methods, so a tracked dict records nothing.
+    """
+    for later in list(dict.keys(node))[position:-1]:
+        dict.__setitem__(node, later, dict.pop(node, later))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .containers import DELETE, KINDS, MISSING, SET, WHOLE, detach, journal, reattach, replace
+from .containers import DELETE, KINDS, MISSING, SET, WHOLE, back_in_place, detach, journal, reattach, replace
 from .registry import Entry
 from .shapes import DictShape
 
@@ -42,7 +42,7 @@ class TrackedDict(dict):  # type: ignore[type-arg]
         old = dict.pop(self, key)
         detach(old, entry.shape.item)  # type: ignore[attr-defined]
         entry.rec.undo.append((_undo_dict_delete, self, entry, key, old, position))
-        entry.rec.record(entry, DELETE, key, None)
+        entry.rec.record(entry, DELETE, key, position)  # the dump's key order is the state's
 
     def pop(self, key: Any, *default: Any) -> Any:
         if key not in self:
@@ -95,9 +95,8 @@ def _undo_dict_set(node: TrackedDict, entry: Entry, key: Any, old: Any) -> None:
 
 
 def _undo_dict_delete(node: TrackedDict, entry: Entry, key: Any, old: Any, position: int) -> None:
-    _undo_dict_set(node, entry, key, old)  # back, at the end; then the keys that followed it go after it again
-    for later in list(dict.keys(node))[position:-1]:
-        dict.__setitem__(node, later, dict.pop(node, later))
+    _undo_dict_set(node, entry, key, old)  # back, at the end
+    back_in_place(node, position)
 
 
 def _undo_dict_whole(node: TrackedDict, entry: Entry, before: dict[Any, Any]) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..patches import diff_into, pointer
-from .containers import ADD, DELETE, REMOVE, SET, WHOLE
+from .containers import ADD, DELETE, REMOVE, SET, WHOLE, back_in_place
 from .fronts import Fronts
 
 Undo = list[tuple[Callable[..., Any], tuple[Any, ...]]]
@@ -63,9 +63,8 @@ def apply(
                 if key or not fronts.remove_first(target, undo):
                     undo.append((list.insert, (target, key + skip, target.pop(key + skip))))
                 patches.append({"op": "remove", "path": pointer(path, key)})
-            elif kind == DELETE:
-                position = list(target).index(key)  # key order is state too (as in ``dicts.TrackedDict``)
-                undo.append((_put_back, (target, key, target.pop(key), position)))
+            elif kind == DELETE:  # ``value``: the key's position (``dicts.TrackedDict`` found it)
+                undo.append((_put_back, (target, key, target.pop(key), value)))
                 patches.append({"op": "remove", "path": pointer(path, key)})
             elif type(target) is list or key in target:  # SET, WHOLE: a replacement
                 at = key
@@ -97,10 +96,8 @@ def revert(undo: Undo) -> None:
 
 
 def _put_back(target: dict[str, Any], key: str, value: Any, position: int) -> None:
-    """A deleted key back in its place: at the end, then the keys that followed it after it again."""
     target[key] = value
-    for later in list(target)[position:-1]:
-        target[later] = target.pop(later)
+    back_in_place(target, position)
 
 
 def _copy(value: Any) -> Any:
